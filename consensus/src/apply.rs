@@ -1,0 +1,378 @@
+//! Deterministic application of commands to the cluster state.
+//!
+//! No clock, no randomness, no IO: the only time is the request's `at_ms`.
+//! Each command first checks everything it needs, then mutates, so a refused
+//! command leaves the state exactly as it was.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::address::{DomainName, MailAddress};
+use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
+use crate::state::counters::DAY_MS;
+use crate::state::{
+    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin,
+    Settings, User, CONFIG_DOCUMENT_VERSION,
+};
+use crate::state::{BlockedIp, GreylistTriplet};
+
+type Applied = Result<Outcome, ApplyError>;
+
+impl ClusterState {
+    /// Applies a whole log entry.
+    pub fn apply_request(&mut self, request: &ClusterRequest) -> ClusterResponse {
+        let results = request.commands.iter().map(|c| self.apply(c, request.at_ms)).collect();
+        ClusterResponse { results }
+    }
+
+    /// Applies one command at time `at_ms`.
+    pub fn apply(&mut self, command: &Command, at_ms: u64) -> Applied {
+        self.commands_applied += 1;
+        use Command::*;
+        match command {
+            SetSetting { key, value } => {
+                let value = Settings::validate(key, value)?;
+                self.settings.values.insert(key.clone(), value);
+                Ok(Outcome::Done)
+            }
+            ResetSetting { key } => {
+                Settings::spec(key)?;
+                self.settings.values.remove(key);
+                Ok(Outcome::Done)
+            }
+            AddDomain { name } => self.add_domain(name, at_ms),
+            RemoveDomain { name } => self.remove_domain(name),
+            AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),
+            RemoveDomainAlias { alias } => {
+                let alias = domain("alias", alias)?;
+                self.directory.domain_aliases.remove(&alias).map(|_| Outcome::Done).ok_or(ApplyError::UnknownDomain(alias))
+            }
+            AddUser { address, display_name, password_hash } => self.add_user(address, display_name, password_hash, at_ms),
+            SetPassword { address, password_hash } => {
+                check_hash(password_hash)?;
+                self.user_mut(address)?.password_hash = password_hash.clone();
+                Ok(Outcome::Done)
+            }
+            SetUserEnabled { address, enabled } => {
+                self.user_mut(address)?.enabled = *enabled;
+                Ok(Outcome::Done)
+            }
+            SetUserFrozen { address, frozen } => {
+                self.user_mut(address)?.frozen = *frozen;
+                Ok(Outcome::Done)
+            }
+            SetUserOverrides { address, overrides } => {
+                self.user_mut(address)?.overrides = overrides.clone();
+                Ok(Outcome::Done)
+            }
+            RemoveUser { address } => self.remove_user(address),
+            AddGroup { address } => self.add_group(address),
+            RemoveGroup { address } => {
+                let key = mail("address", address)?;
+                self.directory.groups.remove(&key).map(|_| Outcome::Done).ok_or(ApplyError::UnknownGroup(key))
+            }
+            AddGroupMember { group, member } => self.change_group(group, member, true),
+            RemoveGroupMember { group, member } => self.change_group(group, member, false),
+            AddAlias { address, targets } => self.add_alias(address, targets),
+            RemoveAlias { address } => {
+                let key = mail("address", address)?;
+                self.directory.aliases.remove(&key).map(|_| Outcome::Done).ok_or(ApplyError::UnknownAlias(key))
+            }
+            ImportConfig { document } => self.import(document),
+            RecordGreylistAttempt { triplet, delay_ms, retry_window_ms, pass_ttl_ms } => {
+                self.greylist_attempt(triplet, *delay_ms, *retry_window_ms, *pass_ttl_ms, at_ms)
+            }
+            ChargeDailyQuota { user, recipients, messages_max, recipients_max } => {
+                Ok(self.charge_quota(user, *recipients, *messages_max, *recipients_max, at_ms))
+            }
+            IncrementHijack { user, window_ms, threshold } => self.increment_hijack(user, *window_ms, *threshold, at_ms),
+            BlockIp { ip, until_ms, reason } => {
+                let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.clone()))?;
+                let record = BlockedIp { until_ms: *until_ms, reason: reason.clone() };
+                self.counters.blocked_ips.insert(ip.to_string(), record);
+                Ok(Outcome::Done)
+            }
+            UnblockIp { ip } => {
+                let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.clone()))?;
+                self.counters.blocked_ips.remove(&ip.to_string());
+                Ok(Outcome::Done)
+            }
+            ExpireCounters => {
+                let removed = self.counters.expire(at_ms) as u64;
+                self.cluster.join_tokens.retain(|_, t| t.expires_ms > at_ms);
+                Ok(Outcome::Expired { removed })
+            }
+            IssueJoinToken { token_sha256, expires_ms } => {
+                self.cluster.join_tokens.insert(token_sha256.clone(), PendingJoin { expires_ms: *expires_ms });
+                Ok(Outcome::Done)
+            }
+            RedeemJoinToken { token_sha256, raft_addr, admin_addr } => {
+                self.redeem_join_token(token_sha256, raft_addr, admin_addr, at_ms)
+            }
+            ForgetNode { node_id } => {
+                self.cluster.nodes.remove(node_id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownNode(*node_id))
+            }
+        }
+    }
+
+    fn add_domain(&mut self, name: &str, at_ms: u64) -> Applied {
+        let name = domain("name", name)?;
+        if self.directory.is_local_domain(&name) {
+            return Err(ApplyError::DomainExists(name));
+        }
+        self.directory.domains.insert(name.clone(), Domain { name, created_ms: at_ms });
+        Ok(Outcome::Done)
+    }
+
+    fn remove_domain(&mut self, name: &str) -> Applied {
+        let name = domain("name", name)?;
+        if !self.directory.domains.contains_key(&name) {
+            return Err(ApplyError::UnknownDomain(name));
+        }
+        if self.directory.domain_in_use(&name) {
+            return Err(ApplyError::DomainInUse(name));
+        }
+        self.directory.domains.remove(&name);
+        Ok(Outcome::Done)
+    }
+
+    fn add_domain_alias(&mut self, alias: &str, target: &str) -> Applied {
+        let alias = domain("alias", alias)?;
+        let target = domain("target", target)?;
+        if !self.directory.domains.contains_key(&target) {
+            return Err(ApplyError::UnknownDomain(target));
+        }
+        if self.directory.is_local_domain(&alias) {
+            return Err(ApplyError::DomainExists(alias));
+        }
+        self.directory.domain_aliases.insert(alias, target);
+        Ok(Outcome::Done)
+    }
+
+    /// Parses an address that must sit in a local (not alias) domain and be free.
+    fn new_local_address(&self, address: &str) -> Result<String, ApplyError> {
+        let parsed = MailAddress::parse(address).map_err(|source| ApplyError::BadAddress { field: "address".into(), source })?;
+        let domain = parsed.domain().to_string();
+        if !self.directory.domains.contains_key(&domain) {
+            return Err(ApplyError::UnknownDomain(domain));
+        }
+        let key = parsed.key();
+        if self.directory.address_in_use(&key) {
+            return Err(ApplyError::AddressInUse(key));
+        }
+        Ok(key)
+    }
+
+    fn add_user(&mut self, address: &str, display_name: &str, password_hash: &str, at_ms: u64) -> Applied {
+        let key = self.new_local_address(address)?;
+        check_hash(password_hash)?;
+        if display_name.len() > 200 || display_name.chars().any(char::is_control) {
+            return Err(ApplyError::BadDisplayName);
+        }
+        let user = User {
+            address: key.clone(),
+            display_name: display_name.to_string(),
+            password_hash: password_hash.to_string(),
+            enabled: true,
+            frozen: false,
+            overrides: Default::default(),
+            created_ms: at_ms,
+        };
+        self.directory.users.insert(key, user);
+        Ok(Outcome::Done)
+    }
+
+    fn remove_user(&mut self, address: &str) -> Applied {
+        let key = mail("address", address)?;
+        self.directory.users.remove(&key).ok_or_else(|| ApplyError::UnknownUser(key.clone()))?;
+        for group in self.directory.groups.values_mut() {
+            group.members.remove(&key);
+        }
+        self.counters.daily_quota.remove(&key);
+        self.counters.hijack.remove(&key);
+        Ok(Outcome::Done)
+    }
+
+    fn user_mut(&mut self, address: &str) -> Result<&mut User, ApplyError> {
+        let key = mail("address", address)?;
+        self.directory.users.get_mut(&key).ok_or(ApplyError::UnknownUser(key))
+    }
+
+    fn add_group(&mut self, address: &str) -> Applied {
+        let key = self.new_local_address(address)?;
+        self.directory.groups.insert(key.clone(), Group { address: key, members: BTreeSet::new() });
+        Ok(Outcome::Done)
+    }
+
+    fn change_group(&mut self, group: &str, member: &str, add: bool) -> Applied {
+        let group_key = mail("group", group)?;
+        let member_key = mail("member", member)?;
+        if add && !self.directory.users.contains_key(&member_key) {
+            return Err(ApplyError::UnknownUser(member_key));
+        }
+        let group = self.directory.groups.get_mut(&group_key).ok_or(ApplyError::UnknownGroup(group_key))?;
+        if add {
+            group.members.insert(member_key);
+        } else if !group.members.remove(&member_key) {
+            return Err(ApplyError::NotAMember(member_key));
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn add_alias(&mut self, address: &str, targets: &[String]) -> Applied {
+        let key = self.new_local_address(address)?;
+        if targets.is_empty() {
+            return Err(ApplyError::NoTargets);
+        }
+        let targets = targets.iter().map(|t| mail("targets", t)).collect::<Result<BTreeSet<_>, _>>()?;
+        self.directory.aliases.insert(key.clone(), Alias { address: key, targets });
+        Ok(Outcome::Done)
+    }
+
+    /// Validates the whole document against an empty state, then swaps it in.
+    fn import(&mut self, document: &ConfigDocument) -> Applied {
+        if document.version != CONFIG_DOCUMENT_VERSION {
+            return Err(ApplyError::UnsupportedDocument(document.version));
+        }
+        let mut staged = ClusterState { counters: self.counters.clone(), cluster: self.cluster.clone(), ..Default::default() };
+        for command in document_commands(document) {
+            staged.apply(&command, 0)?;
+        }
+        // Creation times survive an export/import round trip.
+        staged.directory = document.directory.clone();
+        staged.commands_applied = self.commands_applied;
+        *self = staged;
+        Ok(Outcome::Done)
+    }
+
+    fn greylist_attempt(&mut self, triplet: &str, delay_ms: u64, window_ms: u64, ttl_ms: u64, at_ms: u64) -> Applied {
+        if triplet.is_empty() {
+            return Err(ApplyError::EmptyTriplet);
+        }
+        let entry = self.counters.greylist.get_mut(triplet).filter(|t| t.expires_ms > at_ms);
+        let verdict = match entry {
+            Some(t) if t.passed_ms.is_some() => {
+                t.expires_ms = at_ms.saturating_add(ttl_ms);
+                t.attempts = t.attempts.saturating_add(1);
+                GreylistVerdict::Passed
+            }
+            Some(t) if at_ms >= t.first_seen_ms.saturating_add(delay_ms) => {
+                t.passed_ms = Some(at_ms);
+                t.expires_ms = at_ms.saturating_add(ttl_ms);
+                t.attempts = t.attempts.saturating_add(1);
+                GreylistVerdict::Passed
+            }
+            Some(t) => {
+                t.attempts = t.attempts.saturating_add(1);
+                GreylistVerdict::Deferred { retry_after_ms: t.first_seen_ms.saturating_add(delay_ms) }
+            }
+            None => {
+                let fresh = GreylistTriplet {
+                    first_seen_ms: at_ms,
+                    passed_ms: None,
+                    expires_ms: at_ms.saturating_add(window_ms),
+                    attempts: 1,
+                };
+                self.counters.greylist.insert(triplet.to_string(), fresh);
+                GreylistVerdict::Deferred { retry_after_ms: at_ms.saturating_add(delay_ms) }
+            }
+        };
+        Ok(Outcome::Greylist(verdict))
+    }
+
+    fn charge_quota(&mut self, user: &str, recipients: u32, messages_max: u32, recipients_max: u32, at_ms: u64) -> Outcome {
+        let day = at_ms / DAY_MS;
+        let entry = self.counters.daily_quota.entry(user.to_string()).or_default();
+        if entry.day != day {
+            *entry = DailyQuota { day, messages: 0, recipients: 0 };
+        }
+        let messages = entry.messages.saturating_add(1);
+        let total_recipients = entry.recipients.saturating_add(recipients);
+        if messages > messages_max || total_recipients > recipients_max {
+            return Outcome::QuotaExceeded { messages: entry.messages, recipients: entry.recipients };
+        }
+        entry.messages = messages;
+        entry.recipients = total_recipients;
+        Outcome::QuotaCharged { messages, recipients: total_recipients }
+    }
+
+    fn increment_hijack(&mut self, user: &str, window_ms: u64, threshold: u32, at_ms: u64) -> Applied {
+        let key = mail("user", user)?;
+        let counter = self.counters.hijack.entry(key.clone()).or_insert(HijackCounter { window_start_ms: at_ms, count: 0 });
+        if at_ms.saturating_sub(counter.window_start_ms) >= window_ms {
+            *counter = HijackCounter { window_start_ms: at_ms, count: 0 };
+        }
+        counter.count = counter.count.saturating_add(1);
+        let count = counter.count;
+        let frozen = count > threshold;
+        if frozen {
+            if let Some(u) = self.directory.users.get_mut(&key) {
+                u.frozen = true;
+            }
+        }
+        Ok(Outcome::HijackCount { count, frozen })
+    }
+
+    fn redeem_join_token(&mut self, token_sha256: &str, raft_addr: &str, admin_addr: &str, at_ms: u64) -> Applied {
+        match self.cluster.join_tokens.get(token_sha256) {
+            Some(t) if t.expires_ms > at_ms => {}
+            _ => return Err(ApplyError::BadJoinToken),
+        }
+        self.cluster.join_tokens.remove(token_sha256);
+        let node_id = self.cluster.next_node_id;
+        self.cluster.next_node_id += 1;
+        let record = NodeRecord { raft_addr: raft_addr.to_string(), admin_addr: admin_addr.to_string(), joined_ms: at_ms };
+        self.cluster.nodes.insert(node_id, record);
+        Ok(Outcome::NodeAdmitted { node_id })
+    }
+}
+
+/// The commands that would rebuild a document's contents on an empty state,
+/// used to validate an import with the same checks as single commands.
+fn document_commands(document: &ConfigDocument) -> Vec<Command> {
+    let mut out = Vec::new();
+    for (key, value) in &document.settings.values {
+        out.push(Command::SetSetting { key: key.clone(), value: value.clone() });
+    }
+    let dir = &document.directory;
+    for name in dir.domains.keys() {
+        out.push(Command::AddDomain { name: name.clone() });
+    }
+    for (alias, target) in &dir.domain_aliases {
+        out.push(Command::AddDomainAlias { alias: alias.clone(), target: target.clone() });
+    }
+    for user in dir.users.values() {
+        out.push(Command::AddUser {
+            address: user.address.clone(),
+            display_name: user.display_name.clone(),
+            password_hash: user.password_hash.clone(),
+        });
+    }
+    for group in dir.groups.values() {
+        out.push(Command::AddGroup { address: group.address.clone() });
+        for member in &group.members {
+            out.push(Command::AddGroupMember { group: group.address.clone(), member: member.clone() });
+        }
+    }
+    for alias in dir.aliases.values() {
+        out.push(Command::AddAlias { address: alias.address.clone(), targets: alias.targets.iter().cloned().collect() });
+    }
+    out
+}
+
+fn domain(field: &'static str, raw: &str) -> Result<String, ApplyError> {
+    DomainName::parse(raw).map(|d| d.to_string()).map_err(|source| ApplyError::BadAddress { field: field.into(), source })
+}
+
+fn mail(field: &'static str, raw: &str) -> Result<String, ApplyError> {
+    MailAddress::parse(raw).map(|a| a.key()).map_err(|source| ApplyError::BadAddress { field: field.into(), source })
+}
+
+fn check_hash(hash: &str) -> Result<(), ApplyError> {
+    if hash.starts_with("$argon2id$") && hash.len() < 512 && !hash.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(ApplyError::BadPasswordHash)
+    }
+}
+

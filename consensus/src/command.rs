@@ -1,0 +1,144 @@
+//! The commands that change the cluster state, their outcomes and their errors.
+//!
+//! A log entry carries a `ClusterRequest`: the proposer's clock reading and a
+//! batch of commands. Each command succeeds or fails on its own; a failed
+//! command changes nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::AddressError;
+use crate::state::{ConfigDocument, UserOverrides};
+
+/// One change to the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    SetSetting { key: String, value: String },
+    ResetSetting { key: String },
+
+    AddDomain { name: String },
+    RemoveDomain { name: String },
+    AddDomainAlias { alias: String, target: String },
+    RemoveDomainAlias { alias: String },
+
+    AddUser { address: String, display_name: String, password_hash: String },
+    SetPassword { address: String, password_hash: String },
+    SetUserEnabled { address: String, enabled: bool },
+    SetUserFrozen { address: String, frozen: bool },
+    SetUserOverrides { address: String, overrides: UserOverrides },
+    RemoveUser { address: String },
+
+    AddGroup { address: String },
+    RemoveGroup { address: String },
+    AddGroupMember { group: String, member: String },
+    RemoveGroupMember { group: String, member: String },
+
+    AddAlias { address: String, targets: Vec<String> },
+    RemoveAlias { address: String },
+
+    /// Replaces settings, directory and rules with the document's, all or nothing.
+    ImportConfig { document: Box<ConfigDocument> },
+
+    /// A delivery attempt for a greylist triplet.
+    RecordGreylistAttempt { triplet: String, delay_ms: u64, retry_window_ms: u64, pass_ttl_ms: u64 },
+    /// Charges one outbound message against a user's daily quota; refused
+    /// (and nothing charged) when it would pass a limit.
+    ChargeDailyQuota { user: String, recipients: u32, messages_max: u32, recipients_max: u32 },
+    /// Counts one outbound send for hijack detection; freezes the account
+    /// when the count passes the threshold inside the window.
+    IncrementHijack { user: String, window_ms: u64, threshold: u32 },
+    BlockIp { ip: String, until_ms: u64, reason: String },
+    UnblockIp { ip: String },
+    /// Removes expired counters, as of the request's `at_ms`.
+    ExpireCounters,
+
+    /// Records a join token's hash, valid until `expires_ms`.
+    IssueJoinToken { token_sha256: String, expires_ms: u64 },
+    /// Consumes a join token and allocates the joining node's id.
+    RedeemJoinToken { token_sha256: String, raft_addr: String, admin_addr: String },
+    /// Forgets a removed node's record.
+    ForgetNode { node_id: u64 },
+}
+
+/// What a successful command reports back to its caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    Greylist(GreylistVerdict),
+    QuotaCharged { messages: u32, recipients: u32 },
+    QuotaExceeded { messages: u32, recipients: u32 },
+    HijackCount { count: u32, frozen: bool },
+    Expired { removed: u64 },
+    NodeAdmitted { node_id: u64 },
+}
+
+/// The greylist decision for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GreylistVerdict {
+    /// Try again after this instant (ms since the epoch).
+    Deferred { retry_after_ms: u64 },
+    Passed,
+}
+
+/// Why a command was refused. Every variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ApplyError {
+    #[error("{field}: {source}")]
+    BadAddress { field: String, source: AddressError },
+    #[error("domain: {0} already exists")]
+    DomainExists(String),
+    #[error("domain: {0} is not a local domain")]
+    UnknownDomain(String),
+    #[error("domain: {0} still has users, groups, aliases or domain aliases")]
+    DomainInUse(String),
+    #[error("address: {0} is already used by a user, group or alias")]
+    AddressInUse(String),
+    #[error("address: no user {0}")]
+    UnknownUser(String),
+    #[error("group: no group {0}")]
+    UnknownGroup(String),
+    #[error("address: no alias {0}")]
+    UnknownAlias(String),
+    #[error("member: {0} is not a member")]
+    NotAMember(String),
+    #[error("targets: an alias needs at least one target")]
+    NoTargets,
+    #[error("password_hash: not an argon2id PHC string")]
+    BadPasswordHash,
+    #[error("display_name: longer than 200 bytes or has control characters")]
+    BadDisplayName,
+    #[error("key: unknown setting {0:?}")]
+    UnknownSetting(String),
+    #[error("{key}: {reason}")]
+    InvalidSetting { key: String, reason: String },
+    #[error("ip: {0:?} is not an IP address")]
+    BadIp(String),
+    #[error("triplet: empty")]
+    EmptyTriplet,
+    #[error("version: import document version {0} is not supported")]
+    UnsupportedDocument(u32),
+    #[error("token: unknown, used or expired join token")]
+    BadJoinToken,
+    #[error("node_id: no node {0}")]
+    UnknownNode(u64),
+}
+
+/// The payload of one Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRequest {
+    /// The proposer's wall clock when it sealed the batch (ms since the epoch):
+    /// the only clock `apply` ever sees.
+    pub at_ms: u64,
+    pub commands: Vec<Command>,
+}
+
+/// What applying one log entry produced: one result per command, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterResponse {
+    pub results: Vec<Result<Outcome, ApplyError>>,
+}
+
+impl std::fmt::Display for ClusterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} command(s) at {}", self.commands.len(), self.at_ms)
+    }
+}

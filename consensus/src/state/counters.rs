@@ -1,0 +1,74 @@
+//! Counter tables that the SMTP path writes through the batching proposer:
+//! greylist triplets, daily quotas, hijack counters and blocked IPs. Every
+//! record carries the time it stops mattering; `Command::ExpireCounters`, proposed
+//! by the leader with its clock, removes what has expired.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One greylist triplet (client network, sender, recipient).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GreylistTriplet {
+    pub first_seen_ms: u64,
+    /// Set when a retry came after the delay: the triplet now passes.
+    pub passed_ms: Option<u64>,
+    /// A pending triplet expires at the end of its retry window; a passed one
+    /// after the pass lifetime since its last use.
+    pub expires_ms: u64,
+    /// Attempts seen, for the operator's pending list.
+    pub attempts: u32,
+}
+
+/// A user's outbound count for one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyQuota {
+    /// Days since the Unix epoch (UTC).
+    pub day: u64,
+    pub messages: u32,
+    pub recipients: u32,
+}
+
+/// Recent outbound sends counted for hijack detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HijackCounter {
+    pub window_start_ms: u64,
+    pub count: u32,
+}
+
+/// An IP address refused by every node until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedIp {
+    pub until_ms: u64,
+    pub reason: String,
+}
+
+/// All counter tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub greylist: BTreeMap<String, GreylistTriplet>,
+    pub daily_quota: BTreeMap<String, DailyQuota>,
+    pub hijack: BTreeMap<String, HijackCounter>,
+    pub blocked_ips: BTreeMap<String, BlockedIp>,
+}
+
+pub const DAY_MS: u64 = 24 * 3600 * 1000;
+
+impl Counters {
+    /// Drops every record whose time is up; returns how many went.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let before = self.len();
+        self.greylist.retain(|_, t| t.expires_ms > now_ms);
+        let today = now_ms / DAY_MS;
+        self.daily_quota.retain(|_, q| q.day >= today);
+        self.blocked_ips.retain(|_, b| b.until_ms > now_ms);
+        before - self.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.greylist.len() + self.daily_quota.len() + self.hijack.len() + self.blocked_ips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,86 @@
+//! The mail directory: domains, domain aliases, users, groups and aliases.
+//!
+//! One address names at most one thing: a user, a group or an alias. Keys are
+//! the normalised forms from `crate::address`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A local domain: mail to it is delivered here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    /// When the domain was added, from the proposer's clock.
+    pub created_ms: u64,
+}
+
+/// Per-user limits that override the cluster defaults; `None` keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserOverrides {
+    /// Mailbox size limit in bytes.
+    pub mailbox_bytes_max: Option<u64>,
+    /// Messages the user may send per day (outbound quota).
+    pub daily_messages_max: Option<u32>,
+    /// Recipients the user may address per day.
+    pub daily_recipients_max: Option<u32>,
+}
+
+/// A mailbox owner who can log in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub address: String,
+    pub display_name: String,
+    /// PHC string of an argon2id hash; hashing happens before the command is
+    /// proposed, because `apply` must not draw a random salt.
+    pub password_hash: String,
+    /// An administrator can disable an account: no login, no delivery.
+    pub enabled: bool,
+    /// Set by hijack detection: the account may receive but not send.
+    pub frozen: bool,
+    pub overrides: UserOverrides,
+    pub created_ms: u64,
+}
+
+/// A distribution group: mail to its address goes to every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub address: String,
+    pub members: BTreeSet<String>,
+}
+
+/// An alias: mail to its address goes to its targets, local or remote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub address: String,
+    pub targets: BTreeSet<String>,
+}
+
+/// All directory tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    pub domains: BTreeMap<String, Domain>,
+    /// Alias domain → the local domain it stands for.
+    pub domain_aliases: BTreeMap<String, String>,
+    pub users: BTreeMap<String, User>,
+    pub groups: BTreeMap<String, Group>,
+    pub aliases: BTreeMap<String, Alias>,
+}
+
+impl Directory {
+    /// True when the domain (or a domain alias) is served here.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.contains_key(domain) || self.domain_aliases.contains_key(domain)
+    }
+
+    /// True when any table already uses this address.
+    pub fn address_in_use(&self, key: &str) -> bool {
+        self.users.contains_key(key) || self.groups.contains_key(key) || self.aliases.contains_key(key)
+    }
+
+    /// True when anything still lives in the domain, so removing it would orphan records.
+    pub fn domain_in_use(&self, domain: &str) -> bool {
+        let suffix = format!("@{domain}");
+        self.users.keys().chain(self.groups.keys()).chain(self.aliases.keys()).any(|k| k.ends_with(&suffix))
+            || self.domain_aliases.values().any(|t| t == domain)
+    }
+}

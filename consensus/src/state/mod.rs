@@ -1,0 +1,94 @@
+//! The replicated cluster state: what every node agrees on.
+//!
+//! `ClusterState` is a plain value. It changes only through
+//! `ClusterState::apply` (see `crate::apply`), which is deterministic, so every
+//! node that applied the same log holds the same value. Readers get it through
+//! `crate::ReadHandle` as an immutable snapshot.
+
+pub mod counters;
+pub mod directory;
+pub mod settings;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use counters::{BlockedIp, Counters, DailyQuota, GreylistTriplet, HijackCounter};
+pub use directory::{Alias, Directory, Domain, Group, User, UserOverrides};
+pub use settings::{SettingSpec, Settings, SETTING_SPECS};
+
+/// The rule sets that screening, authentication and content stages read
+/// (black/white lists, greylist rules, DNSBL servers, policies, filters).
+/// The cluster-state issue only gives them a home; each later stage adds its
+/// own typed table here, so that they replicate and export with the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSets {}
+
+/// A join token waiting to be redeemed. Only its SHA-256 is stored, so a copy
+/// of the state (a snapshot, an export) cannot be used to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingJoin {
+    pub expires_ms: u64,
+}
+
+/// A node that joined through a token, with the addresses it announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub raft_addr: String,
+    pub admin_addr: String,
+    pub joined_ms: u64,
+}
+
+/// Cluster bookkeeping that is not mail configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecords {
+    /// Token hash (hex SHA-256) → pending join.
+    pub join_tokens: BTreeMap<String, PendingJoin>,
+    /// The id the next joining node gets; ids are never reused.
+    pub next_node_id: u64,
+    /// Nodes that joined by token (the first node is not listed here).
+    pub nodes: BTreeMap<u64, NodeRecord>,
+}
+
+impl Default for ClusterRecords {
+    fn default() -> Self {
+        Self { join_tokens: BTreeMap::new(), next_node_id: 2, nodes: BTreeMap::new() }
+    }
+}
+
+/// Everything Raft replicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub settings: Settings,
+    pub directory: Directory,
+    pub rules: RuleSets,
+    pub counters: Counters,
+    pub cluster: ClusterRecords,
+    /// Commands applied so far (successful or not): a cheap way for tests and
+    /// operators to compare two nodes.
+    pub commands_applied: u64,
+}
+
+/// The operator-owned part of the state as one document, for
+/// `gatehouse export` and `gatehouse import`. Counters and cluster bookkeeping
+/// are runtime data and are not part of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDocument {
+    /// Format version, so later releases can read older exports.
+    pub version: u32,
+    pub settings: Settings,
+    pub directory: Directory,
+    pub rules: RuleSets,
+}
+
+pub const CONFIG_DOCUMENT_VERSION: u32 = 1;
+
+impl ClusterState {
+    pub fn export(&self) -> ConfigDocument {
+        ConfigDocument {
+            version: CONFIG_DOCUMENT_VERSION,
+            settings: self.settings.clone(),
+            directory: self.directory.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Cluster-wide settings: a fixed table of known keys, each with a type, a
+//! default and a sentence of documentation. Only values an operator set are
+//! stored; reads fall back to the default, so adding a key in a later release
+//! needs no migration.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::command::ApplyError;
+
+/// The type of a setting's value, with its bounds.
+#[derive(Debug, Clone, Copy)]
+pub enum SettingKind {
+    Bool,
+    Integer { min: i64, max: i64 },
+    Text { bytes_max: usize },
+    Hostname,
+}
+
+/// One known setting.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    pub key: &'static str,
+    pub kind: SettingKind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every setting the cluster knows. docs/configuration.md lists the same table.
+pub const SETTING_SPECS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "smtp.hostname",
+        kind: SettingKind::Hostname,
+        default: "mail.gatehouse.invalid",
+        doc: "Fully qualified host name announced in the banner, EHLO reply and Received headers.",
+    },
+    SettingSpec {
+        key: "smtp.banner",
+        kind: SettingKind::Text { bytes_max: 200 },
+        default: "ESMTP Gatehouse",
+        doc: "Text after the host name in the 220 greeting.",
+    },
+    SettingSpec {
+        key: "smtp.primary_domain",
+        kind: SettingKind::Text { bytes_max: 255 },
+        default: "",
+        doc: "Domain used for unqualified addresses; empty means none.",
+    },
+    SettingSpec {
+        key: "cluster.join_token_ttl_s",
+        kind: SettingKind::Integer { min: 60, max: 7 * 24 * 3600 },
+        default: "3600",
+        doc: "How long a join token printed by `cluster add-node` stays valid.",
+    },
+    SettingSpec {
+        key: "greylist.delay_s",
+        kind: SettingKind::Integer { min: 0, max: 24 * 3600 },
+        default: "300",
+        doc: "How long a new greylist triplet must wait before a retry passes.",
+    },
+    SettingSpec {
+        key: "greylist.retry_window_s",
+        kind: SettingKind::Integer { min: 60, max: 7 * 24 * 3600 },
+        default: "86400",
+        doc: "How long after the first attempt a retry may come and still pass.",
+    },
+    SettingSpec {
+        key: "greylist.pass_ttl_s",
+        kind: SettingKind::Integer { min: 3600, max: 365 * 24 * 3600 },
+        default: "3110400",
+        doc: "How long a passed triplet stays whitelisted (36 days).",
+    },
+];
+
+/// A settings value after validation.
+pub type SettingValue = String;
+
+/// The settings an operator changed from their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Only keys listed in `SETTING_SPECS`, each validated against its kind.
+    pub values: BTreeMap<String, SettingValue>,
+}
+
+impl Settings {
+    pub fn spec(key: &str) -> Result<&'static SettingSpec, ApplyError> {
+        SETTING_SPECS
+            .iter()
+            .find(|s| s.key == key)
+            .ok_or_else(|| ApplyError::UnknownSetting(key.to_string()))
+    }
+
+    /// The effective value: the one set, else the default.
+    pub fn get(&self, key: &str) -> Result<String, ApplyError> {
+        let spec = Self::spec(key)?;
+        Ok(self.values.get(key).cloned().unwrap_or_else(|| spec.default.to_string()))
+    }
+
+    /// An integer setting; the spec guarantees the stored text parses.
+    pub fn get_i64(&self, key: &str) -> Result<i64, ApplyError> {
+        let text = self.get(key)?;
+        text.parse().map_err(|_| ApplyError::InvalidSetting { key: key.to_string(), reason: "not an integer".into() })
+    }
+
+    /// Checks a value against its key's kind and returns it in canonical form.
+    pub fn validate(key: &str, value: &str) -> Result<String, ApplyError> {
+        let spec = Self::spec(key)?;
+        let bad = |reason: String| ApplyError::InvalidSetting { key: key.to_string(), reason };
+        match spec.kind {
+            SettingKind::Bool => match value.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok("true".into()),
+                "false" | "no" | "off" | "0" => Ok("false".into()),
+                _ => Err(bad(format!("{value:?} is not a boolean (true/false)"))),
+            },
+            SettingKind::Integer { min, max } => {
+                let n: i64 = value.trim().parse().map_err(|_| bad(format!("{value:?} is not an integer")))?;
+                if n < min || n > max {
+                    return Err(bad(format!("{n} is outside {min}..={max}")));
+                }
+                Ok(n.to_string())
+            }
+            SettingKind::Text { bytes_max } => {
+                if value.len() > bytes_max || value.chars().any(|c| c.is_control()) {
+                    return Err(bad(format!("must be at most {bytes_max} bytes with no control characters")));
+                }
+                Ok(value.to_string())
+            }
+            SettingKind::Hostname => crate::address::DomainName::parse(value)
+                .map(|d| d.to_string())
+                .map_err(|e| bad(e.to_string())),
+        }
+    }
+}
