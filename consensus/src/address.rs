@@ -58,9 +58,9 @@ impl DomainName {
             if label.is_empty() || label.len() > LABEL_BYTES_MAX {
                 return Err(AddressError::BadLabel(raw.to_string()));
             }
-            let ok = label
-                .chars()
-                .all(|c| c == '-' || c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric()));
+            let ok = label.chars().all(|c| {
+                c == '-' || c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric())
+            });
             if !ok || label.starts_with('-') || label.ends_with('-') {
                 return Err(AddressError::BadDomainChar(raw.to_string()));
             }
@@ -98,7 +98,10 @@ impl MailAddress {
             .rsplit_once('@')
             .ok_or_else(|| AddressError::MissingAt(raw.to_string()))?;
         validate_local_part(local).map_err(|_| AddressError::BadLocalPart(raw.to_string()))?;
-        Ok(Self { local: local.to_lowercase(), domain: DomainName::parse(domain)? })
+        Ok(Self {
+            local: local.to_lowercase(),
+            domain: DomainName::parse(domain)?,
+        })
     }
 
     pub fn local(&self) -> &str {
@@ -145,7 +148,10 @@ mod tests {
         let table: &[(&str, Option<&str>)] = &[
             ("Example.COM", Some("example.com")),
             ("example.com.", Some("example.com")),
-            ("mail.xn--bcher-kva.example", Some("mail.xn--bcher-kva.example")),
+            (
+                "mail.xn--bcher-kva.example",
+                Some("mail.xn--bcher-kva.example"),
+            ),
             ("bücher.example", Some("bücher.example")),
             ("localhost", None),
             ("", None),

@@ -12,51 +12,129 @@ use crate::state::{ConfigDocument, UserOverrides};
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    SetSetting { key: String, value: String },
-    ResetSetting { key: String },
+    SetSetting {
+        key: String,
+        value: String,
+    },
+    ResetSetting {
+        key: String,
+    },
 
-    AddDomain { name: String },
-    RemoveDomain { name: String },
-    AddDomainAlias { alias: String, target: String },
-    RemoveDomainAlias { alias: String },
+    AddDomain {
+        name: String,
+    },
+    RemoveDomain {
+        name: String,
+    },
+    AddDomainAlias {
+        alias: String,
+        target: String,
+    },
+    RemoveDomainAlias {
+        alias: String,
+    },
 
-    AddUser { address: String, display_name: String, password_hash: String },
-    SetPassword { address: String, password_hash: String },
-    SetUserEnabled { address: String, enabled: bool },
-    SetUserFrozen { address: String, frozen: bool },
-    SetUserOverrides { address: String, overrides: UserOverrides },
-    RemoveUser { address: String },
+    AddUser {
+        address: String,
+        display_name: String,
+        password_hash: String,
+    },
+    SetPassword {
+        address: String,
+        password_hash: String,
+    },
+    SetUserEnabled {
+        address: String,
+        enabled: bool,
+    },
+    SetUserFrozen {
+        address: String,
+        frozen: bool,
+    },
+    SetUserOverrides {
+        address: String,
+        overrides: UserOverrides,
+    },
+    RemoveUser {
+        address: String,
+    },
 
-    AddGroup { address: String },
-    RemoveGroup { address: String },
-    AddGroupMember { group: String, member: String },
-    RemoveGroupMember { group: String, member: String },
+    AddGroup {
+        address: String,
+    },
+    RemoveGroup {
+        address: String,
+    },
+    AddGroupMember {
+        group: String,
+        member: String,
+    },
+    RemoveGroupMember {
+        group: String,
+        member: String,
+    },
 
-    AddAlias { address: String, targets: Vec<String> },
-    RemoveAlias { address: String },
+    AddAlias {
+        address: String,
+        targets: Vec<String>,
+    },
+    RemoveAlias {
+        address: String,
+    },
 
     /// Replaces settings, directory and rules with the document's, all or nothing.
-    ImportConfig { document: Box<ConfigDocument> },
+    ImportConfig {
+        document: Box<ConfigDocument>,
+    },
 
     /// A delivery attempt for a greylist triplet.
-    RecordGreylistAttempt { triplet: String, delay_ms: u64, retry_window_ms: u64, pass_ttl_ms: u64 },
+    RecordGreylistAttempt {
+        triplet: String,
+        delay_ms: u64,
+        retry_window_ms: u64,
+        pass_ttl_ms: u64,
+    },
     /// Charges one outbound message against a user's daily quota; refused
     /// (and nothing charged) when it would pass a limit.
-    ChargeDailyQuota { user: String, recipients: u32, messages_max: u32, recipients_max: u32 },
+    ChargeDailyQuota {
+        user: String,
+        recipients: u32,
+        messages_max: u32,
+        recipients_max: u32,
+    },
     /// Counts one outbound send for hijack detection; freezes the account
     /// when the count passes the threshold inside the window.
-    IncrementHijack { user: String, window_ms: u64, threshold: u32 },
-    BlockIp { ip: String, until_ms: u64, reason: String },
-    UnblockIp { ip: String },
+    IncrementHijack {
+        user: String,
+        window_ms: u64,
+        threshold: u32,
+    },
+    BlockIp {
+        ip: String,
+        until_ms: u64,
+        reason: String,
+    },
+    UnblockIp {
+        ip: String,
+    },
     /// Removes expired counters, as of the request's `at_ms`.
     ExpireCounters,
 
     /// Records a join token's hash, valid until `expires_ms`.
-    IssueJoinToken { token_sha256: String, expires_ms: u64 },
+    IssueJoinToken {
+        token_sha256: String,
+        expires_ms: u64,
+    },
     /// Consumes a join token and allocates the joining node's id.
-    RedeemJoinToken { token_sha256: String, raft_addr: String, admin_addr: String },
+    RedeemJoinToken {
+        token_sha256: String,
+        raft_addr: String,
+        admin_addr: String,
+    },
     /// Forgets a removed node's record.
-    ForgetNode { node_id: u64 },
+    ForgetNode {
+        node_id: u64,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -75,7 +153,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GreylistVerdict {
     /// Try again after this instant (ms since the epoch).
-    Deferred { retry_after_ms: u64 },
+    Deferred {
+        retry_after_ms: u64,
+    },
     Passed,
 }
 
@@ -120,6 +200,52 @@ pub enum ApplyError {
     BadJoinToken,
     #[error("node_id: no node {0}")]
     UnknownNode(u64),
+}
+
+impl ApplyError {
+    /// The name of the input field at fault, for API and CLI messages.
+    pub fn field(&self) -> String {
+        use ApplyError::*;
+        match self {
+            BadAddress { field, .. } => field.clone(),
+            DomainExists(_) | UnknownDomain(_) | DomainInUse(_) => "domain".into(),
+            AddressInUse(_) | UnknownUser(_) | UnknownAlias(_) => "address".into(),
+            UnknownGroup(_) => "group".into(),
+            NotAMember(_) => "member".into(),
+            NoTargets => "targets".into(),
+            BadPasswordHash => "password".into(),
+            BadDisplayName => "display_name".into(),
+            UnknownSetting(_) => "key".into(),
+            InvalidSetting { key, .. } => key.clone(),
+            BadIp(_) => "ip".into(),
+            EmptyTriplet => "triplet".into(),
+            UnsupportedDocument(_) => "version".into(),
+            BadJoinToken => "token".into(),
+            UnknownNode(_) => "node_id".into(),
+        }
+    }
+
+    /// True when the thing named does not exist (HTTP 404), as opposed to bad input.
+    pub fn is_not_found(&self) -> bool {
+        use ApplyError::*;
+        matches!(
+            self,
+            UnknownDomain(_)
+                | UnknownUser(_)
+                | UnknownGroup(_)
+                | UnknownAlias(_)
+                | NotAMember(_)
+                | UnknownNode(_)
+        )
+    }
+
+    /// True when the input conflicts with existing state (HTTP 409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::DomainExists(_) | ApplyError::AddressInUse(_) | ApplyError::DomainInUse(_)
+        )
+    }
 }
 
 /// The payload of one Raft log entry.

@@ -22,8 +22,9 @@ use crate::raft::{NodeId, NodeInfo, Raft};
 /// clock, the simulator a virtual one.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// Limits of the proposer, all named in the node's config.
-#[derive(Debug, Clone)]
+/// Limits of the proposer: the `[cluster.proposer]` table of the node's config.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProposerLimits {
     pub batch_commands_max: usize,
     pub batch_wait_ms: u64,
@@ -74,7 +75,12 @@ pub struct Proposer {
 impl Proposer {
     pub fn start(raft: Raft, dialer: Dialer, clock: Clock, limits: ProposerLimits) -> Self {
         let (tx, rx) = mpsc::channel(limits.queue_commands_max.max(1));
-        let submitter = Submitter { raft, dialer, clock, limits: limits.clone() };
+        let submitter = Submitter {
+            raft,
+            dialer,
+            clock,
+            limits: limits.clone(),
+        };
         tokio::spawn(batch_loop(rx, submitter));
         Self { tx, limits }
     }
@@ -82,30 +88,43 @@ impl Proposer {
     /// Proposes one command and waits until it is applied (or refused).
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Pending { command, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded(self.limits.queue_commands_max),
-            mpsc::error::TrySendError::Closed(_) => ProposeError::Unavailable("proposer stopped".into()),
-        })?;
-        rx.await.map_err(|_| ProposeError::Unavailable("proposer dropped the request".into()))?
+        self.tx
+            .try_send(Pending { command, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    ProposeError::Overloaded(self.limits.queue_commands_max)
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    ProposeError::Unavailable("proposer stopped".into())
+                }
+            })?;
+        rx.await
+            .map_err(|_| ProposeError::Unavailable("proposer dropped the request".into()))?
     }
 }
 
 async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
     let submitter = Arc::new(submitter);
-    let in_flight = Arc::new(Semaphore::new(submitter.limits.batches_in_flight_max.max(1)));
+    let in_flight = Arc::new(Semaphore::new(
+        submitter.limits.batches_in_flight_max.max(1),
+    ));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(submitter.limits.batch_wait_ms);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(submitter.limits.batch_wait_ms);
         while batch.len() < submitter.limits.batch_commands_max {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 _ => break,
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let submitter = submitter.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let (commands, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
             let outcome = submitter.submit(commands).await;
             drop(permit);
             deliver(outcome, replies);
@@ -113,14 +132,20 @@ async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
     }
 }
 
-fn deliver(outcome: Result<ClusterResponse, ProposeError>, replies: Vec<oneshot::Sender<Result<Outcome, ProposeError>>>) {
+fn deliver(
+    outcome: Result<ClusterResponse, ProposeError>,
+    replies: Vec<oneshot::Sender<Result<Outcome, ProposeError>>>,
+) {
     match outcome {
         Ok(response) => {
             let mut results = response.results.into_iter();
             for reply in replies {
-                let result = results
-                    .next()
-                    .unwrap_or_else(|| Err(ApplyError::InvalidSetting { key: "batch".into(), reason: "missing result".into() }));
+                let result = results.next().unwrap_or_else(|| {
+                    Err(ApplyError::InvalidSetting {
+                        key: "batch".into(),
+                        reason: "missing result".into(),
+                    })
+                });
                 let _ = reply.send(result.map_err(ProposeError::Rejected));
             }
         }
@@ -142,7 +167,8 @@ pub struct Submitter {
 
 impl Submitter {
     async fn submit(&self, commands: Vec<Command>) -> Result<ClusterResponse, ProposeError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.limits.propose_timeout_ms);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.limits.propose_timeout_ms);
         let mut last_error;
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.try_once(&commands)).await;
@@ -150,7 +176,12 @@ impl Submitter {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(Attempt::Retry(e))) => last_error = e,
                 Ok(Err(Attempt::Unknown(e))) => return Err(ProposeError::Unavailable(e)),
-                Err(_) => return Err(ProposeError::Unavailable(format!("no commit within {} ms", self.limits.propose_timeout_ms))),
+                Err(_) => {
+                    return Err(ProposeError::Unavailable(format!(
+                        "no commit within {} ms",
+                        self.limits.propose_timeout_ms
+                    )))
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProposeError::Unavailable(last_error));
@@ -166,19 +197,33 @@ impl Submitter {
         match leader_of(&self.raft) {
             None => Err(Attempt::Retry("no leader elected".into())),
             Some((id, _)) if id == self.raft_id() => {
-                submit_as_leader(&self.raft, &self.clock, commands.to_vec()).await.map_err(Attempt::from)
+                submit_as_leader(&self.raft, &self.clock, commands.to_vec())
+                    .await
+                    .map_err(Attempt::from)
             }
             Some((_, info)) => {
                 let request = RpcRequest::Propose(commands.to_vec());
                 let timeout = Duration::from_millis(self.limits.propose_timeout_ms);
-                match self.dialer.call_once(&info.raft_addr, &request, timeout).await {
+                match self
+                    .dialer
+                    .call_once(&info.raft_addr, &request, timeout)
+                    .await
+                {
                     Ok(RpcResponse::Propose(Ok(response))) => Ok(response),
                     Ok(RpcResponse::Propose(Err(e))) => Err(Attempt::from(e)),
-                    Ok(_) => Err(Attempt::Unknown("unexpected response to a forwarded proposal".into())),
+                    Ok(_) => Err(Attempt::Unknown(
+                        "unexpected response to a forwarded proposal".into(),
+                    )),
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        Err(Attempt::Retry(format!("leader at {} refused the connection", info.raft_addr)))
+                        Err(Attempt::Retry(format!(
+                            "leader at {} refused the connection",
+                            info.raft_addr
+                        )))
                     }
-                    Err(e) => Err(Attempt::Unknown(format!("forwarding to leader at {}: {e}", info.raft_addr))),
+                    Err(e) => Err(Attempt::Unknown(format!(
+                        "forwarding to leader at {}: {e}",
+                        info.raft_addr
+                    ))),
                 }
             }
         }
@@ -204,11 +249,20 @@ impl From<RemoteFailure> for Attempt {
 }
 
 /// Appends one entry on this node, which must be the leader.
-pub async fn submit_as_leader(raft: &Raft, clock: &Clock, commands: Vec<Command>) -> Result<ClusterResponse, RemoteFailure> {
-    let request = ClusterRequest { at_ms: clock(), commands };
+pub async fn submit_as_leader(
+    raft: &Raft,
+    clock: &Clock,
+    commands: Vec<Command>,
+) -> Result<ClusterResponse, RemoteFailure> {
+    let request = ClusterRequest {
+        at_ms: clock(),
+        commands,
+    };
     match raft.client_write(request).await {
         Ok(written) => Ok(written.data),
-        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::ClientWriteError::ForwardToLeader(f),
+        )) => {
             let leader = f.leader_id.zip(f.leader_node);
             Err(RemoteFailure::NotLeader { leader })
         }
@@ -220,6 +274,10 @@ pub async fn submit_as_leader(raft: &Raft, clock: &Clock, commands: Vec<Command>
 pub fn leader_of(raft: &Raft) -> Option<(NodeId, NodeInfo)> {
     let metrics = raft.metrics().borrow().clone();
     let leader = metrics.current_leader?;
-    let info = metrics.membership_config.membership().get_node(&leader).cloned()?;
+    let info = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .cloned()?;
     Some((leader, info))
 }

@@ -46,7 +46,10 @@ impl LogStore {
         Ok(Self { db })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
@@ -58,7 +61,10 @@ impl LogStore {
     fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(META).map_err(write_err)?.insert(key, bytes.as_slice()).map_err(write_err)?;
+        txn.open_table(META)
+            .map_err(write_err)?
+            .insert(key, bytes.as_slice())
+            .map_err(write_err)?;
         txn.commit().map_err(write_err)
     }
 
@@ -96,7 +102,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id = self.get_meta::<Option<LogId>>(KEY_LAST_PURGED)?.flatten();
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -120,7 +129,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -130,7 +143,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut table = txn.open_table(LOGS).map_err(write_err)?;
             for entry in entries {
                 let bytes = encode(&entry).map_err(write_err)?;
-                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+                table
+                    .insert(entry.log_id.index, bytes.as_slice())
+                    .map_err(write_err)?;
             }
         }
         // The commit fsyncs; only then is the append reported durable.
@@ -145,7 +160,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(LOGS).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+        txn.open_table(LOGS)
+            .map_err(write_err)?
+            .retain_in(log_id.index.., |_, _| false)
+            .map_err(write_err)?;
         txn.commit().map_err(write_err)
     }
 
@@ -153,10 +171,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = encode(&Some(log_id)).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
         {
-            txn.open_table(META).map_err(write_err)?.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
-            txn.open_table(LOGS).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+            txn.open_table(META)
+                .map_err(write_err)?
+                .insert(KEY_LAST_PURGED, bytes.as_slice())
+                .map_err(write_err)?;
+            txn.open_table(LOGS)
+                .map_err(write_err)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }
 }
-

@@ -1,11 +1,13 @@
 //! Client side of the Raft port: one TLS connection per peer, reused for
 //! sequential request/response pairs and re-dialled after any error.
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use std::io;
 use std::sync::Arc;
@@ -31,22 +33,38 @@ impl Dialer {
     pub async fn connect(&self, addr: &str) -> io::Result<TlsStream<TcpStream>> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))??;
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )
+            })??;
         tcp.set_nodelay(true)?;
-        let name = rustls::pki_types::ServerName::try_from(CLUSTER_SERVER_NAME).map_err(io::Error::other)?;
-        TlsConnector::from(self.tls.clone()).connect(name, tcp).await
+        let name = rustls::pki_types::ServerName::try_from(CLUSTER_SERVER_NAME)
+            .map_err(io::Error::other)?;
+        TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
     }
 
     /// One request on a fresh connection, for the rare calls (forwarding, join).
-    pub async fn call_once(&self, addr: &str, request: &RpcRequest, timeout: Duration) -> io::Result<RpcResponse> {
+    pub async fn call_once(
+        &self,
+        addr: &str,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> io::Result<RpcResponse> {
         let exchange = async {
             let mut stream = self.connect(addr).await?;
             write_frame(&mut stream, request).await?;
             read_frame(&mut stream, self.frame_bytes_max).await
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("request to {addr} timed out")))?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("request to {addr} timed out"),
+            )
+        })?
     }
 }
 
@@ -59,7 +77,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
-        PeerClient { target, addr: node.raft_addr.clone(), dialer: self.dialer.clone(), stream: None }
+        PeerClient {
+            target,
+            addr: node.raft_addr.clone(),
+            dialer: self.dialer.clone(),
+            stream: None,
+        }
     }
 }
 
@@ -70,7 +93,8 @@ pub struct PeerClient {
     stream: Option<TlsStream<TcpStream>>,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
 impl PeerClient {
     async fn exchange(&mut self, request: &RpcRequest, ttl: Duration) -> io::Result<RpcResponse> {
@@ -78,7 +102,10 @@ impl PeerClient {
             if self.stream.is_none() {
                 self.stream = Some(self.dialer.connect(&self.addr).await?);
             }
-            let stream = self.stream.as_mut().ok_or_else(|| io::Error::other("no stream"))?;
+            let stream = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no stream"))?;
             write_frame(stream, request).await?;
             read_frame(stream, self.dialer.frame_bytes_max).await
         };
@@ -99,15 +126,23 @@ impl PeerClient {
         option: &RPCOption,
         pick: impl FnOnce(RpcResponse) -> Option<Result<T, RaftError<NodeId, E>>>,
     ) -> RpcResult<T, E> {
-        let response = self.exchange(&request, option.hard_ttl()).await.map_err(|e| match e.kind() {
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut => RPCError::Unreachable(Unreachable::new(&e)),
-            _ => RPCError::Network(NetworkError::new(&e)),
-        })?;
+        let response = self
+            .exchange(&request, option.hard_ttl())
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
         match pick(response) {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             None => {
-                let e = io::Error::new(io::ErrorKind::InvalidData, "unexpected response type (certificate refused?)");
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected response type (certificate refused?)",
+                );
                 Err(RPCError::Network(NetworkError::new(&e)))
             }
         }
@@ -139,7 +174,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         self.call(RpcRequest::Vote(rpc), &option, |r| match r {
             RpcResponse::Vote(x) => Some(x),
             _ => None,

@@ -4,8 +4,8 @@
 
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +20,13 @@ pub enum RpcRequest {
     /// Commands a follower's proposer forwards; the leader stamps the time.
     Propose(Vec<Command>),
     /// Add a node as learner, wait for it to catch up, promote it to voter.
-    AddMember { node_id: NodeId, info: NodeInfo },
-    RemoveMember { node_id: NodeId },
+    AddMember {
+        node_id: NodeId,
+        info: NodeInfo,
+    },
+    RemoveMember {
+        node_id: NodeId,
+    },
     /// From a node that holds no certificate yet: the only request accepted
     /// without a client certificate.
     Join(JoinRequest),
@@ -60,7 +65,9 @@ pub enum RemoteFailure {
 pub enum RpcResponse {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
     Propose(Result<ClusterResponse, RemoteFailure>),
     Membership(Result<(), RemoteFailure>),
     Join(Result<JoinGrant, RemoteFailure>),

@@ -1,0 +1,436 @@
+//! Admin API routes, one small handler per operation.
+
+use actix_web::{web, HttpResponse};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use consensus::state::{Settings, SETTING_SPECS};
+use consensus::{Command, ConfigDocument};
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, ApiError};
+
+type Reply = Result<HttpResponse, ApiError>;
+type State = web::Data<AdminState>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/cluster/status", web::get().to(cluster_status))
+            .route("/cluster/tokens", web::post().to(issue_join_token))
+            .route("/cluster/nodes/{id}", web::delete().to(remove_node))
+            .route("/domains", web::get().to(list_domains))
+            .route("/domains", web::post().to(add_domain))
+            .route("/domains/{name}", web::delete().to(remove_domain))
+            .route("/domain-aliases", web::post().to(add_domain_alias))
+            .route(
+                "/domain-aliases/{alias}",
+                web::delete().to(remove_domain_alias),
+            )
+            .route("/users", web::get().to(list_users))
+            .route("/users", web::post().to(add_user))
+            .route("/users/{address}", web::delete().to(remove_user))
+            .route("/users/{address}/password", web::put().to(set_password))
+            .route("/users/{address}/enabled", web::put().to(set_enabled))
+            .route("/groups", web::get().to(list_groups))
+            .route("/groups", web::post().to(add_group))
+            .route("/groups/{address}", web::delete().to(remove_group))
+            .route("/groups/{address}/members", web::post().to(add_member))
+            .route(
+                "/groups/{address}/members/{member}",
+                web::delete().to(remove_member),
+            )
+            .route("/aliases", web::get().to(list_aliases))
+            .route("/aliases", web::post().to(add_alias))
+            .route("/aliases/{address}", web::delete().to(remove_alias))
+            .route("/config", web::get().to(list_config))
+            .route("/config/{key}", web::get().to(get_config))
+            .route("/config/{key}", web::put().to(set_config))
+            .route("/config/{key}", web::delete().to(reset_config))
+            .route("/export", web::get().to(export))
+            .route("/import", web::post().to(import)),
+    );
+}
+
+/// Proposes one command; success is `{"ok": true}`.
+async fn apply(state: &State, command: Command) -> Reply {
+    state.node.proposer.propose(command).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+/// Passwords are hashed here, before proposing: `apply` must not draw a salt.
+fn hash_password(password: &str) -> Result<String, ApiError> {
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "password",
+            "must be 8 to 1024 bytes long",
+        ));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal(format!("hashing password: {e}")))
+}
+
+async fn cluster_status(state: State) -> Reply {
+    Ok(HttpResponse::Ok().json(state.node.status().await))
+}
+
+async fn issue_join_token(state: State) -> Reply {
+    let token = state
+        .node
+        .issue_join_token()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "token": token, "seed": state.node.config.raft_listen })))
+}
+
+async fn remove_node(state: State, path: web::Path<String>) -> Reply {
+    let id: u64 = path
+        .parse()
+        .map_err(|_| ApiError::bad_request("node_id", format!("{path:?} is not a node id")))?;
+    state
+        .node
+        .remove_member(id)
+        .await
+        .map_err(|e| ApiError::bad_request("node_id", e.to_string()))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+#[derive(Serialize)]
+struct DomainView {
+    name: String,
+    aliases: Vec<String>,
+}
+
+async fn list_domains(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let dir = &applied.state.directory;
+    let views: Vec<DomainView> = dir
+        .domains
+        .keys()
+        .map(|name| DomainView {
+            name: name.clone(),
+            aliases: dir
+                .domain_aliases
+                .iter()
+                .filter(|(_, t)| *t == name)
+                .map(|(a, _)| a.clone())
+                .collect(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+async fn add_domain(state: State, body: web::Json<NameBody>) -> Reply {
+    apply(
+        &state,
+        Command::AddDomain {
+            name: body.into_inner().name,
+        },
+    )
+    .await
+}
+
+async fn remove_domain(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::RemoveDomain {
+            name: path.into_inner(),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct DomainAliasBody {
+    alias: String,
+    target: String,
+}
+
+async fn add_domain_alias(state: State, body: web::Json<DomainAliasBody>) -> Reply {
+    let b = body.into_inner();
+    apply(
+        &state,
+        Command::AddDomainAlias {
+            alias: b.alias,
+            target: b.target,
+        },
+    )
+    .await
+}
+
+async fn remove_domain_alias(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::RemoveDomainAlias {
+            alias: path.into_inner(),
+        },
+    )
+    .await
+}
+
+/// A user as the API shows it: never the password hash.
+#[derive(Serialize)]
+struct UserView {
+    address: String,
+    display_name: String,
+    enabled: bool,
+    frozen: bool,
+    overrides: consensus::state::UserOverrides,
+}
+
+async fn list_users(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let views: Vec<UserView> = applied
+        .state
+        .directory
+        .users
+        .values()
+        .map(|u| UserView {
+            address: u.address.clone(),
+            display_name: u.display_name.clone(),
+            enabled: u.enabled,
+            frozen: u.frozen,
+            overrides: u.overrides.clone(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Deserialize)]
+struct AddUserBody {
+    address: String,
+    password: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+async fn add_user(state: State, body: web::Json<AddUserBody>) -> Reply {
+    let b = body.into_inner();
+    let password_hash = hash_password(&b.password)?;
+    apply(
+        &state,
+        Command::AddUser {
+            address: b.address,
+            display_name: b.display_name,
+            password_hash,
+        },
+    )
+    .await
+}
+
+async fn remove_user(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::RemoveUser {
+            address: path.into_inner(),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    password: String,
+}
+
+async fn set_password(
+    state: State,
+    path: web::Path<String>,
+    body: web::Json<PasswordBody>,
+) -> Reply {
+    let password_hash = hash_password(&body.password)?;
+    apply(
+        &state,
+        Command::SetPassword {
+            address: path.into_inner(),
+            password_hash,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct EnabledBody {
+    enabled: bool,
+}
+
+async fn set_enabled(state: State, path: web::Path<String>, body: web::Json<EnabledBody>) -> Reply {
+    apply(
+        &state,
+        Command::SetUserEnabled {
+            address: path.into_inner(),
+            enabled: body.enabled,
+        },
+    )
+    .await
+}
+
+async fn list_groups(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let groups: Vec<_> = applied.state.directory.groups.values().cloned().collect();
+    Ok(HttpResponse::Ok().json(groups))
+}
+
+#[derive(Deserialize)]
+struct AddressBody {
+    address: String,
+}
+
+async fn add_group(state: State, body: web::Json<AddressBody>) -> Reply {
+    apply(
+        &state,
+        Command::AddGroup {
+            address: body.into_inner().address,
+        },
+    )
+    .await
+}
+
+async fn remove_group(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::RemoveGroup {
+            address: path.into_inner(),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct MemberBody {
+    member: String,
+}
+
+async fn add_member(state: State, path: web::Path<String>, body: web::Json<MemberBody>) -> Reply {
+    apply(
+        &state,
+        Command::AddGroupMember {
+            group: path.into_inner(),
+            member: body.into_inner().member,
+        },
+    )
+    .await
+}
+
+async fn remove_member(state: State, path: web::Path<(String, String)>) -> Reply {
+    let (group, member) = path.into_inner();
+    apply(&state, Command::RemoveGroupMember { group, member }).await
+}
+
+async fn list_aliases(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let aliases: Vec<_> = applied.state.directory.aliases.values().cloned().collect();
+    Ok(HttpResponse::Ok().json(aliases))
+}
+
+#[derive(Deserialize)]
+struct AliasBody {
+    address: String,
+    targets: Vec<String>,
+}
+
+async fn add_alias(state: State, body: web::Json<AliasBody>) -> Reply {
+    let b = body.into_inner();
+    apply(
+        &state,
+        Command::AddAlias {
+            address: b.address,
+            targets: b.targets,
+        },
+    )
+    .await
+}
+
+async fn remove_alias(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::RemoveAlias {
+            address: path.into_inner(),
+        },
+    )
+    .await
+}
+
+#[derive(Serialize)]
+struct SettingView {
+    key: &'static str,
+    value: String,
+    default: &'static str,
+    doc: &'static str,
+}
+
+fn setting_view(settings: &Settings, spec: &consensus::state::SettingSpec) -> SettingView {
+    let value = settings
+        .values
+        .get(spec.key)
+        .cloned()
+        .unwrap_or_else(|| spec.default.to_string());
+    SettingView {
+        key: spec.key,
+        value,
+        default: spec.default,
+        doc: spec.doc,
+    }
+}
+
+async fn list_config(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let views: Vec<_> = SETTING_SPECS
+        .iter()
+        .map(|s| setting_view(&applied.state.settings, s))
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn get_config(state: State, path: web::Path<String>) -> Reply {
+    let spec = Settings::spec(&path).map_err(|e| ApiError::bad_request("key", e.to_string()))?;
+    let applied = state.node.read.load();
+    Ok(HttpResponse::Ok().json(setting_view(&applied.state.settings, spec)))
+}
+
+#[derive(Deserialize)]
+struct ValueBody {
+    value: String,
+}
+
+async fn set_config(state: State, path: web::Path<String>, body: web::Json<ValueBody>) -> Reply {
+    apply(
+        &state,
+        Command::SetSetting {
+            key: path.into_inner(),
+            value: body.into_inner().value,
+        },
+    )
+    .await
+}
+
+async fn reset_config(state: State, path: web::Path<String>) -> Reply {
+    apply(
+        &state,
+        Command::ResetSetting {
+            key: path.into_inner(),
+        },
+    )
+    .await
+}
+
+async fn export(state: State) -> Reply {
+    Ok(HttpResponse::Ok().json(state.node.read.load().state.export()))
+}
+
+async fn import(state: State, body: web::Json<ConfigDocument>) -> Reply {
+    apply(
+        &state,
+        Command::ImportConfig {
+            document: Box::new(body.into_inner()),
+        },
+    )
+    .await
+}

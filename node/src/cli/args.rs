@@ -1,0 +1,160 @@
+//! Argument definitions (clap). docs/cli.md describes the same commands.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Gatehouse clustered mail server")]
+pub struct Cli {
+    /// Configuration file (TOML); embedded defaults when absent.
+    #[arg(long, short = 'c', global = true, env = "GATEHOUSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` from the configuration.
+    #[arg(long, global = true, env = "GATEHOUSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node; on an empty data directory, first create a single-node cluster.
+    Serve,
+    /// Join an existing cluster with a token from `cluster add-node`, then run.
+    Join {
+        #[arg(long)]
+        token: String,
+        /// Raft address (host:port) of any current member.
+        #[arg(long)]
+        seed: String,
+    },
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    #[command(subcommand)]
+    User(UserCmd),
+    #[command(subcommand)]
+    Group(GroupCmd),
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print the whole configuration (settings, directory, rules) as one JSON document.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Replace the whole configuration with a document from `export`, all or nothing.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Create a new cluster in the data directory (CA, certificate, first node) and stop.
+    Init,
+    /// Members, roles, leader, term, applied index and lag per node.
+    Status,
+    /// Print a one-time join token for a new node.
+    AddNode,
+    /// Remove a member; removing the leader makes it step down first.
+    RemoveNode { node_id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    Add {
+        name: String,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+    /// Make ALIAS a domain alias of the local domain TARGET.
+    AliasAdd {
+        alias: String,
+        target: String,
+    },
+    AliasRemove {
+        alias: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    Add {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List,
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    Disable {
+        address: String,
+    },
+    Enable {
+        address: String,
+    },
+    Remove {
+        address: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PasswordArgs {
+    /// The password (visible in the process list; prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    Add { address: String },
+    List,
+    Remove { address: String },
+    AddMember { group: String, member: String },
+    RemoveMember { group: String, member: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    /// Mail to ADDRESS goes to every TARGET.
+    Add {
+        address: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    List,
+    Remove {
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Show one setting, or all with their defaults.
+    Get {
+        key: Option<String>,
+    },
+    Set {
+        key: String,
+        value: String,
+    },
+    /// Return a setting to its default.
+    Reset {
+        key: String,
+    },
+}

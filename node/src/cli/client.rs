@@ -1,0 +1,92 @@
+//! The CLI's side of the admin API: blocking HTTP with the bearer token read
+//! from the node's data directory.
+
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct AdminClient {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+/// Characters that would change a URL's meaning inside a path segment.
+fn encode_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '?' => out.push_str("%3F"),
+            '#' => out.push_str("%23"),
+            ' ' => out.push_str("%20"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl AdminClient {
+    pub fn new(listen: &str, token: String, timeout: Duration) -> Self {
+        let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+        Self {
+            base: format!("http://{listen}/v1"),
+            token,
+            agent,
+        }
+    }
+
+    /// Joins path parts, encoding each user-supplied one.
+    pub fn path(parts: &[&str]) -> String {
+        parts
+            .iter()
+            .map(|p| encode_segment(p))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("DELETE", path, None)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/{}", self.base, path);
+        let request = self
+            .agent
+            .request(method, &url)
+            .set("Authorization", &format!("Bearer {}", self.token));
+        let result = match body {
+            Some(b) => request.send_json(b),
+            None => request.call(),
+        };
+        match result {
+            Ok(response) => Ok(response.into_json()?),
+            Err(ureq::Error::Status(code, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                let error = body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("request failed");
+                match body.get("field").and_then(Value::as_str) {
+                    Some(field) if !error.starts_with(&format!("{field}:")) => {
+                        anyhow::bail!("{field}: {error} (HTTP {code})")
+                    }
+                    _ => anyhow::bail!("{error} (HTTP {code})"),
+                }
+            }
+            Err(e) => anyhow::bail!("cannot reach the admin API at {}: {e}", self.base),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Human-readable output: aligned columns like `postqueue -p` or `doveadm`.
+
+use serde_json::Value;
+
+use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, UserCmd};
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn join_list(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+pub fn human(command: &Command, reply: &Value) {
+    match command {
+        Command::Cluster(ClusterCmd::Status) => cluster_status(reply),
+        Command::Cluster(ClusterCmd::AddNode) => {
+            println!("join token (valid once): {}", s(reply, "token"));
+            println!(
+                "on the new node: gatehouse join --token {} --seed {}",
+                s(reply, "token"),
+                s(reply, "seed")
+            );
+        }
+        Command::Domain(DomainCmd::List) => table(
+            &["DOMAIN", "ALIASES"],
+            items(reply)
+                .iter()
+                .map(|d| vec![s(d, "name"), join_list(d, "aliases")])
+                .collect(),
+        ),
+        Command::User(UserCmd::List) => table(
+            &["ADDRESS", "NAME", "ENABLED", "FROZEN"],
+            items(reply)
+                .iter()
+                .map(|u| {
+                    vec![
+                        s(u, "address"),
+                        s(u, "display_name"),
+                        s(u, "enabled"),
+                        s(u, "frozen"),
+                    ]
+                })
+                .collect(),
+        ),
+        Command::Group(GroupCmd::List) => table(
+            &["GROUP", "MEMBERS"],
+            items(reply)
+                .iter()
+                .map(|g| vec![s(g, "address"), join_list(g, "members")])
+                .collect(),
+        ),
+        Command::Alias(AliasCmd::List) => table(
+            &["ALIAS", "TARGETS"],
+            items(reply)
+                .iter()
+                .map(|a| vec![s(a, "address"), join_list(a, "targets")])
+                .collect(),
+        ),
+        Command::Config(_) if reply.is_array() => table(
+            &["KEY", "VALUE", "DEFAULT"],
+            items(reply)
+                .iter()
+                .map(|c| vec![s(c, "key"), s(c, "value"), s(c, "default")])
+                .collect(),
+        ),
+        Command::Config(_) if reply.get("key").is_some() => {
+            println!("{} = {}", s(reply, "key"), s(reply, "value"))
+        }
+        Command::Export { output: None } => println!(
+            "{}",
+            serde_json::to_string_pretty(reply).unwrap_or_default()
+        ),
+        _ => println!("ok"),
+    }
+}
+
+fn cluster_status(v: &Value) {
+    println!(
+        "cluster {}  node {} ({})  leader {}  term {}",
+        s(v, "cluster_id"),
+        s(v, "node_id"),
+        s(v, "state"),
+        s(v, "leader"),
+        s(v, "term")
+    );
+    println!(
+        "log: last {}  applied {}  snapshot {}  purged {}  snapshots built {} installed {}",
+        s(v, "last_log_index"),
+        s(v, "applied_index"),
+        s(v, "snapshot_index"),
+        s(v, "purged_index"),
+        s(v, "snapshots_built"),
+        s(v, "snapshots_installed")
+    );
+    let leader = v.get("leader").and_then(Value::as_u64);
+    let rows = items(v.get("members").unwrap_or(&Value::Null))
+        .iter()
+        .map(|m| {
+            let id = m.get("node_id").and_then(Value::as_u64);
+            let role = if id == leader {
+                "leader"
+            } else if m.get("voter").and_then(Value::as_bool) == Some(true) {
+                "voter"
+            } else {
+                "learner"
+            };
+            vec![
+                s(m, "node_id"),
+                role.to_string(),
+                s(m, "raft_addr"),
+                s(m, "admin_addr"),
+                s(m, "matched_index"),
+                s(m, "lag"),
+            ]
+        })
+        .collect();
+    table(&["ID", "ROLE", "RAFT", "ADMIN", "MATCHED", "LAG"], rows);
+}

@@ -1,0 +1,136 @@
+//! The node's configuration file (TOML). Every key has a default, so
+//! `gatehouse serve` runs with no file at all; unknown keys are refused with
+//! their name, so a typo never passes silently. docs/configuration.md lists
+//! every key.
+
+use anyhow::Context;
+use consensus::ClusterConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where this node keeps its identity, certificates, Raft log and admin token.
+    pub data_dir: PathBuf,
+    pub admin: AdminConfig,
+    /// The `[cluster]` table; `data_dir` and `admin_advertise` come from the top level.
+    pub cluster: ClusterConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin API's address; loopback by default, as it grants full control.
+    pub listen: String,
+    /// Largest request body the admin API accepts (an import document).
+    pub body_bytes_max: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            body_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. "info" or "gatehouse=debug,openraft=warn".
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info,openraft=warn".into(),
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("gatehouse-data"),
+            admin: AdminConfig::default(),
+            cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads the file if given, else the embedded defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("config {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let c = &self.cluster;
+        anyhow::ensure!(c.heartbeat_ms > 0, "cluster.heartbeat_ms must be > 0");
+        anyhow::ensure!(
+            c.election_timeout_min_ms > c.heartbeat_ms && c.election_timeout_max_ms > c.election_timeout_min_ms,
+            "cluster.election_timeout_min_ms must exceed heartbeat_ms and be below election_timeout_max_ms"
+        );
+        anyhow::ensure!(
+            c.snapshot_logs_since_last > 0,
+            "cluster.snapshot_logs_since_last must be > 0"
+        );
+        anyhow::ensure!(
+            c.proposer.batch_commands_max > 0,
+            "cluster.proposer.batch_commands_max must be > 0"
+        );
+        anyhow::ensure!(
+            c.frame_bytes_max >= 1024 * 1024,
+            "cluster.frame_bytes_max must be at least 1 MiB"
+        );
+        Ok(())
+    }
+
+    pub fn cluster_config(&self) -> ClusterConfig {
+        ClusterConfig {
+            data_dir: self.data_dir.clone(),
+            admin_advertise: self.admin.listen.clone(),
+            ..self.cluster.clone()
+        }
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<NodeConfig>("[cluster]\nheartbeat = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn defaults_round_trip() {
+        let text = toml::to_string(&NodeConfig::default()).unwrap();
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.cluster.raft_listen, "127.0.0.1:7025");
+        back.validate().unwrap();
+    }
+}
