@@ -533,6 +533,11 @@ impl ClusterNode {
         )
     }
 
+    /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
+    pub fn ca_fingerprint(&self) -> Result<[u8; 32], ClusterError> {
+        Ok(self.tls.ca_fingerprint()?)
+    }
+
     /// This node's own view.
     pub fn local_status(&self) -> ClusterStatus {
         let m = self.raft.metrics().borrow().clone();
