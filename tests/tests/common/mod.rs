@@ -1,0 +1,233 @@
+//! Runs real `gatehouse` processes on loopback for the integration tests.
+//! Each node gets its own data directory, config file and free ports; every
+//! process is killed when its `Node` is dropped, so a failing test leaves
+//! nothing running.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: target/<profile>/gatehouse next to the test executable's deps/.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("GATEHOUSE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("gatehouse");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "gatehouse", "--bin", "gatehouse"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building gatehouse failed");
+    }
+    bin
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub raft: String,
+    pub admin: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Writes a config with fast Raft timings plus `extra` lines in `[cluster]`.
+    pub fn new(root: &Path, name: &str, extra: &str) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let raft = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        let config = root.join(format!("{name}.toml"));
+        let text = format!(
+            "data_dir = {:?}\n[admin]\nlisten = {admin:?}\n[log]\nfilter = \"info,openraft=warn\"\n\
+             [cluster]\nraft_listen = {raft:?}\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
+             election_timeout_max_ms = 600\n{extra}\n",
+            dir.join("data")
+        );
+        std::fs::write(&config, text).expect("write config");
+        let log = root.join(format!("{name}.log"));
+        Self {
+            name: name.into(),
+            dir,
+            config,
+            raft,
+            admin,
+            log,
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn gatehouse");
+        self.child = Some(child);
+    }
+
+    pub fn serve(&mut self) {
+        self.spawn(&["serve"]);
+        self.wait_ready();
+    }
+
+    pub fn join(&mut self, token: &str, seed: &str) {
+        self.spawn(&["join", "--token", token, "--seed", seed]);
+        self.wait_ready();
+    }
+
+    /// kill -9: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Waits until the admin API answers `cluster status`.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if self.cli(&["cluster", "status"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never became ready; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run cli")
+    }
+
+    /// Runs a CLI command that must succeed and returns its JSON.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{} {:?} failed: {}\nlog:\n{}",
+            self.name,
+            args,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    /// Runs a CLI command; Err(stderr) when it fails.
+    pub fn try_ok(&self, args: &[&str]) -> Result<Value, String> {
+        let out = self.cli(args);
+        if out.status.success() {
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        self.ok(&["cluster", "status"])
+    }
+
+    pub fn domains(&self) -> Vec<String> {
+        let v = self.ok(&["domain", "list"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn token(&self) -> String {
+        self.ok(&["cluster", "add-node"])["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a 3-node cluster (node 1 creates it, 2 and 3 join through it).
+pub fn three_nodes(root: &Path, extra: &str) -> Vec<Node> {
+    let mut n1 = Node::new(root, "n1", extra);
+    n1.serve();
+    let mut nodes = vec![n1];
+    for name in ["n2", "n3"] {
+        let token = nodes[0].token();
+        let mut n = Node::new(root, name, extra);
+        n.join(&token, &nodes[0].raft.clone());
+        nodes.push(n);
+    }
+    nodes
+}
+
+/// The id of the leader as `node` sees it.
+pub fn leader_id(node: &Node) -> Option<u64> {
+    node.try_ok(&["cluster", "status"])
+        .ok()?
+        .get("leader")?
+        .as_u64()
+}
+
+/// This node's id.
+pub fn node_id(node: &Node) -> u64 {
+    node.status()["node_id"].as_u64().unwrap()
+}
