@@ -58,9 +58,8 @@ impl DomainName {
             if label.is_empty() || label.len() > LABEL_BYTES_MAX {
                 return Err(AddressError::BadLabel(raw.to_string()));
             }
-            let ok = label.chars().all(|c| {
-                c == '-' || c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric())
-            });
+            let ok =
+                label.chars().all(|c| c == '-' || c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric()));
             if !ok || label.starts_with('-') || label.ends_with('-') {
                 return Err(AddressError::BadDomainChar(raw.to_string()));
             }
@@ -94,14 +93,9 @@ pub struct MailAddress {
 impl MailAddress {
     pub fn parse(raw: &str) -> Result<Self, AddressError> {
         let raw_trimmed = raw.trim();
-        let (local, domain) = raw_trimmed
-            .rsplit_once('@')
-            .ok_or_else(|| AddressError::MissingAt(raw.to_string()))?;
+        let (local, domain) = raw_trimmed.rsplit_once('@').ok_or_else(|| AddressError::MissingAt(raw.to_string()))?;
         validate_local_part(local).map_err(|_| AddressError::BadLocalPart(raw.to_string()))?;
-        Ok(Self {
-            local: local.to_lowercase(),
-            domain: DomainName::parse(domain)?,
-        })
+        Ok(Self { local: local.to_lowercase(), domain: DomainName::parse(domain)? })
     }
 
     pub fn local(&self) -> &str {
@@ -130,9 +124,7 @@ pub fn validate_local_part(local: &str) -> Result<(), AddressError> {
     if local.is_empty() || local.len() > LOCAL_PART_BYTES_MAX {
         return Err(AddressError::BadLocalPart(local.to_string()));
     }
-    let bad = local
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c));
+    let bad = local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c));
     if bad || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(AddressError::BadLocalChar(local.to_string()));
     }
@@ -148,10 +140,7 @@ mod tests {
         let table: &[(&str, Option<&str>)] = &[
             ("Example.COM", Some("example.com")),
             ("example.com.", Some("example.com")),
-            (
-                "mail.xn--bcher-kva.example",
-                Some("mail.xn--bcher-kva.example"),
-            ),
+            ("mail.xn--bcher-kva.example", Some("mail.xn--bcher-kva.example")),
             ("bücher.example", Some("bücher.example")),
             ("localhost", None),
             ("", None),

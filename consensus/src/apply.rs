@@ -8,13 +8,11 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::address::{DomainName, MailAddress};
-use crate::command::{
-    ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome,
-};
+use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 use crate::state::counters::DAY_MS;
 use crate::state::{
-    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord,
-    PendingJoin, Settings, User, CONFIG_DOCUMENT_VERSION,
+    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, Settings,
+    User, CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{BlockedIp, GreylistTriplet};
 
@@ -23,11 +21,7 @@ type Applied = Result<Outcome, ApplyError>;
 impl ClusterState {
     /// Applies a whole log entry.
     pub fn apply_request(&mut self, request: &ClusterRequest) -> ClusterResponse {
-        let results = request
-            .commands
-            .iter()
-            .map(|c| self.apply(c, request.at_ms))
-            .collect();
+        let results = request.commands.iter().map(|c| self.apply(c, request.at_ms)).collect();
         ClusterResponse { results }
     }
 
@@ -57,15 +51,10 @@ impl ClusterState {
                     .map(|_| Outcome::Done)
                     .ok_or(ApplyError::UnknownDomain(alias))
             }
-            AddUser {
-                address,
-                display_name,
-                password_hash,
-            } => self.add_user(address, display_name, password_hash, at_ms),
-            SetPassword {
-                address,
-                password_hash,
-            } => {
+            AddUser { address, display_name, password_hash } => {
+                self.add_user(address, display_name, password_hash, at_ms)
+            }
+            SetPassword { address, password_hash } => {
                 check_hash(password_hash)?;
                 self.user_mut(address)?.password_hash = password_hash.clone();
                 Ok(Outcome::Done)
@@ -86,51 +75,28 @@ impl ClusterState {
             AddGroup { address } => self.add_group(address),
             RemoveGroup { address } => {
                 let key = mail("address", address)?;
-                self.directory
-                    .groups
-                    .remove(&key)
-                    .map(|_| Outcome::Done)
-                    .ok_or(ApplyError::UnknownGroup(key))
+                self.directory.groups.remove(&key).map(|_| Outcome::Done).ok_or(ApplyError::UnknownGroup(key))
             }
             AddGroupMember { group, member } => self.change_group(group, member, true),
             RemoveGroupMember { group, member } => self.change_group(group, member, false),
             AddAlias { address, targets } => self.add_alias(address, targets),
             RemoveAlias { address } => {
                 let key = mail("address", address)?;
-                self.directory
-                    .aliases
-                    .remove(&key)
-                    .map(|_| Outcome::Done)
-                    .ok_or(ApplyError::UnknownAlias(key))
+                self.directory.aliases.remove(&key).map(|_| Outcome::Done).ok_or(ApplyError::UnknownAlias(key))
             }
             ImportConfig { document } => self.import(document),
-            RecordGreylistAttempt {
-                triplet,
-                delay_ms,
-                retry_window_ms,
-                pass_ttl_ms,
-            } => self.greylist_attempt(triplet, *delay_ms, *retry_window_ms, *pass_ttl_ms, at_ms),
-            ChargeDailyQuota {
-                user,
-                recipients,
-                messages_max,
-                recipients_max,
-            } => Ok(self.charge_quota(user, *recipients, *messages_max, *recipients_max, at_ms)),
-            IncrementHijack {
-                user,
-                window_ms,
-                threshold,
-            } => self.increment_hijack(user, *window_ms, *threshold, at_ms),
-            BlockIp {
-                ip,
-                until_ms,
-                reason,
-            } => {
+            RecordGreylistAttempt { triplet, delay_ms, retry_window_ms, pass_ttl_ms } => {
+                self.greylist_attempt(triplet, *delay_ms, *retry_window_ms, *pass_ttl_ms, at_ms)
+            }
+            ChargeDailyQuota { user, recipients, messages_max, recipients_max } => {
+                Ok(self.charge_quota(user, *recipients, *messages_max, *recipients_max, at_ms))
+            }
+            IncrementHijack { user, window_ms, threshold } => {
+                self.increment_hijack(user, *window_ms, *threshold, at_ms)
+            }
+            BlockIp { ip, until_ms, reason } => {
                 let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.clone()))?;
-                let record = BlockedIp {
-                    until_ms: *until_ms,
-                    reason: reason.clone(),
-                };
+                let record = BlockedIp { until_ms: *until_ms, reason: reason.clone() };
                 self.counters.blocked_ips.insert(ip.to_string(), record);
                 Ok(Outcome::Done)
             }
@@ -144,29 +110,16 @@ impl ClusterState {
                 self.cluster.join_tokens.retain(|_, t| t.expires_ms > at_ms);
                 Ok(Outcome::Expired { removed })
             }
-            IssueJoinToken {
-                token_sha256,
-                expires_ms,
-            } => {
-                self.cluster.join_tokens.insert(
-                    token_sha256.clone(),
-                    PendingJoin {
-                        expires_ms: *expires_ms,
-                    },
-                );
+            IssueJoinToken { token_sha256, expires_ms } => {
+                self.cluster.join_tokens.insert(token_sha256.clone(), PendingJoin { expires_ms: *expires_ms });
                 Ok(Outcome::Done)
             }
-            RedeemJoinToken {
-                token_sha256,
-                raft_addr,
-                admin_addr,
-            } => self.redeem_join_token(token_sha256, raft_addr, admin_addr, at_ms),
-            ForgetNode { node_id } => self
-                .cluster
-                .nodes
-                .remove(node_id)
-                .map(|_| Outcome::Done)
-                .ok_or(ApplyError::UnknownNode(*node_id)),
+            RedeemJoinToken { token_sha256, raft_addr, admin_addr } => {
+                self.redeem_join_token(token_sha256, raft_addr, admin_addr, at_ms)
+            }
+            ForgetNode { node_id } => {
+                self.cluster.nodes.remove(node_id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownNode(*node_id))
+            }
         }
     }
 
@@ -175,13 +128,7 @@ impl ClusterState {
         if self.directory.is_local_domain(&name) {
             return Err(ApplyError::DomainExists(name));
         }
-        self.directory.domains.insert(
-            name.clone(),
-            Domain {
-                name,
-                created_ms: at_ms,
-            },
-        );
+        self.directory.domains.insert(name.clone(), Domain { name, created_ms: at_ms });
         Ok(Outcome::Done)
     }
 
@@ -212,10 +159,8 @@ impl ClusterState {
 
     /// Parses an address that must sit in a local (not alias) domain and be free.
     fn new_local_address(&self, address: &str) -> Result<String, ApplyError> {
-        let parsed = MailAddress::parse(address).map_err(|source| ApplyError::BadAddress {
-            field: "address".into(),
-            source,
-        })?;
+        let parsed =
+            MailAddress::parse(address).map_err(|source| ApplyError::BadAddress { field: "address".into(), source })?;
         let domain = parsed.domain().to_string();
         if !self.directory.domains.contains_key(&domain) {
             return Err(ApplyError::UnknownDomain(domain));
@@ -227,13 +172,7 @@ impl ClusterState {
         Ok(key)
     }
 
-    fn add_user(
-        &mut self,
-        address: &str,
-        display_name: &str,
-        password_hash: &str,
-        at_ms: u64,
-    ) -> Applied {
+    fn add_user(&mut self, address: &str, display_name: &str, password_hash: &str, at_ms: u64) -> Applied {
         let key = self.new_local_address(address)?;
         check_hash(password_hash)?;
         if display_name.len() > 200 || display_name.chars().any(char::is_control) {
@@ -254,10 +193,7 @@ impl ClusterState {
 
     fn remove_user(&mut self, address: &str) -> Applied {
         let key = mail("address", address)?;
-        self.directory
-            .users
-            .remove(&key)
-            .ok_or_else(|| ApplyError::UnknownUser(key.clone()))?;
+        self.directory.users.remove(&key).ok_or_else(|| ApplyError::UnknownUser(key.clone()))?;
         for group in self.directory.groups.values_mut() {
             group.members.remove(&key);
         }
@@ -268,21 +204,12 @@ impl ClusterState {
 
     fn user_mut(&mut self, address: &str) -> Result<&mut User, ApplyError> {
         let key = mail("address", address)?;
-        self.directory
-            .users
-            .get_mut(&key)
-            .ok_or(ApplyError::UnknownUser(key))
+        self.directory.users.get_mut(&key).ok_or(ApplyError::UnknownUser(key))
     }
 
     fn add_group(&mut self, address: &str) -> Applied {
         let key = self.new_local_address(address)?;
-        self.directory.groups.insert(
-            key.clone(),
-            Group {
-                address: key,
-                members: BTreeSet::new(),
-            },
-        );
+        self.directory.groups.insert(key.clone(), Group { address: key, members: BTreeSet::new() });
         Ok(Outcome::Done)
     }
 
@@ -292,11 +219,7 @@ impl ClusterState {
         if add && !self.directory.users.contains_key(&member_key) {
             return Err(ApplyError::UnknownUser(member_key));
         }
-        let group = self
-            .directory
-            .groups
-            .get_mut(&group_key)
-            .ok_or(ApplyError::UnknownGroup(group_key))?;
+        let group = self.directory.groups.get_mut(&group_key).ok_or(ApplyError::UnknownGroup(group_key))?;
         if add {
             group.members.insert(member_key);
         } else if !group.members.remove(&member_key) {
@@ -310,17 +233,8 @@ impl ClusterState {
         if targets.is_empty() {
             return Err(ApplyError::NoTargets);
         }
-        let targets = targets
-            .iter()
-            .map(|t| mail("targets", t))
-            .collect::<Result<BTreeSet<_>, _>>()?;
-        self.directory.aliases.insert(
-            key.clone(),
-            Alias {
-                address: key,
-                targets,
-            },
-        );
+        let targets = targets.iter().map(|t| mail("targets", t)).collect::<Result<BTreeSet<_>, _>>()?;
+        self.directory.aliases.insert(key.clone(), Alias { address: key, targets });
         Ok(Outcome::Done)
     }
 
@@ -329,11 +243,8 @@ impl ClusterState {
         if document.version != CONFIG_DOCUMENT_VERSION {
             return Err(ApplyError::UnsupportedDocument(document.version));
         }
-        let mut staged = ClusterState {
-            counters: self.counters.clone(),
-            cluster: self.cluster.clone(),
-            ..Default::default()
-        };
+        let mut staged =
+            ClusterState { counters: self.counters.clone(), cluster: self.cluster.clone(), ..Default::default() };
         for command in document_commands(document) {
             staged.apply(&command, 0)?;
         }
@@ -344,22 +255,11 @@ impl ClusterState {
         Ok(Outcome::Done)
     }
 
-    fn greylist_attempt(
-        &mut self,
-        triplet: &str,
-        delay_ms: u64,
-        window_ms: u64,
-        ttl_ms: u64,
-        at_ms: u64,
-    ) -> Applied {
+    fn greylist_attempt(&mut self, triplet: &str, delay_ms: u64, window_ms: u64, ttl_ms: u64, at_ms: u64) -> Applied {
         if triplet.is_empty() {
             return Err(ApplyError::EmptyTriplet);
         }
-        let entry = self
-            .counters
-            .greylist
-            .get_mut(triplet)
-            .filter(|t| t.expires_ms > at_ms);
+        let entry = self.counters.greylist.get_mut(triplet).filter(|t| t.expires_ms > at_ms);
         let verdict = match entry {
             Some(t) if t.passed_ms.is_some() => {
                 t.expires_ms = at_ms.saturating_add(ttl_ms);
@@ -374,9 +274,7 @@ impl ClusterState {
             }
             Some(t) => {
                 t.attempts = t.attempts.saturating_add(1);
-                GreylistVerdict::Deferred {
-                    retry_after_ms: t.first_seen_ms.saturating_add(delay_ms),
-                }
+                GreylistVerdict::Deferred { retry_after_ms: t.first_seen_ms.saturating_add(delay_ms) }
             }
             None => {
                 let fresh = GreylistTriplet {
@@ -386,9 +284,7 @@ impl ClusterState {
                     attempts: 1,
                 };
                 self.counters.greylist.insert(triplet.to_string(), fresh);
-                GreylistVerdict::Deferred {
-                    retry_after_ms: at_ms.saturating_add(delay_ms),
-                }
+                GreylistVerdict::Deferred { retry_after_ms: at_ms.saturating_add(delay_ms) }
             }
         };
         Ok(Outcome::Greylist(verdict))
@@ -403,55 +299,26 @@ impl ClusterState {
         at_ms: u64,
     ) -> Outcome {
         let day = at_ms / DAY_MS;
-        let entry = self
-            .counters
-            .daily_quota
-            .entry(user.to_string())
-            .or_default();
+        let entry = self.counters.daily_quota.entry(user.to_string()).or_default();
         if entry.day != day {
-            *entry = DailyQuota {
-                day,
-                messages: 0,
-                recipients: 0,
-            };
+            *entry = DailyQuota { day, messages: 0, recipients: 0 };
         }
         let messages = entry.messages.saturating_add(1);
         let total_recipients = entry.recipients.saturating_add(recipients);
         if messages > messages_max || total_recipients > recipients_max {
-            return Outcome::QuotaExceeded {
-                messages: entry.messages,
-                recipients: entry.recipients,
-            };
+            return Outcome::QuotaExceeded { messages: entry.messages, recipients: entry.recipients };
         }
         entry.messages = messages;
         entry.recipients = total_recipients;
-        Outcome::QuotaCharged {
-            messages,
-            recipients: total_recipients,
-        }
+        Outcome::QuotaCharged { messages, recipients: total_recipients }
     }
 
-    fn increment_hijack(
-        &mut self,
-        user: &str,
-        window_ms: u64,
-        threshold: u32,
-        at_ms: u64,
-    ) -> Applied {
+    fn increment_hijack(&mut self, user: &str, window_ms: u64, threshold: u32, at_ms: u64) -> Applied {
         let key = mail("user", user)?;
-        let counter = self
-            .counters
-            .hijack
-            .entry(key.clone())
-            .or_insert(HijackCounter {
-                window_start_ms: at_ms,
-                count: 0,
-            });
+        let counter =
+            self.counters.hijack.entry(key.clone()).or_insert(HijackCounter { window_start_ms: at_ms, count: 0 });
         if at_ms.saturating_sub(counter.window_start_ms) >= window_ms {
-            *counter = HijackCounter {
-                window_start_ms: at_ms,
-                count: 0,
-            };
+            *counter = HijackCounter { window_start_ms: at_ms, count: 0 };
         }
         counter.count = counter.count.saturating_add(1);
         let count = counter.count;
@@ -464,13 +331,7 @@ impl ClusterState {
         Ok(Outcome::HijackCount { count, frozen })
     }
 
-    fn redeem_join_token(
-        &mut self,
-        token_sha256: &str,
-        raft_addr: &str,
-        admin_addr: &str,
-        at_ms: u64,
-    ) -> Applied {
+    fn redeem_join_token(&mut self, token_sha256: &str, raft_addr: &str, admin_addr: &str, at_ms: u64) -> Applied {
         match self.cluster.join_tokens.get(token_sha256) {
             Some(t) if t.expires_ms > at_ms => {}
             _ => return Err(ApplyError::BadJoinToken),
@@ -478,11 +339,8 @@ impl ClusterState {
         self.cluster.join_tokens.remove(token_sha256);
         let node_id = self.cluster.next_node_id;
         self.cluster.next_node_id += 1;
-        let record = NodeRecord {
-            raft_addr: raft_addr.to_string(),
-            admin_addr: admin_addr.to_string(),
-            joined_ms: at_ms,
-        };
+        let record =
+            NodeRecord { raft_addr: raft_addr.to_string(), admin_addr: admin_addr.to_string(), joined_ms: at_ms };
         self.cluster.nodes.insert(node_id, record);
         Ok(Outcome::NodeAdmitted { node_id })
     }
@@ -493,20 +351,14 @@ impl ClusterState {
 fn document_commands(document: &ConfigDocument) -> Vec<Command> {
     let mut out = Vec::new();
     for (key, value) in &document.settings.values {
-        out.push(Command::SetSetting {
-            key: key.clone(),
-            value: value.clone(),
-        });
+        out.push(Command::SetSetting { key: key.clone(), value: value.clone() });
     }
     let dir = &document.directory;
     for name in dir.domains.keys() {
         out.push(Command::AddDomain { name: name.clone() });
     }
     for (alias, target) in &dir.domain_aliases {
-        out.push(Command::AddDomainAlias {
-            alias: alias.clone(),
-            target: target.clone(),
-        });
+        out.push(Command::AddDomainAlias { alias: alias.clone(), target: target.clone() });
     }
     for user in dir.users.values() {
         out.push(Command::AddUser {
@@ -516,14 +368,9 @@ fn document_commands(document: &ConfigDocument) -> Vec<Command> {
         });
     }
     for group in dir.groups.values() {
-        out.push(Command::AddGroup {
-            address: group.address.clone(),
-        });
+        out.push(Command::AddGroup { address: group.address.clone() });
         for member in &group.members {
-            out.push(Command::AddGroupMember {
-                group: group.address.clone(),
-                member: member.clone(),
-            });
+            out.push(Command::AddGroupMember { group: group.address.clone(), member: member.clone() });
         }
     }
     for alias in dir.aliases.values() {
@@ -538,24 +385,15 @@ fn document_commands(document: &ConfigDocument) -> Vec<Command> {
 fn domain(field: &'static str, raw: &str) -> Result<String, ApplyError> {
     DomainName::parse(raw)
         .map(|d| d.to_string())
-        .map_err(|source| ApplyError::BadAddress {
-            field: field.into(),
-            source,
-        })
+        .map_err(|source| ApplyError::BadAddress { field: field.into(), source })
 }
 
 fn mail(field: &'static str, raw: &str) -> Result<String, ApplyError> {
-    MailAddress::parse(raw)
-        .map(|a| a.key())
-        .map_err(|source| ApplyError::BadAddress {
-            field: field.into(),
-            source,
-        })
+    MailAddress::parse(raw).map(|a| a.key()).map_err(|source| ApplyError::BadAddress { field: field.into(), source })
 }
 
 fn check_hash(hash: &str) -> Result<(), ApplyError> {
-    if hash.starts_with("$argon2id$") && hash.len() < 512 && !hash.chars().any(char::is_whitespace)
-    {
+    if hash.starts_with("$argon2id$") && hash.len() < 512 && !hash.chars().any(char::is_whitespace) {
         Ok(())
     } else {
         Err(ApplyError::BadPasswordHash)

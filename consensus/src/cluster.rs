@@ -78,15 +78,9 @@ impl Default for ClusterConfig {
 
 impl ClusterConfig {
     fn advertise(&self) -> NodeInfo {
-        let raft_addr = if self.raft_advertise.is_empty() {
-            self.raft_listen.clone()
-        } else {
-            self.raft_advertise.clone()
-        };
-        NodeInfo {
-            raft_addr,
-            admin_addr: self.admin_advertise.clone(),
-        }
+        let raft_addr =
+            if self.raft_advertise.is_empty() { self.raft_listen.clone() } else { self.raft_advertise.clone() };
+        NodeInfo { raft_addr, admin_addr: self.admin_advertise.clone() }
     }
 }
 
@@ -97,10 +91,7 @@ pub enum ClusterError {
     #[error("{0}: data directory holds no cluster member (run `gatehouse cluster init` or `gatehouse join`)")]
     NotInitialised(String),
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("storage: {0}")]
@@ -116,10 +107,7 @@ pub enum ClusterError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
-    move |source| ClusterError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| ClusterError::Io { path: path.display().to_string(), source }
 }
 
 /// Who this node is; written once at init or join.
@@ -139,10 +127,7 @@ impl Identity {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| ClusterError::Io {
-                    path: path.display().to_string(),
-                    source: e.into(),
-                }),
+                .map_err(|e| ClusterError::Io { path: path.display().to_string(), source: e.into() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -152,8 +137,7 @@ impl Identity {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = Self::path(dir);
         let tmp = dir.join("node.json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(self).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| ClusterError::Storage(e.to_string()))?;
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
@@ -209,10 +193,7 @@ pub struct ClusterNode {
 /// The wall clock in ms since the epoch: what the node's proposer stamps.
 pub fn wall_clock() -> Clock {
     Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     })
 }
 
@@ -224,41 +205,26 @@ impl ClusterNode {
     /// Creates a new cluster with this node as its only voter.
     pub async fn init(config: ClusterConfig, clock: Clock) -> Result<Arc<Self>, ClusterError> {
         if Self::is_initialised(&config.data_dir) {
-            return Err(ClusterError::AlreadyInitialised(
-                config.data_dir.display().to_string(),
-            ));
+            return Err(ClusterError::AlreadyInitialised(config.data_dir.display().to_string()));
         }
         let mut id_bytes = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut id_bytes);
         let cluster_id = hex::encode(id_bytes);
         let (ca_cert_pem, ca_key_pem) = tls::generate_ca(&cluster_id)?;
         let (node_cert_pem, node_key_pem) = tls::issue_node_cert(&cluster_id, &ca_key_pem, 1)?;
-        let material = TlsMaterial {
-            ca_cert_pem,
-            ca_key_pem,
-            node_cert_pem,
-            node_key_pem,
-        };
+        let material = TlsMaterial { ca_cert_pem, ca_key_pem, node_cert_pem, node_key_pem };
         material.save(&config.data_dir.join("tls"))?;
-        Identity {
-            node_id: 1,
-            cluster_id,
-        }
-        .save(&config.data_dir)?;
+        Identity { node_id: 1, cluster_id }.save(&config.data_dir)?;
         let node = Self::start(config, clock).await?;
         let members = BTreeMap::from([(1, node.config.advertise())]);
-        node.raft
-            .initialize(members)
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        node.raft.initialize(members).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
         Ok(node)
     }
 
     /// Starts an initialised member from its data directory.
     pub async fn start(config: ClusterConfig, clock: Clock) -> Result<Arc<Self>, ClusterError> {
         let dir = config.data_dir.clone();
-        let identity = Identity::load(&dir)?
-            .ok_or_else(|| ClusterError::NotInitialised(dir.display().to_string()))?;
+        let identity = Identity::load(&dir)?.ok_or_else(|| ClusterError::NotInitialised(dir.display().to_string()))?;
         let material = TlsMaterial::load(&dir.join("tls"))?;
         let db_path = dir.join("raft.redb");
         let db = redb::Database::create(&db_path)
@@ -268,8 +234,7 @@ impl ClusterNode {
         let log_store = LogStore::open(db.clone()).map_err(storage)?;
         let read = ReadHandle::default();
         let stats = Arc::new(SnapshotStats::default());
-        let state_machine =
-            StateMachineStore::open(db, read.clone(), stats.clone()).map_err(storage)?;
+        let state_machine = StateMachineStore::open(db, read.clone(), stats.clone()).map_err(storage)?;
         let dialer = Dialer {
             tls: material.client_config()?,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -286,27 +251,12 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let network = NetworkFactory {
-            dialer: dialer.clone(),
-        };
-        let raft = Raft::new(
-            identity.node_id,
-            Arc::new(raft_config),
-            network,
-            log_store,
-            state_machine,
-        )
-        .await
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let proposer = Proposer::start(
-            raft.clone(),
-            dialer.clone(),
-            clock.clone(),
-            config.proposer.clone(),
-        );
-        let listener = TcpListener::bind(&config.raft_listen)
+        let network = NetworkFactory { dialer: dialer.clone() };
+        let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
-            .map_err(io_err(Path::new(&config.raft_listen)))?;
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let proposer = Proposer::start(raft.clone(), dialer.clone(), clock.clone(), config.proposer.clone());
+        let listener = TcpListener::bind(&config.raft_listen).await.map_err(io_err(Path::new(&config.raft_listen)))?;
         let acceptor = TlsAcceptor::from(material.server_config()?);
         let node = Arc::new(Self {
             id: identity.node_id,
@@ -325,16 +275,9 @@ impl ClusterNode {
     }
 
     /// Joins an existing cluster through `seed` with a token from `cluster add-node`.
-    pub async fn join(
-        config: ClusterConfig,
-        clock: Clock,
-        token: &str,
-        seed: &str,
-    ) -> Result<Arc<Self>, ClusterError> {
+    pub async fn join(config: ClusterConfig, clock: Clock, token: &str, seed: &str) -> Result<Arc<Self>, ClusterError> {
         if Self::is_initialised(&config.data_dir) {
-            return Err(ClusterError::AlreadyInitialised(
-                config.data_dir.display().to_string(),
-            ));
+            return Err(ClusterError::AlreadyInitialised(config.data_dir.display().to_string()));
         }
         let (fingerprint, secret) = parse_join_token(token)?;
         let info = config.advertise();
@@ -348,45 +291,22 @@ impl ClusterNode {
             raft_addr: info.raft_addr.clone(),
             admin_addr: info.admin_addr.clone(),
         });
-        let refused = |reason: String| ClusterError::JoinRefused {
-            seed: seed.to_string(),
-            reason,
-        };
+        let refused = |reason: String| ClusterError::JoinRefused { seed: seed.to_string(), reason };
         let timeout = Duration::from_millis(config.join_timeout_ms);
-        let grant: JoinGrant = match join_dialer
-            .call_once(seed, &request, timeout)
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        {
-            RpcResponse::Join(Ok(grant)) => grant,
-            RpcResponse::Join(Err(e)) => return Err(refused(e.to_string())),
-            _ => return Err(refused("unexpected response".into())),
-        };
-        let (node_cert_pem, node_key_pem) =
-            tls::issue_node_cert(&grant.cluster_id, &grant.ca_key_pem, grant.node_id)?;
-        let material = TlsMaterial {
-            ca_cert_pem: grant.ca_cert_pem,
-            ca_key_pem: grant.ca_key_pem,
-            node_cert_pem,
-            node_key_pem,
-        };
+        let grant: JoinGrant =
+            match join_dialer.call_once(seed, &request, timeout).await.map_err(|e| refused(e.to_string()))? {
+                RpcResponse::Join(Ok(grant)) => grant,
+                RpcResponse::Join(Err(e)) => return Err(refused(e.to_string())),
+                _ => return Err(refused("unexpected response".into())),
+            };
+        let (node_cert_pem, node_key_pem) = tls::issue_node_cert(&grant.cluster_id, &grant.ca_key_pem, grant.node_id)?;
+        let material =
+            TlsMaterial { ca_cert_pem: grant.ca_cert_pem, ca_key_pem: grant.ca_key_pem, node_cert_pem, node_key_pem };
         material.save(&config.data_dir.join("tls"))?;
-        Identity {
-            node_id: grant.node_id,
-            cluster_id: grant.cluster_id,
-        }
-        .save(&config.data_dir)?;
+        Identity { node_id: grant.node_id, cluster_id: grant.cluster_id }.save(&config.data_dir)?;
         let node = Self::start(config, clock).await?;
-        let add = RpcRequest::AddMember {
-            node_id: node.id,
-            info,
-        };
-        match node
-            .dialer
-            .call_once(seed, &add, timeout)
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        {
+        let add = RpcRequest::AddMember { node_id: node.id, info };
+        match node.dialer.call_once(seed, &add, timeout).await.map_err(|e| refused(e.to_string()))? {
             RpcResponse::Membership(Ok(())) => Ok(node),
             RpcResponse::Membership(Err(e)) => Err(refused(e.to_string())),
             _ => Err(refused("unexpected response to add-member".into())),
@@ -398,38 +318,21 @@ impl ClusterNode {
         let mut secret = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut secret);
         let state = self.read.load();
-        let ttl_s = state
-            .state
-            .settings
-            .get_i64("cluster.join_token_ttl_s")
-            .unwrap_or(3600)
-            .max(0) as u64;
+        let ttl_s = state.state.settings.get_i64("cluster.join_token_ttl_s").unwrap_or(3600).max(0) as u64;
         let expires_ms = (self.clock)().saturating_add(ttl_s * 1000);
         let token_sha256 = hex::encode(Sha256::digest(secret));
-        self.proposer
-            .propose(Command::IssueJoinToken {
-                token_sha256,
-                expires_ms,
-            })
-            .await?;
+        self.proposer.propose(Command::IssueJoinToken { token_sha256, expires_ms }).await?;
         let mut raw = self.tls.ca_fingerprint()?.to_vec();
         raw.extend_from_slice(&secret);
         use base64::Engine;
-        Ok(format!(
-            "GH1.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        ))
+        Ok(format!("GH1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)))
     }
 
     /// Seed side of a join: redeems the token (once, cluster-wide) and hands
     /// over the CA so the new node can sign its own certificate.
     pub async fn admit(&self, join: JoinRequest) -> Result<JoinGrant, RemoteFailure> {
         let token_sha256 = hex::encode(Sha256::digest(&join.secret));
-        let command = Command::RedeemJoinToken {
-            token_sha256,
-            raft_addr: join.raft_addr,
-            admin_addr: join.admin_addr,
-        };
+        let command = Command::RedeemJoinToken { token_sha256, raft_addr: join.raft_addr, admin_addr: join.admin_addr };
         match self.proposer.propose(command).await {
             Ok(Outcome::NodeAdmitted { node_id }) => Ok(JoinGrant {
                 node_id,
@@ -437,9 +340,7 @@ impl ClusterNode {
                 ca_cert_pem: self.tls.ca_cert_pem.clone(),
                 ca_key_pem: self.tls.ca_key_pem.clone(),
             }),
-            Ok(other) => Err(RemoteFailure::Refused(format!(
-                "unexpected outcome {other:?}"
-            ))),
+            Ok(other) => Err(RemoteFailure::Refused(format!("unexpected outcome {other:?}"))),
             Err(e) => Err(RemoteFailure::Refused(e.to_string())),
         }
     }
@@ -447,22 +348,13 @@ impl ClusterNode {
     /// Adds a node as learner, waits until it has caught up, promotes it.
     /// Runs on the leader; a follower forwards the request.
     pub async fn add_member(&self, node_id: NodeId, info: NodeInfo) -> Result<(), RemoteFailure> {
-        if let Some(forwarded) = self
-            .forward_if_follower(RpcRequest::AddMember {
-                node_id,
-                info: info.clone(),
-            })
-            .await
-        {
+        if let Some(forwarded) = self.forward_if_follower(RpcRequest::AddMember { node_id, info: info.clone() }).await {
             return forwarded;
         }
         let refused = |e: String| RemoteFailure::Refused(e);
         let membership = self.raft.metrics().borrow().membership_config.clone();
         if membership.membership().get_node(&node_id).is_none() {
-            self.raft
-                .add_learner(node_id, info, true)
-                .await
-                .map_err(|e| refused(e.to_string()))?;
+            self.raft.add_learner(node_id, info, true).await.map_err(|e| refused(e.to_string()))?;
         }
         let ids = BTreeSet::from([node_id]);
         self.raft
@@ -472,13 +364,14 @@ impl ClusterNode {
         Ok(())
     }
 
-    /// Removes a member (voter or learner). When the leader removes itself it
-    /// commits the change, then steps down and the others elect a successor.
+    /// Removes a member (voter or learner). openraft 0.9 has no leadership
+    /// transfer, so a leader that removes itself commits the new membership
+    /// first and then steps down; the remaining voters elect a successor once
+    /// the old leader's lease (`election_timeout_max_ms`) has run out. Writes
+    /// arriving in that gap wait in the proposer, which retries them until
+    /// `propose_timeout_ms`.
     pub async fn remove_member(&self, node_id: NodeId) -> Result<(), RemoteFailure> {
-        if let Some(forwarded) = self
-            .forward_if_follower(RpcRequest::RemoveMember { node_id })
-            .await
-        {
+        if let Some(forwarded) = self.forward_if_follower(RpcRequest::RemoveMember { node_id }).await {
             return forwarded;
         }
         let refused = |e: String| RemoteFailure::Refused(e);
@@ -497,10 +390,7 @@ impl ClusterNode {
         } else {
             return Err(refused(format!("node_id: {node_id} is not a member")));
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| refused(e.to_string()))?;
+        self.raft.change_membership(change, false).await.map_err(|e| refused(e.to_string()))?;
         // The record of a token-joined node is bookkeeping; node 1 has none.
         let _ = self.proposer.propose(Command::ForgetNode { node_id }).await;
         Ok(())
@@ -515,22 +405,11 @@ impl ClusterNode {
             return None;
         }
         let timeout = Duration::from_millis(self.config.join_timeout_ms);
-        Some(
-            match self
-                .dialer
-                .call_once(&info.raft_addr, &request, timeout)
-                .await
-            {
-                Ok(RpcResponse::Membership(r)) => r,
-                Ok(_) => Err(RemoteFailure::Refused(
-                    "unexpected response from leader".into(),
-                )),
-                Err(e) => Err(RemoteFailure::Refused(format!(
-                    "leader {leader} at {}: {e}",
-                    info.raft_addr
-                ))),
-            },
-        )
+        Some(match self.dialer.call_once(&info.raft_addr, &request, timeout).await {
+            Ok(RpcResponse::Membership(r)) => r,
+            Ok(_) => Err(RemoteFailure::Refused("unexpected response from leader".into())),
+            Err(e) => Err(RemoteFailure::Refused(format!("leader {leader} at {}: {e}", info.raft_addr))),
+        })
     }
 
     /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
@@ -587,10 +466,8 @@ impl ClusterNode {
         let mut status = self.local_status();
         if let Some((leader, info)) = leader_of(&self.raft).filter(|(l, _)| *l != self.id) {
             let timeout = Duration::from_millis(self.config.connect_timeout_ms * 2);
-            if let Ok(RpcResponse::Status(leader_view)) = self
-                .dialer
-                .call_once(&info.raft_addr, &RpcRequest::Status, timeout)
-                .await
+            if let Ok(RpcResponse::Status(leader_view)) =
+                self.dialer.call_once(&info.raft_addr, &RpcRequest::Status, timeout).await
             {
                 if leader_view.node_id == leader {
                     status.members = leader_view.members;
@@ -604,18 +481,13 @@ impl ClusterNode {
 /// Splits `GH1.<base64url(ca sha256 ‖ secret)>`.
 fn parse_join_token(token: &str) -> Result<([u8; 32], Vec<u8>), ClusterError> {
     use base64::Engine;
-    let body = token
-        .trim()
-        .strip_prefix("GH1.")
-        .ok_or_else(|| ClusterError::BadToken("must start with GH1.".into()))?;
+    let body =
+        token.trim().strip_prefix("GH1.").ok_or_else(|| ClusterError::BadToken("must start with GH1.".into()))?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|e| ClusterError::BadToken(format!("not base64url: {e}")))?;
     if raw.len() != 64 {
-        return Err(ClusterError::BadToken(format!(
-            "decodes to {} bytes, expected 64",
-            raw.len()
-        )));
+        return Err(ClusterError::BadToken(format!("decodes to {} bytes, expected 64", raw.len())));
     }
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(&raw[..32]);

@@ -230,21 +230,13 @@ impl ApplyError {
         use ApplyError::*;
         matches!(
             self,
-            UnknownDomain(_)
-                | UnknownUser(_)
-                | UnknownGroup(_)
-                | UnknownAlias(_)
-                | NotAMember(_)
-                | UnknownNode(_)
+            UnknownDomain(_) | UnknownUser(_) | UnknownGroup(_) | UnknownAlias(_) | NotAMember(_) | UnknownNode(_)
         )
     }
 
     /// True when the input conflicts with existing state (HTTP 409).
     pub fn is_conflict(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::DomainExists(_) | ApplyError::AddressInUse(_) | ApplyError::DomainInUse(_)
-        )
+        matches!(self, ApplyError::DomainExists(_) | ApplyError::AddressInUse(_) | ApplyError::DomainInUse(_))
     }
 }
 

@@ -19,9 +19,7 @@ pub mod raft;
 pub mod read_handle;
 pub mod state;
 
-pub use cluster::{
-    wall_clock, ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus,
-};
+pub use cluster::{wall_clock, ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus};
 pub use command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 pub use proposer::{Clock, ProposeError, Proposer, ProposerLimits};
 pub use read_handle::{AppliedState, ReadHandle};

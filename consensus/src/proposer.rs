@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, Outcome};
-use crate::raft::network::Dialer;
+use crate::raft::network::{ConnectionPool, Dialer};
 use crate::raft::rpc::{RemoteFailure, RpcRequest, RpcResponse};
 use crate::raft::{NodeId, NodeInfo, Raft};
 
@@ -75,12 +75,8 @@ pub struct Proposer {
 impl Proposer {
     pub fn start(raft: Raft, dialer: Dialer, clock: Clock, limits: ProposerLimits) -> Self {
         let (tx, rx) = mpsc::channel(limits.queue_commands_max.max(1));
-        let submitter = Submitter {
-            raft,
-            dialer,
-            clock,
-            limits: limits.clone(),
-        };
+        let pool = ConnectionPool::new(dialer, limits.batches_in_flight_max.max(1) * 2);
+        let submitter = Submitter { raft, pool, clock, limits: limits.clone() };
         tokio::spawn(batch_loop(rx, submitter));
         Self { tx, limits }
     }
@@ -88,30 +84,20 @@ impl Proposer {
     /// Proposes one command and waits until it is applied (or refused).
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Pending { command, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    ProposeError::Overloaded(self.limits.queue_commands_max)
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    ProposeError::Unavailable("proposer stopped".into())
-                }
-            })?;
-        rx.await
-            .map_err(|_| ProposeError::Unavailable("proposer dropped the request".into()))?
+        self.tx.try_send(Pending { command, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded(self.limits.queue_commands_max),
+            mpsc::error::TrySendError::Closed(_) => ProposeError::Unavailable("proposer stopped".into()),
+        })?;
+        rx.await.map_err(|_| ProposeError::Unavailable("proposer dropped the request".into()))?
     }
 }
 
 async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
     let submitter = Arc::new(submitter);
-    let in_flight = Arc::new(Semaphore::new(
-        submitter.limits.batches_in_flight_max.max(1),
-    ));
+    let in_flight = Arc::new(Semaphore::new(submitter.limits.batches_in_flight_max.max(1)));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(submitter.limits.batch_wait_ms);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(submitter.limits.batch_wait_ms);
         while batch.len() < submitter.limits.batch_commands_max {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
@@ -123,8 +109,7 @@ async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
         };
         let submitter = submitter.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
             let outcome = submitter.submit(commands).await;
             drop(permit);
             deliver(outcome, replies);
@@ -141,10 +126,7 @@ fn deliver(
             let mut results = response.results.into_iter();
             for reply in replies {
                 let result = results.next().unwrap_or_else(|| {
-                    Err(ApplyError::InvalidSetting {
-                        key: "batch".into(),
-                        reason: "missing result".into(),
-                    })
+                    Err(ApplyError::InvalidSetting { key: "batch".into(), reason: "missing result".into() })
                 });
                 let _ = reply.send(result.map_err(ProposeError::Rejected));
             }
@@ -160,15 +142,15 @@ fn deliver(
 /// Submits whole batches, to the local Raft when leading, else to the leader.
 pub struct Submitter {
     pub raft: Raft,
-    pub dialer: Dialer,
+    /// Connections to the leader, reused across forwarded batches.
+    pub pool: ConnectionPool,
     pub clock: Clock,
     pub limits: ProposerLimits,
 }
 
 impl Submitter {
     async fn submit(&self, commands: Vec<Command>) -> Result<ClusterResponse, ProposeError> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.limits.propose_timeout_ms);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.limits.propose_timeout_ms);
         let mut last_error;
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.try_once(&commands)).await;
@@ -197,33 +179,19 @@ impl Submitter {
         match leader_of(&self.raft) {
             None => Err(Attempt::Retry("no leader elected".into())),
             Some((id, _)) if id == self.raft_id() => {
-                submit_as_leader(&self.raft, &self.clock, commands.to_vec())
-                    .await
-                    .map_err(Attempt::from)
+                submit_as_leader(&self.raft, &self.clock, commands.to_vec()).await.map_err(Attempt::from)
             }
             Some((_, info)) => {
                 let request = RpcRequest::Propose(commands.to_vec());
                 let timeout = Duration::from_millis(self.limits.propose_timeout_ms);
-                match self
-                    .dialer
-                    .call_once(&info.raft_addr, &request, timeout)
-                    .await
-                {
+                match self.pool.call(&info.raft_addr, &request, timeout).await {
                     Ok(RpcResponse::Propose(Ok(response))) => Ok(response),
                     Ok(RpcResponse::Propose(Err(e))) => Err(Attempt::from(e)),
-                    Ok(_) => Err(Attempt::Unknown(
-                        "unexpected response to a forwarded proposal".into(),
-                    )),
+                    Ok(_) => Err(Attempt::Unknown("unexpected response to a forwarded proposal".into())),
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        Err(Attempt::Retry(format!(
-                            "leader at {} refused the connection",
-                            info.raft_addr
-                        )))
+                        Err(Attempt::Retry(format!("leader at {} refused the connection", info.raft_addr)))
                     }
-                    Err(e) => Err(Attempt::Unknown(format!(
-                        "forwarding to leader at {}: {e}",
-                        info.raft_addr
-                    ))),
+                    Err(e) => Err(Attempt::Unknown(format!("forwarding to leader at {}: {e}", info.raft_addr))),
                 }
             }
         }
@@ -254,15 +222,10 @@ pub async fn submit_as_leader(
     clock: &Clock,
     commands: Vec<Command>,
 ) -> Result<ClusterResponse, RemoteFailure> {
-    let request = ClusterRequest {
-        at_ms: clock(),
-        commands,
-    };
+    let request = ClusterRequest { at_ms: clock(), commands };
     match raft.client_write(request).await {
         Ok(written) => Ok(written.data),
-        Err(openraft::error::RaftError::APIError(
-            openraft::error::ClientWriteError::ForwardToLeader(f),
-        )) => {
+        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
             let leader = f.leader_id.zip(f.leader_node);
             Err(RemoteFailure::NotLeader { leader })
         }
@@ -274,10 +237,6 @@ pub async fn submit_as_leader(
 pub fn leader_of(raft: &Raft) -> Option<(NodeId, NodeInfo)> {
     let metrics = raft.metrics().borrow().clone();
     let leader = metrics.current_leader?;
-    let info = metrics
-        .membership_config
-        .membership()
-        .get_node(&leader)
-        .cloned()?;
+    let info = metrics.membership_config.membership().get_node(&leader).cloned()?;
     Some((leader, info))
 }

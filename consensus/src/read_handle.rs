@@ -27,9 +27,7 @@ pub struct ReadHandle {
 
 impl ReadHandle {
     pub fn new(initial: AppliedState) -> Self {
-        Self {
-            current: Arc::new(ArcSwap::from_pointee(initial)),
-        }
+        Self { current: Arc::new(ArcSwap::from_pointee(initial)) }
     }
 
     /// The latest applied state; hold the `Arc` for a consistent view.

@@ -11,17 +11,13 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoa
 fn seeded() -> ClusterState {
     let mut s = ClusterState::default();
     for c in [
-        Command::AddDomain {
-            name: "example.com".into(),
-        },
+        Command::AddDomain { name: "example.com".into() },
         Command::AddUser {
             address: "alice@example.com".into(),
             display_name: "Alice".into(),
             password_hash: HASH.into(),
         },
-        Command::AddGroup {
-            address: "staff@example.com".into(),
-        },
+        Command::AddGroup { address: "staff@example.com".into() },
     ] {
         s.apply(&c, 1).unwrap();
     }
@@ -29,46 +25,17 @@ fn seeded() -> ClusterState {
 }
 
 fn user(address: &str) -> Command {
-    Command::AddUser {
-        address: address.into(),
-        display_name: String::new(),
-        password_hash: HASH.into(),
-    }
+    Command::AddUser { address: address.into(), display_name: String::new(), password_hash: HASH.into() }
 }
 
 #[test]
 fn bad_commands_get_typed_errors_and_change_nothing() {
     let table: Vec<(Command, &str)> = vec![
-        (
-            Command::AddDomain {
-                name: "example.com".into(),
-            },
-            "domain",
-        ),
-        (
-            Command::AddDomain {
-                name: "not a domain".into(),
-            },
-            "name",
-        ),
-        (
-            Command::AddDomain {
-                name: "localhost".into(),
-            },
-            "name",
-        ),
-        (
-            Command::RemoveDomain {
-                name: "example.com".into(),
-            },
-            "domain",
-        ),
-        (
-            Command::RemoveDomain {
-                name: "other.org".into(),
-            },
-            "domain",
-        ),
+        (Command::AddDomain { name: "example.com".into() }, "domain"),
+        (Command::AddDomain { name: "not a domain".into() }, "name"),
+        (Command::AddDomain { name: "localhost".into() }, "name"),
+        (Command::RemoveDomain { name: "example.com".into() }, "domain"),
+        (Command::RemoveDomain { name: "other.org".into() }, "domain"),
         (user("alice@example.com"), "address"),
         (user("ALICE@Example.COM"), "address"),
         (user("staff@example.com"), "address"),
@@ -91,119 +58,29 @@ fn bad_commands_get_typed_errors_and_change_nothing() {
             },
             "display_name",
         ),
+        (Command::SetPassword { address: "nobody@example.com".into(), password_hash: HASH.into() }, "address"),
+        (Command::RemoveUser { address: "nobody@example.com".into() }, "address"),
+        (Command::AddGroupMember { group: "staff@example.com".into(), member: "nobody@example.com".into() }, "address"),
+        (Command::AddGroupMember { group: "none@example.com".into(), member: "alice@example.com".into() }, "group"),
         (
-            Command::SetPassword {
-                address: "nobody@example.com".into(),
-                password_hash: HASH.into(),
-            },
-            "address",
-        ),
-        (
-            Command::RemoveUser {
-                address: "nobody@example.com".into(),
-            },
-            "address",
-        ),
-        (
-            Command::AddGroupMember {
-                group: "staff@example.com".into(),
-                member: "nobody@example.com".into(),
-            },
-            "address",
-        ),
-        (
-            Command::AddGroupMember {
-                group: "none@example.com".into(),
-                member: "alice@example.com".into(),
-            },
-            "group",
-        ),
-        (
-            Command::RemoveGroupMember {
-                group: "staff@example.com".into(),
-                member: "alice@example.com".into(),
-            },
+            Command::RemoveGroupMember { group: "staff@example.com".into(), member: "alice@example.com".into() },
             "member",
         ),
+        (Command::AddAlias { address: "sales@example.com".into(), targets: vec![] }, "targets"),
+        (Command::AddAlias { address: "sales@example.com".into(), targets: vec!["bad target".into()] }, "targets"),
+        (Command::AddAlias { address: "alice@example.com".into(), targets: vec!["x@y.org".into()] }, "address"),
+        (Command::AddDomainAlias { alias: "example.net".into(), target: "other.org".into() }, "domain"),
+        (Command::AddDomainAlias { alias: "example.com".into(), target: "example.com".into() }, "domain"),
+        (Command::SetSetting { key: "no.such.key".into(), value: "1".into() }, "key"),
+        (Command::SetSetting { key: "greylist.delay_s".into(), value: "-5".into() }, "greylist.delay_s"),
+        (Command::SetSetting { key: "smtp.hostname".into(), value: "not_a_host".into() }, "smtp.hostname"),
+        (Command::BlockIp { ip: "300.1.1.1".into(), until_ms: 5, reason: String::new() }, "ip"),
         (
-            Command::AddAlias {
-                address: "sales@example.com".into(),
-                targets: vec![],
-            },
-            "targets",
-        ),
-        (
-            Command::AddAlias {
-                address: "sales@example.com".into(),
-                targets: vec!["bad target".into()],
-            },
-            "targets",
-        ),
-        (
-            Command::AddAlias {
-                address: "alice@example.com".into(),
-                targets: vec!["x@y.org".into()],
-            },
-            "address",
-        ),
-        (
-            Command::AddDomainAlias {
-                alias: "example.net".into(),
-                target: "other.org".into(),
-            },
-            "domain",
-        ),
-        (
-            Command::AddDomainAlias {
-                alias: "example.com".into(),
-                target: "example.com".into(),
-            },
-            "domain",
-        ),
-        (
-            Command::SetSetting {
-                key: "no.such.key".into(),
-                value: "1".into(),
-            },
-            "key",
-        ),
-        (
-            Command::SetSetting {
-                key: "greylist.delay_s".into(),
-                value: "-5".into(),
-            },
-            "greylist.delay_s",
-        ),
-        (
-            Command::SetSetting {
-                key: "smtp.hostname".into(),
-                value: "not_a_host".into(),
-            },
-            "smtp.hostname",
-        ),
-        (
-            Command::BlockIp {
-                ip: "300.1.1.1".into(),
-                until_ms: 5,
-                reason: String::new(),
-            },
-            "ip",
-        ),
-        (
-            Command::RecordGreylistAttempt {
-                triplet: String::new(),
-                delay_ms: 1,
-                retry_window_ms: 1,
-                pass_ttl_ms: 1,
-            },
+            Command::RecordGreylistAttempt { triplet: String::new(), delay_ms: 1, retry_window_ms: 1, pass_ttl_ms: 1 },
             "triplet",
         ),
         (
-            Command::RedeemJoinToken {
-                token_sha256: "00".into(),
-                raft_addr: "a".into(),
-                admin_addr: "b".into(),
-            },
+            Command::RedeemJoinToken { token_sha256: "00".into(), raft_addr: "a".into(), admin_addr: "b".into() },
             "token",
         ),
         (Command::ForgetNode { node_id: 9 }, "node_id"),
@@ -211,9 +88,7 @@ fn bad_commands_get_typed_errors_and_change_nothing() {
     for (command, field) in table {
         let mut state = seeded();
         let before = state.clone();
-        let err = state
-            .apply(&command, 2)
-            .expect_err(&format!("{command:?} should fail"));
+        let err = state.apply(&command, 2).expect_err(&format!("{command:?} should fail"));
         assert_eq!(err.field(), field, "{command:?}: {err}");
         let mut after = state.clone();
         after.commands_applied = before.commands_applied;
@@ -224,59 +99,22 @@ fn bad_commands_get_typed_errors_and_change_nothing() {
 #[test]
 fn directory_commands_take_effect() {
     let mut s = seeded();
-    s.apply(
-        &Command::AddGroupMember {
-            group: "Staff@example.com".into(),
-            member: "alice@EXAMPLE.com".into(),
-        },
-        2,
-    )
-    .unwrap();
-    assert!(s.directory.groups["staff@example.com"]
-        .members
-        .contains("alice@example.com"));
-    s.apply(
-        &Command::AddDomainAlias {
-            alias: "example.net".into(),
-            target: "example.com".into(),
-        },
-        2,
-    )
-    .unwrap();
+    s.apply(&Command::AddGroupMember { group: "Staff@example.com".into(), member: "alice@EXAMPLE.com".into() }, 2)
+        .unwrap();
+    assert!(s.directory.groups["staff@example.com"].members.contains("alice@example.com"));
+    s.apply(&Command::AddDomainAlias { alias: "example.net".into(), target: "example.com".into() }, 2).unwrap();
     assert!(s.directory.is_local_domain("example.net"));
     s.apply(
         &Command::SetUserOverrides {
             address: "alice@example.com".into(),
-            overrides: UserOverrides {
-                daily_messages_max: Some(5),
-                ..Default::default()
-            },
+            overrides: UserOverrides { daily_messages_max: Some(5), ..Default::default() },
         },
         2,
     )
     .unwrap();
-    s.apply(
-        &Command::RemoveUser {
-            address: "alice@example.com".into(),
-        },
-        3,
-    )
-    .unwrap();
-    assert!(
-        s.directory.groups["staff@example.com"].members.is_empty(),
-        "removing a user removes its memberships"
-    );
-    assert_eq!(
-        s.apply(
-            &Command::RemoveDomain {
-                name: "example.com".into()
-            },
-            3
-        )
-        .unwrap_err()
-        .field(),
-        "domain"
-    );
+    s.apply(&Command::RemoveUser { address: "alice@example.com".into() }, 3).unwrap();
+    assert!(s.directory.groups["staff@example.com"].members.is_empty(), "removing a user removes its memberships");
+    assert_eq!(s.apply(&Command::RemoveDomain { name: "example.com".into() }, 3).unwrap_err().field(), "domain");
 }
 
 #[test]
@@ -294,25 +132,12 @@ fn greylist_triplet_passes_after_delay_inside_window() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(
-        attempt(&mut s, 1_000),
-        GreylistVerdict::Deferred {
-            retry_after_ms: 301_000
-        }
-    );
-    assert_eq!(
-        attempt(&mut s, 100_000),
-        GreylistVerdict::Deferred {
-            retry_after_ms: 301_000
-        }
-    );
+    assert_eq!(attempt(&mut s, 1_000), GreylistVerdict::Deferred { retry_after_ms: 301_000 });
+    assert_eq!(attempt(&mut s, 100_000), GreylistVerdict::Deferred { retry_after_ms: 301_000 });
     assert_eq!(attempt(&mut s, 301_000), GreylistVerdict::Passed);
     assert_eq!(attempt(&mut s, 5_000_000), GreylistVerdict::Passed);
     // After the pass lifetime the triplet is new again.
-    assert!(matches!(
-        attempt(&mut s, 2_000_000_000),
-        GreylistVerdict::Deferred { .. }
-    ));
+    assert!(matches!(attempt(&mut s, 2_000_000_000), GreylistVerdict::Deferred { .. }));
     s.apply(&Command::ExpireCounters, 4_000_000_000).unwrap();
     assert!(s.counters.greylist.is_empty());
 }
@@ -322,12 +147,7 @@ fn daily_quota_is_never_exceeded_and_resets_daily() {
     let mut s = ClusterState::default();
     let charge = |s: &mut ClusterState, at| {
         s.apply(
-            &Command::ChargeDailyQuota {
-                user: "a@x.org".into(),
-                recipients: 2,
-                messages_max: 3,
-                recipients_max: 100,
-            },
+            &Command::ChargeDailyQuota { user: "a@x.org".into(), recipients: 2, messages_max: 3, recipients_max: 100 },
             at,
         )
         .unwrap()
@@ -335,101 +155,34 @@ fn daily_quota_is_never_exceeded_and_resets_daily() {
     for _ in 0..3 {
         assert!(matches!(charge(&mut s, 10), Outcome::QuotaCharged { .. }));
     }
-    assert_eq!(
-        charge(&mut s, 10),
-        Outcome::QuotaExceeded {
-            messages: 3,
-            recipients: 6
-        }
-    );
-    assert_eq!(
-        charge(&mut s, 86_400_000 + 1),
-        Outcome::QuotaCharged {
-            messages: 1,
-            recipients: 2
-        }
-    );
+    assert_eq!(charge(&mut s, 10), Outcome::QuotaExceeded { messages: 3, recipients: 6 });
+    assert_eq!(charge(&mut s, 86_400_000 + 1), Outcome::QuotaCharged { messages: 1, recipients: 2 });
 }
 
 #[test]
 fn hijack_counter_freezes_the_account_past_the_threshold() {
     let mut s = seeded();
     let bump = |s: &mut ClusterState, at| {
-        s.apply(
-            &Command::IncrementHijack {
-                user: "alice@example.com".into(),
-                window_ms: 1000,
-                threshold: 2,
-            },
-            at,
-        )
-        .unwrap()
+        s.apply(&Command::IncrementHijack { user: "alice@example.com".into(), window_ms: 1000, threshold: 2 }, at)
+            .unwrap()
     };
-    assert_eq!(
-        bump(&mut s, 0),
-        Outcome::HijackCount {
-            count: 1,
-            frozen: false
-        }
-    );
-    assert_eq!(
-        bump(&mut s, 10),
-        Outcome::HijackCount {
-            count: 2,
-            frozen: false
-        }
-    );
-    assert_eq!(
-        bump(&mut s, 2000),
-        Outcome::HijackCount {
-            count: 1,
-            frozen: false
-        }
-    );
+    assert_eq!(bump(&mut s, 0), Outcome::HijackCount { count: 1, frozen: false });
+    assert_eq!(bump(&mut s, 10), Outcome::HijackCount { count: 2, frozen: false });
+    assert_eq!(bump(&mut s, 2000), Outcome::HijackCount { count: 1, frozen: false });
     bump(&mut s, 2001);
-    assert_eq!(
-        bump(&mut s, 2002),
-        Outcome::HijackCount {
-            count: 3,
-            frozen: true
-        }
-    );
+    assert_eq!(bump(&mut s, 2002), Outcome::HijackCount { count: 3, frozen: true });
     assert!(s.directory.users["alice@example.com"].frozen);
 }
 
 #[test]
 fn join_tokens_are_single_use_and_expire() {
     let mut s = ClusterState::default();
-    s.apply(
-        &Command::IssueJoinToken {
-            token_sha256: "t1".into(),
-            expires_ms: 100,
-        },
-        0,
-    )
-    .unwrap();
-    s.apply(
-        &Command::IssueJoinToken {
-            token_sha256: "t2".into(),
-            expires_ms: 100,
-        },
-        0,
-    )
-    .unwrap();
+    s.apply(&Command::IssueJoinToken { token_sha256: "t1".into(), expires_ms: 100 }, 0).unwrap();
+    s.apply(&Command::IssueJoinToken { token_sha256: "t2".into(), expires_ms: 100 }, 0).unwrap();
     let redeem = |s: &mut ClusterState, t: &str, at| {
-        s.apply(
-            &Command::RedeemJoinToken {
-                token_sha256: t.into(),
-                raft_addr: "r".into(),
-                admin_addr: "a".into(),
-            },
-            at,
-        )
+        s.apply(&Command::RedeemJoinToken { token_sha256: t.into(), raft_addr: "r".into(), admin_addr: "a".into() }, at)
     };
-    assert_eq!(
-        redeem(&mut s, "t1", 50),
-        Ok(Outcome::NodeAdmitted { node_id: 2 })
-    );
+    assert_eq!(redeem(&mut s, "t1", 50), Ok(Outcome::NodeAdmitted { node_id: 2 }));
     assert_eq!(redeem(&mut s, "t1", 50), Err(ApplyError::BadJoinToken));
     assert_eq!(redeem(&mut s, "t2", 100), Err(ApplyError::BadJoinToken));
 }
@@ -439,80 +192,35 @@ fn import_replaces_everything_or_nothing() {
     let source = seeded();
     let document = source.export();
     let mut target = ClusterState::default();
-    target
-        .apply(
-            &Command::AddDomain {
-                name: "old.org".into(),
-            },
-            1,
-        )
-        .unwrap();
-    target
-        .apply(
-            &Command::ImportConfig {
-                document: Box::new(document.clone()),
-            },
-            5,
-        )
-        .unwrap();
+    target.apply(&Command::AddDomain { name: "old.org".into() }, 1).unwrap();
+    target.apply(&Command::ImportConfig { document: Box::new(document.clone()) }, 5).unwrap();
     assert_eq!(target.directory, source.directory);
 
     let mut broken = document;
-    broken
-        .directory
-        .users
-        .get_mut("alice@example.com")
-        .unwrap()
-        .password_hash = "plain".into();
+    broken.directory.users.get_mut("alice@example.com").unwrap().password_hash = "plain".into();
     let before = target.clone();
-    let err = target
-        .apply(
-            &Command::ImportConfig {
-                document: Box::new(broken),
-            },
-            6,
-        )
-        .unwrap_err();
+    let err = target.apply(&Command::ImportConfig { document: Box::new(broken) }, 6).unwrap_err();
     assert_eq!(err.field(), "password");
     assert_eq!(target.directory, before.directory);
 }
 
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["a", "b", "c", "alice", "staff"]);
-    let dom = prop::sample::select(vec![
-        "example.com",
-        "example.net",
-        "other.org",
-        "bad domain",
-    ]);
+    let dom = prop::sample::select(vec!["example.com", "example.net", "other.org", "bad domain"]);
     prop_oneof![
-        dom.clone()
-            .prop_map(|d| Command::AddDomain { name: d.into() }),
-        dom.clone()
-            .prop_map(|d| Command::RemoveDomain { name: d.into() }),
+        dom.clone().prop_map(|d| Command::AddDomain { name: d.into() }),
+        dom.clone().prop_map(|d| Command::RemoveDomain { name: d.into() }),
         (name.clone(), dom.clone()).prop_map(|(n, d)| user(&format!("{n}@{d}"))),
-        (name.clone(), dom.clone()).prop_map(|(n, d)| Command::RemoveUser {
-            address: format!("{n}@{d}")
-        }),
-        (name.clone(), dom.clone()).prop_map(|(n, d)| Command::AddGroup {
-            address: format!("{n}@{d}")
-        }),
+        (name.clone(), dom.clone()).prop_map(|(n, d)| Command::RemoveUser { address: format!("{n}@{d}") }),
+        (name.clone(), dom.clone()).prop_map(|(n, d)| Command::AddGroup { address: format!("{n}@{d}") }),
         (name.clone(), name.clone()).prop_map(|(g, m)| Command::AddGroupMember {
             group: format!("{g}@example.com"),
             member: format!("{m}@example.com")
         }),
-        (name.clone(), dom.clone()).prop_map(|(n, d)| Command::AddAlias {
-            address: format!("{n}@{d}"),
-            targets: vec!["x@y.org".into()]
-        }),
-        (dom.clone(), dom).prop_map(|(a, t)| Command::AddDomainAlias {
-            alias: a.into(),
-            target: t.into()
-        }),
-        (0u64..10).prop_map(|d| Command::SetSetting {
-            key: "greylist.delay_s".into(),
-            value: d.to_string()
-        }),
+        (name.clone(), dom.clone())
+            .prop_map(|(n, d)| Command::AddAlias { address: format!("{n}@{d}"), targets: vec!["x@y.org".into()] }),
+        (dom.clone(), dom).prop_map(|(a, t)| Command::AddDomainAlias { alias: a.into(), target: t.into() }),
+        (0u64..10).prop_map(|d| Command::SetSetting { key: "greylist.delay_s".into(), value: d.to_string() }),
         name.prop_map(|n| Command::RecordGreylistAttempt {
             triplet: n.into(),
             delay_ms: 5,

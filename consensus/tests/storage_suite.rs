@@ -10,17 +10,11 @@ use std::sync::Arc;
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Arc::new(redb::Database::create(dir.path().join("raft.redb")).expect("redb"));
         let log = LogStore::open(db.clone())?;
-        let sm = StateMachineStore::open(
-            db,
-            ReadHandle::default(),
-            Arc::new(SnapshotStats::default()),
-        )?;
+        let sm = StateMachineStore::open(db, ReadHandle::default(), Arc::new(SnapshotStats::default()))?;
         Ok((dir, log, sm))
     }
 }

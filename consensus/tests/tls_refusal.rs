@@ -12,36 +12,17 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_certificates_and_tokens_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let a = common::start_cluster(&dir.path().join("a"), 1)
-        .await
-        .remove(0);
-    let b = common::start_cluster(&dir.path().join("b"), 1)
-        .await
-        .remove(0);
-    a.proposer
-        .propose(Command::AddDomain {
-            name: "example.com".into(),
-        })
-        .await
-        .unwrap();
+    let a = common::start_cluster(&dir.path().join("a"), 1).await.remove(0);
+    let b = common::start_cluster(&dir.path().join("b"), 1).await.remove(0);
+    a.proposer.propose(Command::AddDomain { name: "example.com".into() }).await.unwrap();
     let applied_before = a.read.load().state.commands_applied;
 
     // B's member dials A with B's certificate: the TLS handshake fails.
     let timeout = Duration::from_secs(3);
-    let err = b
-        .dialer
-        .call_once(&a.config.raft_listen, &RpcRequest::Status, timeout)
-        .await
-        .unwrap_err();
+    let err = b.dialer.call_once(&a.config.raft_listen, &RpcRequest::Status, timeout).await.unwrap_err();
     eprintln!("cross-cluster RPC refused: {err}");
-    let propose = RpcRequest::Propose(vec![Command::AddDomain {
-        name: "evil.org".into(),
-    }]);
-    assert!(b
-        .dialer
-        .call_once(&a.config.raft_listen, &propose, timeout)
-        .await
-        .is_err());
+    let propose = RpcRequest::Propose(vec![Command::AddDomain { name: "evil.org".into() }]);
+    assert!(b.dialer.call_once(&a.config.raft_listen, &propose, timeout).await.is_err());
 
     // A client with no certificate (pinned to A's CA) may not propose.
     let anonymous = Dialer {
@@ -49,24 +30,13 @@ async fn foreign_certificates_and_tokens_are_refused() {
         connect_timeout: timeout,
         frame_bytes_max: 1 << 20,
     };
-    let reply = anonymous
-        .call_once(&a.config.raft_listen, &propose, timeout)
-        .await
-        .unwrap();
+    let reply = anonymous.call_once(&a.config.raft_listen, &propose, timeout).await.unwrap();
     assert!(matches!(reply, RpcResponse::Unauthenticated), "{reply:?}");
 
     // B's token presented to A's seed: A's certificate does not match B's pin.
     let b_token = b.issue_join_token().await.unwrap();
     let joiner = common::fast_config(dir.path(), "joiner");
-    let err = ClusterNode::join(
-        joiner.clone(),
-        wall_clock(),
-        &b_token,
-        &a.config.raft_listen,
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = ClusterNode::join(joiner.clone(), wall_clock(), &b_token, &a.config.raft_listen).await.err().unwrap();
     assert!(matches!(err, ClusterError::JoinRefused { .. }), "{err}");
 
     // A's token with a forged secret: refused by A.
@@ -74,22 +44,9 @@ async fn foreign_certificates_and_tokens_are_refused() {
     let mut forged = a_token.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    let err = ClusterNode::join(joiner.clone(), wall_clock(), &forged, &a.config.raft_listen)
-        .await
-        .err()
-        .unwrap();
+    let err = ClusterNode::join(joiner.clone(), wall_clock(), &forged, &a.config.raft_listen).await.err().unwrap();
     assert!(err.to_string().contains("token"), "{err}");
 
-    assert!(!a
-        .read
-        .load()
-        .state
-        .directory
-        .domains
-        .contains_key("evil.org"));
-    assert_eq!(
-        a.read.load().state.commands_applied,
-        applied_before + 2,
-        "only the two token issues were applied"
-    );
+    assert!(!a.read.load().state.directory.domains.contains_key("evil.org"));
+    assert_eq!(a.read.load().state.commands_applied, applied_before + 2, "only the two token issues were applied");
 }

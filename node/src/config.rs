@@ -30,10 +30,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8025".into(),
-            body_bytes_max: 16 * 1024 * 1024,
-        }
+        Self { listen: "127.0.0.1:8025".into(), body_bytes_max: 16 * 1024 * 1024 }
     }
 }
 
@@ -46,9 +43,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            filter: "info,openraft=warn".into(),
-        }
+        Self { filter: "info,openraft=warn".into() }
     }
 }
 
@@ -69,13 +64,9 @@ impl NodeConfig {
         let Some(path) = path else {
             return Ok(Self::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let config: Self =
-            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let config: Self = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        config.validate().with_context(|| format!("config {}", path.display()))?;
         Ok(config)
     }
 
@@ -86,18 +77,9 @@ impl NodeConfig {
             c.election_timeout_min_ms > c.heartbeat_ms && c.election_timeout_max_ms > c.election_timeout_min_ms,
             "cluster.election_timeout_min_ms must exceed heartbeat_ms and be below election_timeout_max_ms"
         );
-        anyhow::ensure!(
-            c.snapshot_logs_since_last > 0,
-            "cluster.snapshot_logs_since_last must be > 0"
-        );
-        anyhow::ensure!(
-            c.proposer.batch_commands_max > 0,
-            "cluster.proposer.batch_commands_max must be > 0"
-        );
-        anyhow::ensure!(
-            c.frame_bytes_max >= 1024 * 1024,
-            "cluster.frame_bytes_max must be at least 1 MiB"
-        );
+        anyhow::ensure!(c.snapshot_logs_since_last > 0, "cluster.snapshot_logs_since_last must be > 0");
+        anyhow::ensure!(c.proposer.batch_commands_max > 0, "cluster.proposer.batch_commands_max must be > 0");
+        anyhow::ensure!(c.frame_bytes_max >= 1024 * 1024, "cluster.frame_bytes_max must be at least 1 MiB");
         Ok(())
     }
 
@@ -120,9 +102,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = toml::from_str::<NodeConfig>("[cluster]\nheartbeat = 5\n")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<NodeConfig>("[cluster]\nheartbeat = 5\n").unwrap_err().to_string();
         assert!(err.contains("heartbeat"), "{err}");
     }
 

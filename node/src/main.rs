@@ -27,38 +27,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.data_dir = dir;
     }
     match cli.command {
-        Command::Serve => runtime(
-            &config,
-            serve::run(config.clone(), serve::Bootstrap::NewCluster),
-        ),
-        Command::Join { token, seed } => runtime(
-            &config,
-            serve::run(config.clone(), serve::Bootstrap::Join { token, seed }),
-        ),
+        Command::Serve => runtime(&config, serve::run(config.clone(), serve::Bootstrap::NewCluster)),
+        Command::Join { token, seed } => {
+            runtime(&config, serve::run(config.clone(), serve::Bootstrap::Join { token, seed }))
+        }
         Command::Cluster(ClusterCmd::Init) => {
             let cluster_id = runtime(&config, serve::init_only(config.clone()))?;
-            println!(
-                "initialised cluster {cluster_id} in {}",
-                config.data_dir.display()
-            );
+            println!("initialised cluster {cluster_id} in {}", config.data_dir.display());
             Ok(())
         }
         other => cli::run_admin_command(&other, &config, cli.json),
     }
 }
 
-fn runtime<T>(
-    config: &NodeConfig,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+fn runtime<T>(config: &NodeConfig, fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(fut)
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
 }

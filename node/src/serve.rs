@@ -20,18 +20,12 @@ pub enum Bootstrap {
 }
 
 /// Starts the member (creating or joining a cluster if the directory is new).
-async fn start_member(
-    config: &NodeConfig,
-    bootstrap: Bootstrap,
-) -> anyhow::Result<Arc<ClusterNode>> {
+async fn start_member(config: &NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<Arc<ClusterNode>> {
     let cluster = config.cluster_config();
     let initialised = ClusterNode::is_initialised(&config.data_dir);
     let node = match bootstrap {
         Bootstrap::Join { .. } if initialised => {
-            anyhow::bail!(
-                "{}: already a cluster member; use `gatehouse serve`",
-                config.data_dir.display()
-            )
+            anyhow::bail!("{}: already a cluster member; use `gatehouse serve`", config.data_dir.display())
         }
         Bootstrap::Join { token, seed } => {
             let node = ClusterNode::join(cluster, wall_clock(), &token, &seed).await?;
@@ -53,15 +47,10 @@ pub fn ensure_admin_token(config: &NodeConfig) -> anyhow::Result<String> {
     let path = config.admin_token_path();
     if let Ok(text) = std::fs::read_to_string(&path) {
         let token = text.trim().to_string();
-        anyhow::ensure!(
-            token.len() >= 32,
-            "{}: admin token is too short",
-            path.display()
-        );
+        anyhow::ensure!(token.len() >= 32, "{}: admin token is too short", path.display());
         return Ok(token);
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let token = hex::encode(raw);
@@ -70,9 +59,7 @@ pub fn ensure_admin_token(config: &NodeConfig) -> anyhow::Result<String> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     use std::io::Write;
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)

@@ -14,42 +14,21 @@ fn replicates_fails_over_and_catches_up() {
 
     // A user added on node 1 is visible on nodes 2 and 3 within 1 s.
     let started = Instant::now();
-    nodes[0].ok(&[
-        "user",
-        "add",
-        "alice@example.com",
-        "--password",
-        "correct horse",
-        "--name",
-        "Alice",
-    ]);
+    nodes[0].ok(&["user", "add", "alice@example.com", "--password", "correct horse", "--name", "Alice"]);
     for n in &nodes[1..] {
         let seen = wait_for(Duration::from_secs(1), || {
             let users = n.ok(&["user", "list"]);
-            users
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|u| u["address"] == "alice@example.com")
-                .then_some(())
+            users.as_array().unwrap().iter().any(|u| u["address"] == "alice@example.com").then_some(())
         });
         assert!(seen.is_some(), "{} did not see the user within 1 s", n.name);
     }
-    eprintln!(
-        "user visible on all nodes {:?} after the add was sent",
-        started.elapsed()
-    );
+    eprintln!("user visible on all nodes {:?} after the add was sent", started.elapsed());
 
     // Status lists three members with roles and lag, and one leader.
     let status = nodes[1].status();
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), 3, "{status}");
-    assert!(
-        members
-            .iter()
-            .all(|m| m["voter"] == true && m["lag"].is_u64()),
-        "{status}"
-    );
+    assert!(members.iter().all(|m| m["voter"] == true && m["lag"].is_u64()), "{status}");
     let leader = status["leader"].as_u64().unwrap();
 
     // kill -9 the leader: a new leader accepts writes within 3 s.
@@ -64,10 +43,7 @@ fn replicates_fails_over_and_catches_up() {
         n.try_ok(&["domain", "add", "after-failover.example"]).ok()
     });
     let failover = killed_at.elapsed();
-    assert!(
-        accepted.is_some(),
-        "no write accepted within 3 s of killing the leader"
-    );
+    assert!(accepted.is_some(), "no write accepted within 3 s of killing the leader");
     eprintln!("write accepted {failover:?} after kill -9 of leader {leader}");
     let new_leader = leader_id(&nodes[survivors[0]]).unwrap();
     assert_ne!(new_leader, leader);
@@ -75,19 +51,11 @@ fn replicates_fails_over_and_catches_up() {
     // The killed node restarts and catches up.
     nodes[leader_idx].serve();
     let caught_up = wait_for(Duration::from_secs(10), || {
-        nodes[leader_idx]
-            .domains()
-            .contains(&"after-failover.example".to_string())
-            .then_some(())
+        nodes[leader_idx].domains().contains(&"after-failover.example".to_string()).then_some(())
     });
     assert!(caught_up.is_some(), "restarted node did not catch up");
     for n in &nodes {
-        assert_eq!(
-            n.domains(),
-            vec!["after-failover.example", "example.com"],
-            "{}",
-            n.name
-        );
+        assert_eq!(n.domains(), vec!["after-failover.example", "example.com"], "{}", n.name);
     }
 }
 
@@ -108,10 +76,7 @@ fn every_committed_write_survives_a_full_restart() {
     for n in nodes.iter_mut() {
         n.serve();
     }
-    assert!(
-        wait_for(Duration::from_secs(10), || leader_id(&nodes[0])).is_some(),
-        "no leader after restart"
-    );
+    assert!(wait_for(Duration::from_secs(10), || leader_id(&nodes[0])).is_some(), "no leader after restart");
     for n in &nodes {
         let got = wait_for(Duration::from_secs(10), || {
             let d = n.domains();

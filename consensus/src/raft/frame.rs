@@ -20,30 +20,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if used != bytes.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "trailing bytes after frame payload",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes after frame payload"));
     }
     Ok(value)
 }
 
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
-    w: &mut W,
-    value: &T,
-) -> io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, value: &T) -> io::Result<()> {
     let body = encode(value)?;
-    let len = u32::try_from(body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(&body).await?;
     w.flush().await
 }
 
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
-    r: &mut R,
-    frame_bytes_max: usize,
-) -> io::Result<T> {
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, frame_bytes_max: usize) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -65,9 +55,7 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_refuse_oversize() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_frame(&mut a, &("hello".to_string(), 42u64))
-            .await
-            .unwrap();
+        write_frame(&mut a, &("hello".to_string(), 42u64)).await.unwrap();
         let got: (String, u64) = read_frame(&mut b, 1024).await.unwrap();
         assert_eq!(got, ("hello".to_string(), 42));
         write_frame(&mut a, &vec![0u8; 2048]).await.unwrap();

@@ -46,10 +46,7 @@ impl LogStore {
         Ok(Self { db })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
@@ -61,10 +58,7 @@ impl LogStore {
     fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(META)
-            .map_err(write_err)?
-            .insert(key, bytes.as_slice())
-            .map_err(write_err)?;
+        txn.open_table(META).map_err(write_err)?.insert(key, bytes.as_slice()).map_err(write_err)?;
         txn.commit().map_err(write_err)
     }
 
@@ -102,10 +96,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id = self.get_meta::<Option<LogId>>(KEY_LAST_PURGED)?.flatten();
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -113,8 +104,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote)
-            .map_err(|e| storage_io(ErrorSubject::Vote, ErrorVerb::Write, e))
+        self.put_meta(KEY_VOTE, vote).map_err(|e| storage_io(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -129,11 +119,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -143,9 +129,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut table = txn.open_table(LOGS).map_err(write_err)?;
             for entry in entries {
                 let bytes = encode(&entry).map_err(write_err)?;
-                table
-                    .insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(write_err)?;
+                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
             }
         }
         // The commit fsyncs; only then is the append reported durable.
@@ -160,10 +144,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(LOGS)
-            .map_err(write_err)?
-            .retain_in(log_id.index.., |_, _| false)
-            .map_err(write_err)?;
+        txn.open_table(LOGS).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
         txn.commit().map_err(write_err)
     }
 
@@ -171,14 +152,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = encode(&Some(log_id)).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
         {
-            txn.open_table(META)
-                .map_err(write_err)?
-                .insert(KEY_LAST_PURGED, bytes.as_slice())
-                .map_err(write_err)?;
-            txn.open_table(LOGS)
-                .map_err(write_err)?
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
+            txn.open_table(META).map_err(write_err)?.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+            txn.open_table(LOGS).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }

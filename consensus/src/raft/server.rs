@@ -33,11 +33,7 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener, acceptor: TlsA
                     return;
                 }
             };
-            let authenticated = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+            let authenticated = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
             let frame_bytes_max = node.config.frame_bytes_max;
             loop {
                 let request: RpcRequest = match read_frame(&mut stream, frame_bytes_max).await {
@@ -56,31 +52,19 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener, acceptor: TlsA
     }
 }
 
-async fn dispatch(
-    node: &Arc<ClusterNode>,
-    request: RpcRequest,
-    authenticated: bool,
-) -> RpcResponse {
+async fn dispatch(node: &Arc<ClusterNode>, request: RpcRequest, authenticated: bool) -> RpcResponse {
     if !authenticated && !matches!(request, RpcRequest::Join(_)) {
         return RpcResponse::Unauthenticated;
     }
     match request {
-        RpcRequest::AppendEntries(rpc) => {
-            RpcResponse::AppendEntries(node.raft.append_entries(rpc).await)
-        }
+        RpcRequest::AppendEntries(rpc) => RpcResponse::AppendEntries(node.raft.append_entries(rpc).await),
         RpcRequest::Vote(rpc) => RpcResponse::Vote(node.raft.vote(rpc).await),
-        RpcRequest::InstallSnapshot(rpc) => {
-            RpcResponse::InstallSnapshot(node.raft.install_snapshot(rpc).await)
+        RpcRequest::InstallSnapshot(rpc) => RpcResponse::InstallSnapshot(node.raft.install_snapshot(rpc).await),
+        RpcRequest::Propose(commands) => {
+            RpcResponse::Propose(crate::proposer::submit_as_leader(&node.raft, &node.clock, commands).await)
         }
-        RpcRequest::Propose(commands) => RpcResponse::Propose(
-            crate::proposer::submit_as_leader(&node.raft, &node.clock, commands).await,
-        ),
-        RpcRequest::AddMember { node_id, info } => {
-            RpcResponse::Membership(node.add_member(node_id, info).await)
-        }
-        RpcRequest::RemoveMember { node_id } => {
-            RpcResponse::Membership(node.remove_member(node_id).await)
-        }
+        RpcRequest::AddMember { node_id, info } => RpcResponse::Membership(node.add_member(node_id, info).await),
+        RpcRequest::RemoveMember { node_id } => RpcResponse::Membership(node.remove_member(node_id).await),
         RpcRequest::Join(join) => RpcResponse::Join(node.admit(join).await),
         RpcRequest::Status => RpcResponse::Status(Box::new(node.local_status())),
     }

@@ -9,9 +9,7 @@
 //! of IO. Logs are purged only up to a snapshot that is already on disk.
 
 use openraft::storage::RaftStateMachine;
-use openraft::{
-    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta as RaftSnapshotMeta,
-};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta as RaftSnapshotMeta};
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -19,9 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::frame::{decode, encode};
-use super::{
-    storage_io, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use super::{storage_io, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::command::ClusterResponse;
 use crate::read_handle::{AppliedState, ReadHandle};
 use crate::state::ClusterState;
@@ -73,16 +69,9 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
 
 impl StateMachineStore {
     /// Opens the state machine, restoring the last snapshot if there is one.
-    pub fn open(
-        db: Arc<Database>,
-        read: ReadHandle,
-        stats: Arc<SnapshotStats>,
-    ) -> Result<Self, StorageError> {
-        let txn = db
-            .begin_write()
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        txn.open_table(SNAPSHOT)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    pub fn open(db: Arc<Database>, read: ReadHandle, stats: Arc<SnapshotStats>) -> Result<Self, StorageError> {
+        let txn = db.begin_write().map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        txn.open_table(SNAPSHOT).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         txn.commit().map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let mut sm = Self {
             db,
@@ -101,20 +90,11 @@ impl StateMachineStore {
     }
 
     fn load_stored(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let table = txn
-            .open_table(SNAPSHOT)
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let value = table
-            .get(KEY_CURRENT)
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let txn = self.db.begin_read().map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let table = txn.open_table(SNAPSHOT).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let value = table.get(KEY_CURRENT).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         match value {
-            Some(v) => Ok(Some(
-                decode(v.value()).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-            )),
+            Some(v) => Ok(Some(decode(v.value()).map_err(|e| snap_err(ErrorVerb::Read, e))?)),
             None => Ok(None),
         }
     }
@@ -129,19 +109,14 @@ impl StateMachineStore {
 
     fn publish(&self) {
         let applied_index = self.last_applied.map(|l| l.index).unwrap_or(0);
-        self.read.publish(AppliedState {
-            applied_index,
-            state: self.state.clone(),
-        });
+        self.read.publish(AppliedState { applied_index, state: self.state.clone() });
     }
 }
 
 /// Makes `stored` the current snapshot, durably (the commit fsyncs).
 fn write_snapshot(db: &Database, stored: &StoredSnapshot) -> Result<(), StorageError> {
     let bytes = encode(stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let txn = db
-        .begin_write()
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    let txn = db.begin_write().map_err(|e| snap_err(ErrorVerb::Write, e))?;
     txn.open_table(SNAPSHOT)
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
         .insert(KEY_CURRENT, bytes.as_slice())
@@ -165,18 +140,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.body.membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        write_snapshot(
-            &self.db,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-        )?;
+        write_snapshot(&self.db, &StoredSnapshot { meta: meta.clone(), data: data.clone() })?;
         self.stats.built.fetch_add(1, Ordering::Relaxed);
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -211,10 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        let last = self
-            .last_applied
-            .map(|l| format!("{}-{}", l.leader_id, l.index))
-            .unwrap_or_else(|| "0".into());
+        let last = self.last_applied.map(|l| format!("{}-{}", l.leader_id, l.index)).unwrap_or_else(|| "0".into());
         SnapshotBuilder {
             db: self.db.clone(),
             body: SnapshotBody {
@@ -238,22 +201,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.restore(&data)?;
-        write_snapshot(
-            &self.db,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-        )?;
+        write_snapshot(&self.db, &StoredSnapshot { meta: meta.clone(), data })?;
         self.stats.installed.fetch_add(1, Ordering::Relaxed);
         self.publish();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.load_stored()?.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        Ok(self.load_stored()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }

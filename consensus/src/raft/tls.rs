@@ -8,8 +8,8 @@
 //! cluster CA; only the join request may arrive without one.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -32,10 +32,7 @@ pub enum TlsError {
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{0}: no PEM certificate or key found")]
     BadPem(String),
 }
@@ -52,17 +49,10 @@ pub struct TlsMaterial {
 fn ca_params(cluster_id: &str) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Gatehouse");
-    dn.push(
-        DnType::CommonName,
-        format!("Gatehouse cluster CA {cluster_id}"),
-    );
+    dn.push(DnType::CommonName, format!("Gatehouse cluster CA {cluster_id}"));
     params.distinguished_name = dn;
     Ok(params)
 }
@@ -75,11 +65,7 @@ pub fn generate_ca(cluster_id: &str) -> Result<(String, String), TlsError> {
 }
 
 /// Signs a certificate for `node_id` with the cluster CA; returns (cert PEM, key PEM).
-pub fn issue_node_cert(
-    cluster_id: &str,
-    ca_key_pem: &str,
-    node_id: u64,
-) -> Result<(String, String), TlsError> {
+pub fn issue_node_cert(cluster_id: &str, ca_key_pem: &str, node_id: u64) -> Result<(String, String), TlsError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     // rcgen needs the issuer as a certificate object; rebuilding it from the
     // same parameters and key yields the same subject and key identifier as
@@ -88,16 +74,10 @@ pub fn issue_node_cert(
     let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Gatehouse");
-    dn.push(
-        DnType::CommonName,
-        format!("gatehouse node {node_id} of cluster {cluster_id}"),
-    );
+    dn.push(DnType::CommonName, format!("gatehouse node {node_id} of cluster {cluster_id}"));
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -109,10 +89,7 @@ impl TlsMaterial {
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| TlsError::Io {
-                path: path.display().to_string(),
-                source,
-            })
+            std::fs::read_to_string(&path).map_err(|source| TlsError::Io { path: path.display().to_string(), source })
         };
         Ok(Self {
             ca_cert_pem: read(FILES[0])?,
@@ -124,17 +101,9 @@ impl TlsMaterial {
 
     /// Writes the four files; keys are readable by the owner only.
     pub fn save(&self, dir: &Path) -> Result<(), TlsError> {
-        let io = |path: &Path, source| TlsError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |path: &Path, source| TlsError::Io { path: path.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let contents = [
-            &self.ca_cert_pem,
-            &self.ca_key_pem,
-            &self.node_cert_pem,
-            &self.node_key_pem,
-        ];
+        let contents = [&self.ca_cert_pem, &self.ca_key_pem, &self.node_cert_pem, &self.node_key_pem];
         for (name, text) in FILES.iter().zip(contents) {
             let path = dir.join(name);
             write_private(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
@@ -158,29 +127,20 @@ impl TlsMaterial {
         Ok(roots)
     }
 
-    fn chain_and_key(
-        &self,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    fn chain_and_key(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         // The CA travels in the chain so a joining node can pin it by fingerprint.
-        let chain = vec![
-            first_cert(&self.node_cert_pem)?,
-            first_cert(&self.ca_cert_pem)?,
-        ];
+        let chain = vec![first_cert(&self.node_cert_pem)?, first_cert(&self.ca_cert_pem)?];
         let key = KeyPair::from_pem(&self.node_key_pem)?;
-        Ok((
-            chain,
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        ))
+        Ok((chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
     }
 
     /// Server side of the Raft port: client certificates from our CA are
     /// verified; a client without one is let through the handshake and may
     /// only send a join request.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
-                .allow_unauthenticated()
-                .build()?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
+            .allow_unauthenticated()
+            .build()?;
         let (chain, key) = self.chain_and_key()?;
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
@@ -252,17 +212,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         let ca = intermediates
             .iter()
             .find(|c| Sha256::digest(c.as_ref()).as_slice() == self.ca_fingerprint)
-            .ok_or(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))?;
+            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
     }
 
@@ -272,12 +227,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -286,17 +236,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        provider().signature_verification_algorithms.supported_schemes()
     }
 }

@@ -74,19 +74,13 @@ impl Directory {
 
     /// True when any table already uses this address.
     pub fn address_in_use(&self, key: &str) -> bool {
-        self.users.contains_key(key)
-            || self.groups.contains_key(key)
-            || self.aliases.contains_key(key)
+        self.users.contains_key(key) || self.groups.contains_key(key) || self.aliases.contains_key(key)
     }
 
     /// True when anything still lives in the domain, so removing it would orphan records.
     pub fn domain_in_use(&self, domain: &str) -> bool {
         let suffix = format!("@{domain}");
-        self.users
-            .keys()
-            .chain(self.groups.keys())
-            .chain(self.aliases.keys())
-            .any(|k| k.ends_with(&suffix))
+        self.users.keys().chain(self.groups.keys()).chain(self.aliases.keys()).any(|k| k.ends_with(&suffix))
             || self.domain_aliases.values().any(|t| t == domain)
     }
 }

@@ -51,11 +51,7 @@ pub struct ClusterRecords {
 
 impl Default for ClusterRecords {
     fn default() -> Self {
-        Self {
-            join_tokens: BTreeMap::new(),
-            next_node_id: 2,
-            nodes: BTreeMap::new(),
-        }
+        Self { join_tokens: BTreeMap::new(), next_node_id: 2, nodes: BTreeMap::new() }
     }
 }
 

@@ -48,37 +48,25 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "cluster.join_token_ttl_s",
-        kind: SettingKind::Integer {
-            min: 60,
-            max: 7 * 24 * 3600,
-        },
+        kind: SettingKind::Integer { min: 60, max: 7 * 24 * 3600 },
         default: "3600",
         doc: "How long a join token printed by `cluster add-node` stays valid.",
     },
     SettingSpec {
         key: "greylist.delay_s",
-        kind: SettingKind::Integer {
-            min: 0,
-            max: 24 * 3600,
-        },
+        kind: SettingKind::Integer { min: 0, max: 24 * 3600 },
         default: "300",
         doc: "How long a new greylist triplet must wait before a retry passes.",
     },
     SettingSpec {
         key: "greylist.retry_window_s",
-        kind: SettingKind::Integer {
-            min: 60,
-            max: 7 * 24 * 3600,
-        },
+        kind: SettingKind::Integer { min: 60, max: 7 * 24 * 3600 },
         default: "86400",
         doc: "How long after the first attempt a retry may come and still pass.",
     },
     SettingSpec {
         key: "greylist.pass_ttl_s",
-        kind: SettingKind::Integer {
-            min: 3600,
-            max: 365 * 24 * 3600,
-        },
+        kind: SettingKind::Integer { min: 3600, max: 365 * 24 * 3600 },
         default: "3110400",
         doc: "How long a passed triplet stays whitelisted (36 days).",
     },
@@ -96,38 +84,25 @@ pub struct Settings {
 
 impl Settings {
     pub fn spec(key: &str) -> Result<&'static SettingSpec, ApplyError> {
-        SETTING_SPECS
-            .iter()
-            .find(|s| s.key == key)
-            .ok_or_else(|| ApplyError::UnknownSetting(key.to_string()))
+        SETTING_SPECS.iter().find(|s| s.key == key).ok_or_else(|| ApplyError::UnknownSetting(key.to_string()))
     }
 
     /// The effective value: the one set, else the default.
     pub fn get(&self, key: &str) -> Result<String, ApplyError> {
         let spec = Self::spec(key)?;
-        Ok(self
-            .values
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| spec.default.to_string()))
+        Ok(self.values.get(key).cloned().unwrap_or_else(|| spec.default.to_string()))
     }
 
     /// An integer setting; the spec guarantees the stored text parses.
     pub fn get_i64(&self, key: &str) -> Result<i64, ApplyError> {
         let text = self.get(key)?;
-        text.parse().map_err(|_| ApplyError::InvalidSetting {
-            key: key.to_string(),
-            reason: "not an integer".into(),
-        })
+        text.parse().map_err(|_| ApplyError::InvalidSetting { key: key.to_string(), reason: "not an integer".into() })
     }
 
     /// Checks a value against its key's kind and returns it in canonical form.
     pub fn validate(key: &str, value: &str) -> Result<String, ApplyError> {
         let spec = Self::spec(key)?;
-        let bad = |reason: String| ApplyError::InvalidSetting {
-            key: key.to_string(),
-            reason,
-        };
+        let bad = |reason: String| ApplyError::InvalidSetting { key: key.to_string(), reason };
         match spec.kind {
             SettingKind::Bool => match value.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "on" | "1" => Ok("true".into()),
@@ -135,10 +110,7 @@ impl Settings {
                 _ => Err(bad(format!("{value:?} is not a boolean (true/false)"))),
             },
             SettingKind::Integer { min, max } => {
-                let n: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad(format!("{value:?} is not an integer")))?;
+                let n: i64 = value.trim().parse().map_err(|_| bad(format!("{value:?} is not an integer")))?;
                 if n < min || n > max {
                     return Err(bad(format!("{n} is outside {min}..={max}")));
                 }
@@ -146,15 +118,13 @@ impl Settings {
             }
             SettingKind::Text { bytes_max } => {
                 if value.len() > bytes_max || value.chars().any(|c| c.is_control()) {
-                    return Err(bad(format!(
-                        "must be at most {bytes_max} bytes with no control characters"
-                    )));
+                    return Err(bad(format!("must be at most {bytes_max} bytes with no control characters")));
                 }
                 Ok(value.to_string())
             }
-            SettingKind::Hostname => crate::address::DomainName::parse(value)
-                .map(|d| d.to_string())
-                .map_err(|e| bad(e.to_string())),
+            SettingKind::Hostname => {
+                crate::address::DomainName::parse(value).map(|d| d.to_string()).map_err(|e| bad(e.to_string()))
+            }
         }
     }
 }

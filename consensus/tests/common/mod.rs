@@ -26,27 +26,14 @@ pub fn fast_config(dir: &Path, name: &str) -> ClusterConfig {
 
 /// Starts node 1 as a new cluster and joins `n - 1` more through it.
 pub async fn start_cluster(dir: &Path, n: usize) -> Vec<Arc<ClusterNode>> {
-    let first = ClusterNode::init(fast_config(dir, "n1"), wall_clock())
-        .await
-        .expect("init");
-    first
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .current_leader(first.id, "first node leads")
-        .await
-        .expect("leader");
+    let first = ClusterNode::init(fast_config(dir, "n1"), wall_clock()).await.expect("init");
+    first.raft.wait(Some(Duration::from_secs(10))).current_leader(first.id, "first node leads").await.expect("leader");
     let seed = first.config.raft_listen.clone();
     let mut nodes = vec![first];
     for i in 2..=n {
         let token = nodes[0].issue_join_token().await.expect("token");
-        let node = ClusterNode::join(
-            fast_config(dir, &format!("n{i}")),
-            wall_clock(),
-            &token,
-            &seed,
-        )
-        .await
-        .expect("join");
+        let node =
+            ClusterNode::join(fast_config(dir, &format!("n{i}")), wall_clock(), &token, &seed).await.expect("join");
         nodes.push(node);
     }
     nodes

@@ -34,19 +34,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(field: &str, error: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            error: error.into(),
-            field: Some(field.to_string()),
-        }
+        Self { status: 400, error: error.into(), field: Some(field.to_string()) }
     }
 
     pub fn internal(error: impl Into<String>) -> Self {
-        Self {
-            status: 500,
-            error: error.into(),
-            field: None,
-        }
+        Self { status: 500, error: error.into(), field: None }
     }
 }
 
@@ -77,34 +69,17 @@ impl From<ProposeError> for ApiError {
                 } else {
                     400
                 };
-                Self {
-                    status,
-                    error: e.to_string(),
-                    field: Some(apply.field()),
-                }
+                Self { status, error: e.to_string(), field: Some(apply.field()) }
             }
-            ProposeError::Unavailable(_) => Self {
-                status: 503,
-                error: e.to_string(),
-                field: None,
-            },
-            ProposeError::Overloaded(_) => Self {
-                status: 429,
-                error: e.to_string(),
-                field: None,
-            },
+            ProposeError::Unavailable(_) => Self { status: 503, error: e.to_string(), field: None },
+            ProposeError::Overloaded(_) => Self { status: 429, error: e.to_string(), field: None },
         }
     }
 }
 
 /// Compares in time independent of where the strings differ.
 fn token_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 async fn require_token(
@@ -119,23 +94,14 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !token_matches(given.as_bytes(), token.as_bytes()) {
-        let error = ApiError {
-            status: 401,
-            error: "missing or wrong bearer token".into(),
-            field: None,
-        };
+        let error = ApiError { status: 401, error: "missing or wrong bearer token".into(), field: None };
         return Err(error.into());
     }
     next.call(req).await
 }
 
 /// Runs the admin API until the process ends.
-pub async fn run(
-    state: AdminState,
-    listen: &str,
-    token: String,
-    body_bytes_max: usize,
-) -> anyhow::Result<()> {
+pub async fn run(state: AdminState, listen: &str, token: String, body_bytes_max: usize) -> anyhow::Result<()> {
     let state = web::Data::new(state);
     let token = web::Data::new(token);
     let server = HttpServer::new(move || {
@@ -145,9 +111,7 @@ pub async fn run(
             .app_data(
                 web::JsonConfig::default()
                     .limit(body_bytes_max)
-                    .error_handler(|err, _| {
-                        ApiError::bad_request("body", format!("invalid JSON body: {err}")).into()
-                    }),
+                    .error_handler(|err, _| ApiError::bad_request("body", format!("invalid JSON body: {err}")).into()),
             )
             .wrap(actix_web::middleware::from_fn(require_token))
             .configure(routes::configure)

@@ -21,10 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/domains", web::post().to(add_domain))
             .route("/domains/{name}", web::delete().to(remove_domain))
             .route("/domain-aliases", web::post().to(add_domain_alias))
-            .route(
-                "/domain-aliases/{alias}",
-                web::delete().to(remove_domain_alias),
-            )
+            .route("/domain-aliases/{alias}", web::delete().to(remove_domain_alias))
             .route("/users", web::get().to(list_users))
             .route("/users", web::post().to(add_user))
             .route("/users/{address}", web::delete().to(remove_user))
@@ -34,10 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/groups", web::post().to(add_group))
             .route("/groups/{address}", web::delete().to(remove_group))
             .route("/groups/{address}/members", web::post().to(add_member))
-            .route(
-                "/groups/{address}/members/{member}",
-                web::delete().to(remove_member),
-            )
+            .route("/groups/{address}/members/{member}", web::delete().to(remove_member))
             .route("/aliases", web::get().to(list_aliases))
             .route("/aliases", web::post().to(add_alias))
             .route("/aliases/{address}", web::delete().to(remove_alias))
@@ -59,10 +53,7 @@ async fn apply(state: &State, command: Command) -> Reply {
 /// Passwords are hashed here, before proposing: `apply` must not draw a salt.
 fn hash_password(password: &str) -> Result<String, ApiError> {
     if password.chars().count() < 8 || password.len() > 1024 {
-        return Err(ApiError::bad_request(
-            "password",
-            "must be 8 to 1024 bytes long",
-        ));
+        return Err(ApiError::bad_request("password", "must be 8 to 1024 bytes long"));
     }
     let salt = SaltString::generate(&mut OsRng);
     argon2::Argon2::default()
@@ -76,24 +67,13 @@ async fn cluster_status(state: State) -> Reply {
 }
 
 async fn issue_join_token(state: State) -> Reply {
-    let token = state
-        .node
-        .issue_join_token()
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "token": token, "seed": state.node.config.raft_listen })))
+    let token = state.node.issue_join_token().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "token": token, "seed": state.node.config.raft_listen })))
 }
 
 async fn remove_node(state: State, path: web::Path<String>) -> Reply {
-    let id: u64 = path
-        .parse()
-        .map_err(|_| ApiError::bad_request("node_id", format!("{path:?} is not a node id")))?;
-    state
-        .node
-        .remove_member(id)
-        .await
-        .map_err(|e| ApiError::bad_request("node_id", e.to_string()))?;
+    let id: u64 = path.parse().map_err(|_| ApiError::bad_request("node_id", format!("{path:?} is not a node id")))?;
+    state.node.remove_member(id).await.map_err(|e| ApiError::bad_request("node_id", e.to_string()))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
 }
 
@@ -111,12 +91,7 @@ async fn list_domains(state: State) -> Reply {
         .keys()
         .map(|name| DomainView {
             name: name.clone(),
-            aliases: dir
-                .domain_aliases
-                .iter()
-                .filter(|(_, t)| *t == name)
-                .map(|(a, _)| a.clone())
-                .collect(),
+            aliases: dir.domain_aliases.iter().filter(|(_, t)| *t == name).map(|(a, _)| a.clone()).collect(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(views))
@@ -128,23 +103,11 @@ struct NameBody {
 }
 
 async fn add_domain(state: State, body: web::Json<NameBody>) -> Reply {
-    apply(
-        &state,
-        Command::AddDomain {
-            name: body.into_inner().name,
-        },
-    )
-    .await
+    apply(&state, Command::AddDomain { name: body.into_inner().name }).await
 }
 
 async fn remove_domain(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::RemoveDomain {
-            name: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::RemoveDomain { name: path.into_inner() }).await
 }
 
 #[derive(Deserialize)]
@@ -155,24 +118,11 @@ struct DomainAliasBody {
 
 async fn add_domain_alias(state: State, body: web::Json<DomainAliasBody>) -> Reply {
     let b = body.into_inner();
-    apply(
-        &state,
-        Command::AddDomainAlias {
-            alias: b.alias,
-            target: b.target,
-        },
-    )
-    .await
+    apply(&state, Command::AddDomainAlias { alias: b.alias, target: b.target }).await
 }
 
 async fn remove_domain_alias(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::RemoveDomainAlias {
-            alias: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::RemoveDomainAlias { alias: path.into_inner() }).await
 }
 
 /// A user as the API shows it: never the password hash.
@@ -214,25 +164,11 @@ struct AddUserBody {
 async fn add_user(state: State, body: web::Json<AddUserBody>) -> Reply {
     let b = body.into_inner();
     let password_hash = hash_password(&b.password)?;
-    apply(
-        &state,
-        Command::AddUser {
-            address: b.address,
-            display_name: b.display_name,
-            password_hash,
-        },
-    )
-    .await
+    apply(&state, Command::AddUser { address: b.address, display_name: b.display_name, password_hash }).await
 }
 
 async fn remove_user(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::RemoveUser {
-            address: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::RemoveUser { address: path.into_inner() }).await
 }
 
 #[derive(Deserialize)]
@@ -240,20 +176,9 @@ struct PasswordBody {
     password: String,
 }
 
-async fn set_password(
-    state: State,
-    path: web::Path<String>,
-    body: web::Json<PasswordBody>,
-) -> Reply {
+async fn set_password(state: State, path: web::Path<String>, body: web::Json<PasswordBody>) -> Reply {
     let password_hash = hash_password(&body.password)?;
-    apply(
-        &state,
-        Command::SetPassword {
-            address: path.into_inner(),
-            password_hash,
-        },
-    )
-    .await
+    apply(&state, Command::SetPassword { address: path.into_inner(), password_hash }).await
 }
 
 #[derive(Deserialize)]
@@ -262,14 +187,7 @@ struct EnabledBody {
 }
 
 async fn set_enabled(state: State, path: web::Path<String>, body: web::Json<EnabledBody>) -> Reply {
-    apply(
-        &state,
-        Command::SetUserEnabled {
-            address: path.into_inner(),
-            enabled: body.enabled,
-        },
-    )
-    .await
+    apply(&state, Command::SetUserEnabled { address: path.into_inner(), enabled: body.enabled }).await
 }
 
 async fn list_groups(state: State) -> Reply {
@@ -284,23 +202,11 @@ struct AddressBody {
 }
 
 async fn add_group(state: State, body: web::Json<AddressBody>) -> Reply {
-    apply(
-        &state,
-        Command::AddGroup {
-            address: body.into_inner().address,
-        },
-    )
-    .await
+    apply(&state, Command::AddGroup { address: body.into_inner().address }).await
 }
 
 async fn remove_group(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::RemoveGroup {
-            address: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::RemoveGroup { address: path.into_inner() }).await
 }
 
 #[derive(Deserialize)]
@@ -309,14 +215,7 @@ struct MemberBody {
 }
 
 async fn add_member(state: State, path: web::Path<String>, body: web::Json<MemberBody>) -> Reply {
-    apply(
-        &state,
-        Command::AddGroupMember {
-            group: path.into_inner(),
-            member: body.into_inner().member,
-        },
-    )
-    .await
+    apply(&state, Command::AddGroupMember { group: path.into_inner(), member: body.into_inner().member }).await
 }
 
 async fn remove_member(state: State, path: web::Path<(String, String)>) -> Reply {
@@ -338,24 +237,11 @@ struct AliasBody {
 
 async fn add_alias(state: State, body: web::Json<AliasBody>) -> Reply {
     let b = body.into_inner();
-    apply(
-        &state,
-        Command::AddAlias {
-            address: b.address,
-            targets: b.targets,
-        },
-    )
-    .await
+    apply(&state, Command::AddAlias { address: b.address, targets: b.targets }).await
 }
 
 async fn remove_alias(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::RemoveAlias {
-            address: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::RemoveAlias { address: path.into_inner() }).await
 }
 
 #[derive(Serialize)]
@@ -367,25 +253,13 @@ struct SettingView {
 }
 
 fn setting_view(settings: &Settings, spec: &consensus::state::SettingSpec) -> SettingView {
-    let value = settings
-        .values
-        .get(spec.key)
-        .cloned()
-        .unwrap_or_else(|| spec.default.to_string());
-    SettingView {
-        key: spec.key,
-        value,
-        default: spec.default,
-        doc: spec.doc,
-    }
+    let value = settings.values.get(spec.key).cloned().unwrap_or_else(|| spec.default.to_string());
+    SettingView { key: spec.key, value, default: spec.default, doc: spec.doc }
 }
 
 async fn list_config(state: State) -> Reply {
     let applied = state.node.read.load();
-    let views: Vec<_> = SETTING_SPECS
-        .iter()
-        .map(|s| setting_view(&applied.state.settings, s))
-        .collect();
+    let views: Vec<_> = SETTING_SPECS.iter().map(|s| setting_view(&applied.state.settings, s)).collect();
     Ok(HttpResponse::Ok().json(views))
 }
 
@@ -401,24 +275,11 @@ struct ValueBody {
 }
 
 async fn set_config(state: State, path: web::Path<String>, body: web::Json<ValueBody>) -> Reply {
-    apply(
-        &state,
-        Command::SetSetting {
-            key: path.into_inner(),
-            value: body.into_inner().value,
-        },
-    )
-    .await
+    apply(&state, Command::SetSetting { key: path.into_inner(), value: body.into_inner().value }).await
 }
 
 async fn reset_config(state: State, path: web::Path<String>) -> Reply {
-    apply(
-        &state,
-        Command::ResetSetting {
-            key: path.into_inner(),
-        },
-    )
-    .await
+    apply(&state, Command::ResetSetting { key: path.into_inner() }).await
 }
 
 async fn export(state: State) -> Reply {
@@ -426,11 +287,5 @@ async fn export(state: State) -> Reply {
 }
 
 async fn import(state: State, body: web::Json<ConfigDocument>) -> Reply {
-    apply(
-        &state,
-        Command::ImportConfig {
-            document: Box::new(body.into_inner()),
-        },
-    )
-    .await
+    apply(&state, Command::ImportConfig { document: Box::new(body.into_inner()) }).await
 }

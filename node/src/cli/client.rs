@@ -29,20 +29,12 @@ fn encode_segment(raw: &str) -> String {
 impl AdminClient {
     pub fn new(listen: &str, token: String, timeout: Duration) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(timeout).build();
-        Self {
-            base: format!("http://{listen}/v1"),
-            token,
-            agent,
-        }
+        Self { base: format!("http://{listen}/v1"), token, agent }
     }
 
     /// Joins path parts, encoding each user-supplied one.
     pub fn path(parts: &[&str]) -> String {
-        parts
-            .iter()
-            .map(|p| encode_segment(p))
-            .collect::<Vec<_>>()
-            .join("/")
+        parts.iter().map(|p| encode_segment(p)).collect::<Vec<_>>().join("/")
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -63,10 +55,7 @@ impl AdminClient {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let url = format!("{}/{}", self.base, path);
-        let request = self
-            .agent
-            .request(method, &url)
-            .set("Authorization", &format!("Bearer {}", self.token));
+        let request = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));
         let result = match body {
             Some(b) => request.send_json(b),
             None => request.call(),
@@ -75,10 +64,7 @@ impl AdminClient {
             Ok(response) => Ok(response.into_json()?),
             Err(ureq::Error::Status(code, response)) => {
                 let body: Value = response.into_json().unwrap_or(Value::Null);
-                let error = body
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("request failed");
+                let error = body.get("error").and_then(Value::as_str).unwrap_or("request failed");
                 match body.get("field").and_then(Value::as_str) {
                     Some(field) if !error.starts_with(&format!("{field}:")) => {
                         anyhow::bail!("{field}: {error} (HTTP {code})")

@@ -5,26 +5,16 @@ use serde_json::{json, Value};
 use std::io::BufRead;
 use std::time::Duration;
 
-use super::args::{
-    AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, UserCmd,
-};
+use super::args::{AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, UserCmd};
 use super::client::AdminClient;
 use super::print;
 use crate::config::NodeConfig;
 
 /// Runs a command that talks to a node's admin API.
-pub fn run_admin_command(
-    command: &Command,
-    config: &NodeConfig,
-    as_json: bool,
-) -> anyhow::Result<()> {
+pub fn run_admin_command(command: &Command, config: &NodeConfig, as_json: bool) -> anyhow::Result<()> {
     let token_path = config.admin_token_path();
-    let token = std::fs::read_to_string(&token_path).with_context(|| {
-        format!(
-            "reading the admin token {} (is --data-dir right?)",
-            token_path.display()
-        )
-    })?;
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading the admin token {} (is --data-dir right?)", token_path.display()))?;
     // Joins and removals wait for catch-up, so allow the join timeout.
     let timeout = Duration::from_millis(config.cluster.join_timeout_ms + 5000);
     let client = AdminClient::new(&config.admin.listen, token.trim().to_string(), timeout);
@@ -43,62 +33,40 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         Command::Cluster(c) => match c {
             ClusterCmd::Status => client.get("cluster/status"),
             ClusterCmd::AddNode => client.post("cluster/tokens", json!({})),
-            ClusterCmd::RemoveNode { node_id } => {
-                client.delete(&p(&["cluster", "nodes", &node_id.to_string()]))
-            }
+            ClusterCmd::RemoveNode { node_id } => client.delete(&p(&["cluster", "nodes", &node_id.to_string()])),
             ClusterCmd::Init => anyhow::bail!("cluster init runs locally"),
         },
         Command::Domain(c) => match c {
             DomainCmd::Add { name } => client.post("domains", json!({ "name": name })),
             DomainCmd::List => client.get("domains"),
             DomainCmd::Remove { name } => client.delete(&p(&["domains", name])),
-            DomainCmd::AliasAdd { alias, target } => client.post(
-                "domain-aliases",
-                json!({ "alias": alias, "target": target }),
-            ),
+            DomainCmd::AliasAdd { alias, target } => {
+                client.post("domain-aliases", json!({ "alias": alias, "target": target }))
+            }
             DomainCmd::AliasRemove { alias } => client.delete(&p(&["domain-aliases", alias])),
         },
         Command::User(c) => match c {
-            UserCmd::Add {
-                address,
-                password,
-                name,
-            } => {
+            UserCmd::Add { address, password, name } => {
                 let password = read_password(password)?;
-                client.post(
-                    "users",
-                    json!({ "address": address, "password": password, "display_name": name }),
-                )
+                client.post("users", json!({ "address": address, "password": password, "display_name": name }))
             }
             UserCmd::List => client.get("users"),
             UserCmd::Passwd { address, password } => {
                 let password = read_password(password)?;
-                client.put(
-                    &p(&["users", address, "password"]),
-                    json!({ "password": password }),
-                )
+                client.put(&p(&["users", address, "password"]), json!({ "password": password }))
             }
-            UserCmd::Disable { address } => client.put(
-                &p(&["users", address, "enabled"]),
-                json!({ "enabled": false }),
-            ),
-            UserCmd::Enable { address } => client.put(
-                &p(&["users", address, "enabled"]),
-                json!({ "enabled": true }),
-            ),
+            UserCmd::Disable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": false })),
+            UserCmd::Enable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": true })),
             UserCmd::Remove { address } => client.delete(&p(&["users", address])),
         },
         Command::Group(c) => match c {
             GroupCmd::Add { address } => client.post("groups", json!({ "address": address })),
             GroupCmd::List => client.get("groups"),
             GroupCmd::Remove { address } => client.delete(&p(&["groups", address])),
-            GroupCmd::AddMember { group, member } => client.post(
-                &p(&["groups", group, "members"]),
-                json!({ "member": member }),
-            ),
-            GroupCmd::RemoveMember { group, member } => {
-                client.delete(&p(&["groups", group, "members", member]))
+            GroupCmd::AddMember { group, member } => {
+                client.post(&p(&["groups", group, "members"]), json!({ "member": member }))
             }
+            GroupCmd::RemoveMember { group, member } => client.delete(&p(&["groups", group, "members", member])),
         },
         Command::Alias(c) => match c {
             AliasCmd::Add { address, targets } => {
@@ -110,9 +78,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         Command::Config(c) => match c {
             ConfigCmd::Get { key: None } => client.get("config"),
             ConfigCmd::Get { key: Some(key) } => client.get(&p(&["config", key])),
-            ConfigCmd::Set { key, value } => {
-                client.put(&p(&["config", key]), json!({ "value": value }))
-            }
+            ConfigCmd::Set { key, value } => client.put(&p(&["config", key]), json!({ "value": value })),
             ConfigCmd::Reset { key } => client.delete(&p(&["config", key])),
         },
         Command::Export { output } => {
@@ -125,10 +91,9 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             Ok(document)
         }
         Command::Import { file } => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let document: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a JSON document", file.display()))?;
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let document: Value =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a JSON document", file.display()))?;
             client.post("import", document)
         }
         Command::Serve | Command::Join { .. } => anyhow::bail!("serve and join run the node"),
@@ -139,14 +104,8 @@ fn read_password(args: &PasswordArgs) -> anyhow::Result<String> {
     if let Some(p) = &args.password {
         return Ok(p.clone());
     }
-    anyhow::ensure!(
-        args.password_stdin,
-        "password: give --password or --password-stdin"
-    );
+    anyhow::ensure!(args.password_stdin, "password: give --password or --password-stdin");
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }

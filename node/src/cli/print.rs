@@ -20,11 +20,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
-            .collect();
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -40,12 +36,7 @@ fn items(v: &Value) -> Vec<Value> {
 fn join_list(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
         .unwrap_or_default()
 }
 
@@ -54,61 +45,35 @@ pub fn human(command: &Command, reply: &Value) {
         Command::Cluster(ClusterCmd::Status) => cluster_status(reply),
         Command::Cluster(ClusterCmd::AddNode) => {
             println!("join token (valid once): {}", s(reply, "token"));
-            println!(
-                "on the new node: gatehouse join --token {} --seed {}",
-                s(reply, "token"),
-                s(reply, "seed")
-            );
+            println!("on the new node: gatehouse join --token {} --seed {}", s(reply, "token"), s(reply, "seed"));
         }
         Command::Domain(DomainCmd::List) => table(
             &["DOMAIN", "ALIASES"],
-            items(reply)
-                .iter()
-                .map(|d| vec![s(d, "name"), join_list(d, "aliases")])
-                .collect(),
+            items(reply).iter().map(|d| vec![s(d, "name"), join_list(d, "aliases")]).collect(),
         ),
         Command::User(UserCmd::List) => table(
             &["ADDRESS", "NAME", "ENABLED", "FROZEN"],
             items(reply)
                 .iter()
-                .map(|u| {
-                    vec![
-                        s(u, "address"),
-                        s(u, "display_name"),
-                        s(u, "enabled"),
-                        s(u, "frozen"),
-                    ]
-                })
+                .map(|u| vec![s(u, "address"), s(u, "display_name"), s(u, "enabled"), s(u, "frozen")])
                 .collect(),
         ),
         Command::Group(GroupCmd::List) => table(
             &["GROUP", "MEMBERS"],
-            items(reply)
-                .iter()
-                .map(|g| vec![s(g, "address"), join_list(g, "members")])
-                .collect(),
+            items(reply).iter().map(|g| vec![s(g, "address"), join_list(g, "members")]).collect(),
         ),
         Command::Alias(AliasCmd::List) => table(
             &["ALIAS", "TARGETS"],
-            items(reply)
-                .iter()
-                .map(|a| vec![s(a, "address"), join_list(a, "targets")])
-                .collect(),
+            items(reply).iter().map(|a| vec![s(a, "address"), join_list(a, "targets")]).collect(),
         ),
         Command::Config(_) if reply.is_array() => table(
             &["KEY", "VALUE", "DEFAULT"],
-            items(reply)
-                .iter()
-                .map(|c| vec![s(c, "key"), s(c, "value"), s(c, "default")])
-                .collect(),
+            items(reply).iter().map(|c| vec![s(c, "key"), s(c, "value"), s(c, "default")]).collect(),
         ),
         Command::Config(_) if reply.get("key").is_some() => {
             println!("{} = {}", s(reply, "key"), s(reply, "value"))
         }
-        Command::Export { output: None } => println!(
-            "{}",
-            serde_json::to_string_pretty(reply).unwrap_or_default()
-        ),
+        Command::Export { output: None } => println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default()),
         _ => println!("ok"),
     }
 }

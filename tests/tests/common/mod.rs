@@ -58,24 +58,12 @@ impl Node {
         );
         std::fs::write(&config, text).expect("write config");
         let log = root.join(format!("{name}.log"));
-        Self {
-            name: name.into(),
-            dir,
-            config,
-            raft,
-            admin,
-            log,
-            child: None,
-        }
+        Self { name: name.into(), dir, config, raft, admin, log, child: None }
     }
 
     fn spawn(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "{} already running", self.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
         let child = Command::new(binary())
             .arg("-c")
             .arg(&self.config)
@@ -116,12 +104,7 @@ impl Node {
             if self.cli(&["cluster", "status"]).status.success() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} never became ready; log:\n{}",
-                self.name,
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "{} never became ready; log:\n{}", self.name, self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -131,13 +114,7 @@ impl Node {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary())
-            .arg("-c")
-            .arg(&self.config)
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("run cli")
+        Command::new(binary()).arg("-c").arg(&self.config).arg("--json").args(args).output().expect("run cli")
     }
 
     /// Runs a CLI command that must succeed and returns its JSON.
@@ -170,18 +147,11 @@ impl Node {
 
     pub fn domains(&self) -> Vec<String> {
         let v = self.ok(&["domain", "list"]);
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["name"].as_str().unwrap().to_string())
-            .collect()
+        v.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect()
     }
 
     pub fn token(&self) -> String {
-        self.ok(&["cluster", "add-node"])["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.ok(&["cluster", "add-node"])["token"].as_str().unwrap().to_string()
     }
 }
 
@@ -221,10 +191,7 @@ pub fn three_nodes(root: &Path, extra: &str) -> Vec<Node> {
 
 /// The id of the leader as `node` sees it.
 pub fn leader_id(node: &Node) -> Option<u64> {
-    node.try_ok(&["cluster", "status"])
-        .ok()?
-        .get("leader")?
-        .as_u64()
+    node.try_ok(&["cluster", "status"]).ok()?.get("leader")?.as_u64()
 }
 
 /// This node's id.
