@@ -114,3 +114,30 @@ mod tests {
         back.validate().unwrap();
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+
+    fn keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => keys(&key, t, out),
+                _ => out.push(key),
+            }
+        }
+    }
+
+    /// docs/configuration.md must name every config key and every replicated setting.
+    #[test]
+    fn configuration_reference_lists_every_key() {
+        let doc = include_str!("../../docs/configuration.md");
+        let table: toml::Table = toml::from_str(&toml::to_string(&NodeConfig::default()).unwrap()).unwrap();
+        let mut all = Vec::new();
+        keys("", &table, &mut all);
+        all.extend(consensus::state::SETTING_SPECS.iter().map(|s| s.key.to_string()));
+        let missing: Vec<_> = all.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
+        assert!(missing.is_empty(), "docs/configuration.md does not list {missing:?}");
+    }
+}
