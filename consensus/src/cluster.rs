@@ -53,6 +53,9 @@ pub struct ClusterConfig {
     pub connect_timeout_ms: u64,
     /// How long `join` and `add-node` wait for the new node to catch up.
     pub join_timeout_ms: u64,
+    /// How often the leader proposes `ExpireCounters` (greylist triplets,
+    /// quotas, blocks and join tokens past their time); 0 disables it.
+    pub expire_interval_ms: u64,
     pub proposer: ProposerLimits,
 }
 
@@ -71,6 +74,7 @@ impl Default for ClusterConfig {
             frame_bytes_max: crate::raft::frame::FRAME_BYTES_MAX_DEFAULT,
             connect_timeout_ms: 1000,
             join_timeout_ms: 30_000,
+            expire_interval_ms: 60_000,
             proposer: ProposerLimits::default(),
         }
     }
@@ -271,6 +275,9 @@ impl ClusterNode {
             tls: material,
         });
         tokio::spawn(crate::raft::server::serve(node.clone(), listener, acceptor));
+        if node.config.expire_interval_ms > 0 {
+            tokio::spawn(expire_counters(Arc::downgrade(&node)));
+        }
         Ok(node)
     }
 
@@ -475,6 +482,22 @@ impl ClusterNode {
             }
         }
         status
+    }
+}
+
+/// While this node leads, proposes `ExpireCounters` every `expire_interval_ms`:
+/// expiry is a command stamped with the leader's clock, never a clock read in
+/// `apply`. Ends when the node is dropped.
+async fn expire_counters(node: std::sync::Weak<ClusterNode>) {
+    loop {
+        let Some(interval) = node.upgrade().map(|n| n.config.expire_interval_ms) else { return };
+        tokio::time::sleep(Duration::from_millis(interval)).await;
+        let Some(n) = node.upgrade() else { return };
+        if leader_of(&n.raft).is_some_and(|(l, _)| l == n.id) {
+            if let Err(e) = n.proposer.propose(Command::ExpireCounters).await {
+                tracing::warn!(error = %e, "expiring counters failed");
+            }
+        }
     }
 }
 

@@ -124,3 +124,37 @@ fn node_added_after_compaction_installs_a_snapshot() {
     assert_eq!(n4.domains().len(), 60);
     eprintln!("node 4 installed {} snapshot(s); leader purged up to {:?}", status["snapshots_installed"], purged);
 }
+
+#[test]
+fn a_dead_node_is_removed_and_replaced() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(root.path(), "");
+    let leader = leader_id(&nodes[0]).unwrap();
+    let dead_idx = nodes.iter().position(|n| node_id(n) != leader).unwrap();
+    let dead_id = node_id(&nodes[dead_idx]);
+    let mut dead = nodes.remove(dead_idx);
+    dead.kill9();
+
+    // The survivors still have a majority: write, remove the dead node, add a replacement.
+    nodes[0].ok(&["domain", "add", "while-degraded.example"]);
+    nodes[1].ok(&["cluster", "remove-node", &dead_id.to_string()]);
+    let token = nodes[0].token();
+    let mut replacement = Node::new(root.path(), "n4", "");
+    replacement.join(&token, &nodes[1].raft.clone());
+    let new_id = node_id(&replacement);
+    assert!(new_id > 3, "ids are never reused: got {new_id}");
+    nodes.push(replacement);
+
+    nodes[2].ok(&["domain", "add", "after-replacement.example"]);
+    let status = nodes[0].status();
+    let ids: Vec<u64> = status["members"].as_array().unwrap().iter().map(|m| m["node_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{status}");
+    assert!(!ids.contains(&dead_id) && ids.contains(&new_id), "{status}");
+    for n in &nodes {
+        let got = wait_for(Duration::from_secs(5), || {
+            let d = n.domains();
+            (d.len() == 2).then_some(d)
+        });
+        assert_eq!(got, Some(vec!["after-replacement.example".into(), "while-degraded.example".into()]), "{}", n.name);
+    }
+}
