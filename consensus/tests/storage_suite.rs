@@ -1,4 +1,5 @@
 //! openraft's own storage test suite against our redb log store and state machine.
+#![allow(clippy::result_large_err)]
 
 use gatehouse_consensus::raft::log_store::LogStore;
 use gatehouse_consensus::raft::state_machine::{SnapshotStats, StateMachineStore};
