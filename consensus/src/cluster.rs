@@ -179,6 +179,10 @@ pub struct MemberStatus {
     pub matched_index: Option<u64>,
     /// Leader's last index minus `matched_index`.
     pub lag: Option<u64>,
+    /// The member's own applied index and role, asked of it directly;
+    /// `None` when it did not answer (down, partitioned).
+    pub applied_index: Option<u64>,
+    pub state: Option<String>,
 }
 
 pub struct ClusterNode {
@@ -442,6 +446,8 @@ impl ClusterNode {
                     voter: voters.contains(id),
                     matched_index,
                     lag: matched_index.map(|i| last_log_index.saturating_sub(i)),
+                    applied_index: None,
+                    state: None,
                 }
             })
             .collect();
@@ -468,18 +474,34 @@ impl ClusterNode {
         }
     }
 
-    /// This node's view with the members' replication progress as the leader sees it.
+    /// This node's view, with replication progress as the leader sees it and
+    /// each member's own applied index and role, asked of it in parallel.
     pub async fn status(&self) -> ClusterStatus {
         let mut status = self.local_status();
-        if let Some((leader, info)) = leader_of(&self.raft).filter(|(l, _)| *l != self.id) {
-            let timeout = Duration::from_millis(self.config.connect_timeout_ms * 2);
-            if let Ok(RpcResponse::Status(leader_view)) =
-                self.dialer.call_once(&info.raft_addr, &RpcRequest::Status, timeout).await
-            {
-                if leader_view.node_id == leader {
-                    status.members = leader_view.members;
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms * 2);
+        let asks = status.members.iter().map(|m| {
+            let addr = m.raft_addr.clone();
+            let remote = m.node_id != self.id;
+            async move {
+                if !remote {
+                    return None;
+                }
+                match self.dialer.call_once(&addr, &RpcRequest::Status, timeout).await {
+                    Ok(RpcResponse::Status(view)) => Some(*view),
+                    _ => None,
                 }
             }
+        });
+        let views: Vec<Option<ClusterStatus>> = futures::future::join_all(asks).await;
+        let mut by_id: BTreeMap<NodeId, ClusterStatus> = views.into_iter().flatten().map(|v| (v.node_id, v)).collect();
+        by_id.insert(self.id, status.clone());
+        if let Some(leader_view) = status.leader.and_then(|l| by_id.get(&l)).filter(|v| v.state == "leader") {
+            status.members = leader_view.members.clone();
+        }
+        for member in &mut status.members {
+            let view = by_id.get(&member.node_id);
+            member.applied_index = view.map(|v| v.applied_index);
+            member.state = view.map(|v| v.state.clone());
         }
         status
     }

@@ -29,6 +29,14 @@ fn cli_errors_name_the_bad_field() {
         assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
     }
     assert_eq!(n.domains(), vec!["example.com"]);
+    n.ok(&["user", "add", "ann@example.com", "--password", "12345678"]);
+    n.ok(&["user", "limits", "ann@example.com", "--daily-messages-max", "100"]);
+    n.ok(&["user", "freeze", "ann@example.com"]);
+    let users = n.ok(&["user", "list"]);
+    assert_eq!(users[0]["frozen"], true, "{users}");
+    assert_eq!(users[0]["overrides"]["daily_messages_max"], 100, "{users}");
+    assert!(users[0].get("password_hash").is_none(), "the hash must never be listed: {users}");
+    n.ok(&["user", "remove", "ann@example.com"]);
     assert_eq!(n.ok(&["user", "list"]).as_array().unwrap().len(), 0);
 
     // A malformed join token is refused before anything is written.

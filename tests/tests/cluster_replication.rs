@@ -29,6 +29,7 @@ fn replicates_fails_over_and_catches_up() {
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), 3, "{status}");
     assert!(members.iter().all(|m| m["voter"] == true && m["lag"].is_u64()), "{status}");
+    assert!(members.iter().all(|m| m["applied_index"].is_u64() && m["state"].is_string()), "{status}");
     let leader = status["leader"].as_u64().unwrap();
 
     // kill -9 the leader: a new leader accepts writes within 3 s.
@@ -47,6 +48,9 @@ fn replicates_fails_over_and_catches_up() {
     eprintln!("write accepted {failover:?} after kill -9 of leader {leader}");
     let new_leader = leader_id(&nodes[survivors[0]]).unwrap();
     assert_ne!(new_leader, leader);
+    let status = nodes[survivors[0]].status();
+    let dead = status["members"].as_array().unwrap().iter().find(|m| m["node_id"] == leader).unwrap().clone();
+    assert!(dead["state"].is_null() && dead["applied_index"].is_null(), "killed node should be unreachable: {dead}");
 
     // The killed node restarts and catches up.
     nodes[leader_idx].serve();

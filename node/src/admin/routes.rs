@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-use consensus::state::{Settings, SETTING_SPECS};
+use consensus::state::{Settings, UserOverrides, SETTING_SPECS};
 use consensus::{Command, ConfigDocument};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{address}", web::delete().to(remove_user))
             .route("/users/{address}/password", web::put().to(set_password))
             .route("/users/{address}/enabled", web::put().to(set_enabled))
+            .route("/users/{address}/frozen", web::put().to(set_frozen))
+            .route("/users/{address}/overrides", web::put().to(set_overrides))
             .route("/groups", web::get().to(list_groups))
             .route("/groups", web::post().to(add_group))
             .route("/groups/{address}", web::delete().to(remove_group))
@@ -132,7 +134,7 @@ struct UserView {
     display_name: String,
     enabled: bool,
     frozen: bool,
-    overrides: consensus::state::UserOverrides,
+    overrides: UserOverrides,
 }
 
 async fn list_users(state: State) -> Reply {
@@ -188,6 +190,19 @@ struct EnabledBody {
 
 async fn set_enabled(state: State, path: web::Path<String>, body: web::Json<EnabledBody>) -> Reply {
     apply(&state, Command::SetUserEnabled { address: path.into_inner(), enabled: body.enabled }).await
+}
+
+#[derive(Deserialize)]
+struct FrozenBody {
+    frozen: bool,
+}
+
+async fn set_frozen(state: State, path: web::Path<String>, body: web::Json<FrozenBody>) -> Reply {
+    apply(&state, Command::SetUserFrozen { address: path.into_inner(), frozen: body.frozen }).await
+}
+
+async fn set_overrides(state: State, path: web::Path<String>, body: web::Json<UserOverrides>) -> Reply {
+    apply(&state, Command::SetUserOverrides { address: path.into_inner(), overrides: body.into_inner() }).await
 }
 
 async fn list_groups(state: State) -> Reply {

@@ -105,6 +105,24 @@ pub enum UserCmd {
     Enable {
         address: String,
     },
+    /// Stop the account from sending (what hijack detection does on its own).
+    Freeze {
+        address: String,
+    },
+    /// Let a frozen account send again.
+    Unfreeze {
+        address: String,
+    },
+    /// Set the user's own limits; a limit not given returns to the cluster default.
+    Limits {
+        address: String,
+        #[arg(long)]
+        mailbox_bytes_max: Option<u64>,
+        #[arg(long)]
+        daily_messages_max: Option<u32>,
+        #[arg(long)]
+        daily_recipients_max: Option<u32>,
+    },
     Remove {
         address: String,
     },

@@ -57,6 +57,16 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             }
             UserCmd::Disable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": false })),
             UserCmd::Enable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": true })),
+            UserCmd::Freeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": true })),
+            UserCmd::Unfreeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": false })),
+            UserCmd::Limits { address, mailbox_bytes_max, daily_messages_max, daily_recipients_max } => {
+                let body = json!({
+                    "mailbox_bytes_max": mailbox_bytes_max,
+                    "daily_messages_max": daily_messages_max,
+                    "daily_recipients_max": daily_recipients_max,
+                });
+                client.put(&p(&["users", address, "overrides"]), body)
+            }
             UserCmd::Remove { address } => client.delete(&p(&["users", address])),
         },
         Command::Group(c) => match c {

@@ -52,10 +52,13 @@ pub fn human(command: &Command, reply: &Value) {
             items(reply).iter().map(|d| vec![s(d, "name"), join_list(d, "aliases")]).collect(),
         ),
         Command::User(UserCmd::List) => table(
-            &["ADDRESS", "NAME", "ENABLED", "FROZEN"],
+            &["ADDRESS", "NAME", "ENABLED", "FROZEN", "LIMITS"],
             items(reply)
                 .iter()
-                .map(|u| vec![s(u, "address"), s(u, "display_name"), s(u, "enabled"), s(u, "frozen")])
+                .map(|u| {
+                    let limits = u.get("overrides").map(limits_text).unwrap_or_default();
+                    vec![s(u, "address"), s(u, "display_name"), s(u, "enabled"), s(u, "frozen"), limits]
+                })
                 .collect(),
         ),
         Command::Group(GroupCmd::List) => table(
@@ -75,6 +78,19 @@ pub fn human(command: &Command, reply: &Value) {
         }
         Command::Export { output: None } => println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default()),
         _ => println!("ok"),
+    }
+}
+
+/// The limits a user has set, as `key=value` pairs; "-" when all are defaults.
+fn limits_text(overrides: &Value) -> String {
+    let set: Vec<String> = overrides
+        .as_object()
+        .map(|o| o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    if set.is_empty() {
+        "-".into()
+    } else {
+        set.join(",")
     }
 }
 
@@ -108,15 +124,18 @@ fn cluster_status(v: &Value) {
             } else {
                 "learner"
             };
+            let state = m.get("state").and_then(Value::as_str).unwrap_or("unreachable");
             vec![
                 s(m, "node_id"),
                 role.to_string(),
+                state.to_string(),
                 s(m, "raft_addr"),
                 s(m, "admin_addr"),
+                s(m, "applied_index"),
                 s(m, "matched_index"),
                 s(m, "lag"),
             ]
         })
         .collect();
-    table(&["ID", "ROLE", "RAFT", "ADMIN", "MATCHED", "LAG"], rows);
+    table(&["ID", "ROLE", "STATE", "RAFT", "ADMIN", "APPLIED", "MATCHED", "LAG"], rows);
 }
