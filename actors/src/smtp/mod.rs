@@ -1,0 +1,13 @@
+//! SMTP, sans-IO: framing, the DATA reader, replies, limits and the session
+//! state machine. Nothing here touches a socket or a clock; the screening
+//! actor wraps `Session` and the tests drive it with byte strings.
+
+pub mod data;
+pub mod limits;
+pub mod line;
+pub mod reply;
+pub mod session;
+
+pub use limits::SmtpLimits;
+pub use reply::Reply;
+pub use session::{AcceptedRecipient, Action, InboundMessage, PeerInfo, RecipientVerdict, Session, SessionConfig};

@@ -1,0 +1,425 @@
+//! The SMTP session core: a state machine with no IO and no clock.
+//!
+//! The shell (the screening actor) feeds it what the client sent with
+//! `receive`, answers its questions (`recipient_verdict`, `stored`), tells it
+//! the time, and carries out the actions it returns from `poll_action`: bytes
+//! to send, a recipient to check, a message to store, close. While a question
+//! is open the core reads no further input, so pipelined commands (RFC 2920)
+//! are answered strictly in order. Standards: RFC 5321, 1870 (SIZE),
+//! 2920 (PIPELINING), 6152 (8BITMIME), 6531 (SMTPUTF8), 2034 and 3463
+//! (enhanced status codes).
+
+use smtp_proto::{Error as ParseError, Request};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::data::DataReader;
+use super::limits::SmtpLimits;
+use super::line::{Line, LineBuffer};
+use super::reply::Reply;
+
+/// What a session needs to know about the server.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Fully qualified name in the greeting and the EHLO reply.
+    pub hostname: String,
+    /// Text after the host name in the 220 greeting.
+    pub banner: String,
+    pub limits: SmtpLimits,
+}
+
+/// Who is on the other end (after the PROXY protocol, when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// What the shell must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Send(Vec<u8>),
+    /// Decide whether to accept this recipient; answer with `recipient_verdict`.
+    CheckRecipient {
+        address: String,
+    },
+    /// Store this message durably; answer with `stored`.
+    Store(Box<InboundMessage>),
+    Close,
+}
+
+/// The answer to `Action::CheckRecipient`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientVerdict {
+    /// Accepted; `deliver_to` holds the local mailboxes or remote addresses
+    /// it expands to (aliases and groups resolved).
+    Accept {
+        deliver_to: Vec<String>,
+    },
+    Reject(Reply),
+}
+
+/// A recipient the session accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedRecipient {
+    pub address: String,
+    pub deliver_to: Vec<String>,
+}
+
+/// A complete message, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub peer: PeerInfo,
+    /// The EHLO/HELO argument, and whether it was EHLO.
+    pub helo: String,
+    pub esmtp: bool,
+    /// The reverse path; empty for the null sender `<>`.
+    pub mail_from: String,
+    pub recipients: Vec<AcceptedRecipient>,
+    /// The message with dot-stuffing undone, lines ending in CRLF.
+    pub body: Vec<u8>,
+    pub smtputf8: bool,
+    /// When the end of data arrived (ms since the epoch, from the shell).
+    pub received_ms: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Command,
+    Data(DataReader),
+    Closed,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Waiting {
+    Nothing,
+    Recipient(String),
+    Stored,
+}
+
+#[derive(Debug, Default)]
+struct Transaction {
+    mail_from: String,
+    smtputf8: bool,
+    recipients: Vec<AcceptedRecipient>,
+}
+
+pub struct Session {
+    config: Arc<SessionConfig>,
+    peer: PeerInfo,
+    phase: Phase,
+    waiting: Waiting,
+    line: LineBuffer,
+    /// Received bytes not yet processed: pipelined input waiting behind an open question.
+    input: Vec<u8>,
+    actions: VecDeque<Action>,
+    helo: Option<(String, bool)>,
+    transaction: Option<Transaction>,
+    errors: u32,
+    started_ms: u64,
+    last_input_ms: u64,
+}
+
+fn ok(text: &str) -> Reply {
+    Reply::new(250, "2.0.0", text)
+}
+
+impl Session {
+    /// A new session; its first action is the 220 greeting.
+    pub fn new(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64) -> Self {
+        let greeting = Reply::new(220, "", &format!("{} {}", config.hostname, config.banner));
+        let mut session = Self {
+            config,
+            peer,
+            phase: Phase::Command,
+            waiting: Waiting::Nothing,
+            line: LineBuffer::default(),
+            input: Vec::new(),
+            actions: VecDeque::new(),
+            helo: None,
+            transaction: None,
+            errors: 0,
+            started_ms: now_ms,
+            last_input_ms: now_ms,
+        };
+        session.send(greeting);
+        session
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Bytes from the client.
+    pub fn receive(&mut self, bytes: &[u8], now_ms: u64) {
+        if self.is_closed() {
+            return;
+        }
+        self.last_input_ms = now_ms;
+        if self.input.len() + bytes.len() > self.config.limits.pending_input_bytes_max {
+            self.close_with(Reply::new(421, "4.7.0", "Too much pipelined input; closing connection"));
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        self.process(now_ms);
+    }
+
+    /// When `timeout` should be called, if the client stays silent.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        let idle = match self.phase {
+            Phase::Command => self.config.limits.command_timeout_ms,
+            Phase::Data(_) => self.config.limits.data_timeout_ms,
+            Phase::Closed => return None,
+        };
+        let session_end = self.started_ms.saturating_add(self.config.limits.session_ms_max);
+        Some(self.last_input_ms.saturating_add(idle).min(session_end))
+    }
+
+    pub fn timeout(&mut self, now_ms: u64) {
+        if self.deadline_ms().is_some_and(|d| now_ms >= d) {
+            self.close_with(Reply::new(421, "4.4.2", "Timeout exceeded; closing connection"));
+        }
+    }
+
+    /// The answer to `Action::CheckRecipient`.
+    pub fn recipient_verdict(&mut self, verdict: RecipientVerdict, now_ms: u64) {
+        let Waiting::Recipient(address) = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
+            debug_assert!(false, "recipient verdict without a question");
+            return;
+        };
+        match (verdict, self.transaction.as_mut()) {
+            (RecipientVerdict::Accept { deliver_to }, Some(tx)) => {
+                tx.recipients.push(AcceptedRecipient { address, deliver_to });
+                self.send(Reply::new(250, "2.1.5", "Ok"));
+            }
+            (RecipientVerdict::Accept { .. }, None) => self.send(Reply::new(503, "5.5.1", "No transaction")),
+            (RecipientVerdict::Reject(reply), _) => self.error(reply),
+        }
+        self.process(now_ms);
+    }
+
+    /// The answer to `Action::Store`: the queue id, or why it failed.
+    pub fn stored(&mut self, result: Result<String, Reply>, now_ms: u64) {
+        debug_assert_eq!(self.waiting, Waiting::Stored);
+        self.waiting = Waiting::Nothing;
+        self.transaction = None;
+        match result {
+            Ok(queue_id) => self.send(ok(&format!("Ok: queued as {queue_id}"))),
+            Err(reply) => self.send(reply),
+        }
+        self.process(now_ms);
+    }
+
+    fn send(&mut self, reply: Reply) {
+        self.actions.push_back(Action::Send(reply.render()));
+    }
+
+    fn close_with(&mut self, reply: Reply) {
+        self.send(reply);
+        self.actions.push_back(Action::Close);
+        self.phase = Phase::Closed;
+        self.input.clear();
+    }
+
+    /// A refusal that counts against `errors_max`.
+    fn error(&mut self, reply: Reply) {
+        self.errors += 1;
+        self.send(reply);
+        if self.errors >= self.config.limits.errors_max {
+            self.close_with(Reply::new(421, "4.7.0", "Too many errors; closing connection"));
+        }
+    }
+
+    fn process(&mut self, now_ms: u64) {
+        while self.waiting == Waiting::Nothing && !self.input.is_empty() {
+            let used = match &mut self.phase {
+                Phase::Closed => return,
+                Phase::Command => {
+                    let (line, used) = self.line.take_line(&self.input, self.config.limits.command_line_bytes_max);
+                    self.input.drain(..used);
+                    match line {
+                        Some(line) => self.command_line(line),
+                        None => return,
+                    }
+                    continue;
+                }
+                Phase::Data(reader) => {
+                    let (done, used) = reader.feed(&self.input, &self.config.limits);
+                    if done {
+                        self.input.drain(..used);
+                        self.end_of_data(now_ms);
+                        continue;
+                    }
+                    used
+                }
+            };
+            self.input.drain(..used);
+        }
+    }
+
+    fn command_line(&mut self, line: Line) {
+        let mut bytes = match line {
+            Line::Complete(bytes) => bytes,
+            Line::BareNewline => {
+                return self.error(Reply::new(500, "5.5.2", "Syntax error: bare <CR> or <LF> received"));
+            }
+            Line::TooLong => return self.error(Reply::new(500, "5.5.6", "Command line too long")),
+        };
+        bytes.extend_from_slice(b"\r\n");
+        let request = Request::parse(&mut bytes.iter()).map(Request::into_owned);
+        match request {
+            Ok(request) => self.command(request),
+            Err(e) => self.error(parse_error_reply(e)),
+        }
+    }
+
+    fn command(&mut self, request: Request<String>) {
+        match request {
+            Request::Ehlo { host } => self.hello(host, true),
+            Request::Helo { host } => self.hello(host, false),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to.address),
+            Request::Data => self.data(),
+            Request::Rset => {
+                self.transaction = None;
+                self.send(ok("Ok"));
+            }
+            Request::Noop { .. } => self.send(ok("Ok")),
+            Request::Quit => self.close_with(Reply::new(221, "2.0.0", "Bye")),
+            Request::Help { .. } => self.send(Reply::new(
+                214,
+                "2.0.0",
+                "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY",
+            )),
+            Request::Vrfy { .. } => {
+                self.send(Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+            }
+            Request::Expn { .. } => self.error(Reply::new(502, "5.5.1", "EXPN not available")),
+            Request::StartTls => self.error(Reply::new(502, "5.5.1", "STARTTLS not available on this listener")),
+            Request::Auth { .. } => self.error(Reply::new(503, "5.5.1", "AUTH not available on this listener")),
+            Request::Bdat { .. }
+            | Request::Burl { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Lhlo { .. } => self.error(Reply::new(502, "5.5.1", "Command not implemented")),
+        }
+    }
+
+    fn hello(&mut self, host: String, esmtp: bool) {
+        if host.is_empty() {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
+        }
+        self.transaction = None;
+        self.helo = Some((host, esmtp));
+        let name = self.config.hostname.clone();
+        if !esmtp {
+            return self.send(Reply::new(250, "", &name));
+        }
+        let limits = &self.config.limits;
+        let lines = [
+            name,
+            "PIPELINING".into(),
+            format!("SIZE {}", limits.message_bytes_max),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ];
+        self.send(Reply::new(250, "", &lines.join("\n")));
+    }
+
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
+        let Some((_, esmtp)) = &self.helo else {
+            return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+        };
+        if self.transaction.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
+        }
+        if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
+            return self.error(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        if (smtputf8 || from.size > 0) && !esmtp {
+            return self.error(Reply::new(555, "5.5.4", "Parameters need EHLO"));
+        }
+        if from.size > self.config.limits.message_bytes_max {
+            let text = format!("Message size exceeds the limit of {} bytes", self.config.limits.message_bytes_max);
+            return self.error(Reply::new(552, "5.3.4", &text));
+        }
+        if !smtputf8 && !from.address.is_ascii() {
+            return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
+        }
+        self.transaction = Some(Transaction { mail_from: from.address, smtputf8, recipients: Vec::new() });
+        self.send(Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    fn rcpt(&mut self, address: String) {
+        let Some(tx) = &self.transaction else {
+            return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
+        };
+        if tx.recipients.len() >= self.config.limits.recipients_max {
+            let text = format!("Too many recipients (limit {})", self.config.limits.recipients_max);
+            return self.send(Reply::new(452, "4.5.3", &text));
+        }
+        if !tx.smtputf8 && !address.is_ascii() {
+            return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
+        }
+        self.waiting = Waiting::Recipient(address.clone());
+        self.actions.push_back(Action::CheckRecipient { address });
+    }
+
+    fn data(&mut self) {
+        match &self.transaction {
+            None => self.error(Reply::new(503, "5.5.1", "Need MAIL command")),
+            Some(tx) if tx.recipients.is_empty() => self.error(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(_) => {
+                self.send(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+                self.phase = Phase::Data(DataReader::new());
+            }
+        }
+    }
+
+    fn end_of_data(&mut self, now_ms: u64) {
+        let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
+        let body = match reader.finish(&self.config.limits) {
+            Ok(body) => body,
+            Err(reply) => {
+                self.transaction = None;
+                return self.send(reply);
+            }
+        };
+        let (Some(tx), Some((helo, esmtp))) = (self.transaction.take(), self.helo.clone()) else {
+            return self.send(Reply::new(503, "5.5.1", "No transaction"));
+        };
+        let message = InboundMessage {
+            peer: self.peer.clone(),
+            helo,
+            esmtp,
+            mail_from: tx.mail_from,
+            recipients: tx.recipients,
+            body,
+            smtputf8: tx.smtputf8,
+            received_ms: now_ms,
+        };
+        self.waiting = Waiting::Stored;
+        self.actions.push_back(Action::Store(Box::new(message)));
+    }
+}
+
+fn parse_error_reply(e: ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(500, "5.5.2", "Command not recognized"),
+        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        ParseError::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        ParseError::SyntaxError { syntax } => Reply::new(501, "5.5.4", &format!("Syntax: {syntax}")),
+        ParseError::InvalidParameter { param } => Reply::new(501, "5.5.4", &format!("Invalid parameter {param}")),
+        ParseError::UnsupportedParameter { param } => {
+            Reply::new(555, "5.5.4", &format!("Unsupported parameter {param}"))
+        }
+        _ => Reply::new(500, "5.5.2", "Syntax error"),
+    }
+}

@@ -1,0 +1,215 @@
+//! Golden SMTP transcripts: client bytes in, server bytes out, driven through
+//! the sans-IO session core with a table resolver and a fake store.
+
+use gatehouse_actors::smtp::{
+    Action, InboundMessage, PeerInfo, RecipientVerdict, Reply, Session, SessionConfig, SmtpLimits,
+};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+struct Run {
+    server: String,
+    stored: Vec<InboundMessage>,
+    closed: bool,
+}
+
+fn config(limits: SmtpLimits) -> Arc<SessionConfig> {
+    Arc::new(SessionConfig { hostname: "mx.example.com".into(), banner: "ESMTP Gatehouse".into(), limits })
+}
+
+fn resolve(address: &str) -> RecipientVerdict {
+    match address {
+        "alice@example.com" | "bob@example.com" => RecipientVerdict::Accept { deliver_to: vec![address.to_string()] },
+        _ => RecipientVerdict::Reject(Reply::new(550, "5.1.1", "Recipient address rejected: user unknown")),
+    }
+}
+
+fn pump(session: &mut Session, run: &mut Run, now: u64) {
+    while let Some(action) = session.poll_action() {
+        match action {
+            Action::Send(bytes) => run.server.push_str(&String::from_utf8(bytes).unwrap()),
+            Action::CheckRecipient { address } => session.recipient_verdict(resolve(&address), now),
+            Action::Store(message) => {
+                run.stored.push(*message);
+                let id = format!("Q{}", run.stored.len());
+                session.stored(Ok(id), now);
+            }
+            Action::Close => run.closed = true,
+        }
+    }
+}
+
+fn drive_with(limits: SmtpLimits, chunks: &[&[u8]]) -> Run {
+    let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 40000 };
+    let mut session = Session::new(config(limits), peer, 1000);
+    let mut run = Run { server: String::new(), stored: Vec::new(), closed: false };
+    pump(&mut session, &mut run, 1000);
+    for chunk in chunks {
+        session.receive(chunk, 1001);
+        pump(&mut session, &mut run, 1001);
+    }
+    run
+}
+
+fn drive(chunks: &[&[u8]]) -> Run {
+    drive_with(SmtpLimits::default(), chunks)
+}
+
+#[test]
+fn golden_transcript() {
+    let run = drive(&[
+        b"EHLO client.example.org\r\n",
+        b"MAIL FROM:<sender@example.org> SIZE=100\r\n",
+        b"RCPT TO:<alice@example.com>\r\n",
+        b"RCPT TO:<nobody@example.com>\r\n",
+        b"DATA\r\n",
+        b"Subject: hi\r\n\r\n..dotted\r\nbody\r\n.\r\n",
+        b"VRFY alice\r\n",
+        b"QUIT\r\n",
+    ]);
+    let want = "220 mx.example.com ESMTP Gatehouse\r\n\
+                250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n\
+                250 2.1.0 Ok\r\n\
+                250 2.1.5 Ok\r\n\
+                550 5.1.1 Recipient address rejected: user unknown\r\n\
+                354 End data with <CR><LF>.<CR><LF>\r\n\
+                250 2.0.0 Ok: queued as Q1\r\n\
+                252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n\
+                221 2.0.0 Bye\r\n";
+    assert_eq!(run.server, want);
+    assert!(run.closed);
+    assert_eq!(run.stored.len(), 1);
+    let m = &run.stored[0];
+    assert_eq!(m.mail_from, "sender@example.org");
+    assert_eq!(m.helo, "client.example.org");
+    assert_eq!(m.recipients.len(), 1);
+    assert_eq!(m.body, b"Subject: hi\r\n\r\n.dotted\r\nbody\r\n");
+}
+
+#[test]
+fn pipelined_commands_in_one_write_get_replies_in_order() {
+    let one = drive(&[b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<nobody@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n"]);
+    let split = drive(&[
+        b"EHLO c\r\n",
+        b"MAIL FROM:<s@x.org>\r\n",
+        b"RCPT TO:<nobody@example.com>\r\n",
+        b"RCPT TO:<bob@example.com>\r\n",
+        b"DATA\r\n",
+        b"hello\r\n.\r\n",
+        b"QUIT\r\n",
+    ]);
+    assert_eq!(one.server, split.server);
+    assert_eq!(one.stored, split.stored);
+    assert_eq!(one.stored.len(), 1);
+}
+
+/// RFC 5321 end-of-data lookalikes, each followed by a complete second
+/// transaction: never two messages accepted.
+#[test]
+fn smuggling_battery() {
+    for marker in [&b"\n.\n"[..], b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r\n.\r"] {
+        let mut input =
+            b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: one\r\n\r\nfirst"
+                .to_vec();
+        input.extend_from_slice(marker);
+        input.extend_from_slice(b"MAIL FROM:<evil@x.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nSubject: two\r\n\r\nsmuggled\r\n.\r\nQUIT\r\n");
+        let whole = drive(&[&input]);
+        let bytewise: Vec<&[u8]> = input.chunks(1).collect();
+        let trickled = drive(&bytewise);
+        for run in [&whole, &trickled] {
+            assert_eq!(run.stored.len(), 0, "marker {marker:?}: {}", run.server);
+            assert!(run.server.contains("550 5.5.2"), "marker {marker:?}: {}", run.server);
+            assert_eq!(run.server.matches("354 ").count(), 1, "marker {marker:?}: second DATA must not start");
+        }
+        assert_eq!(whole.server, trickled.server);
+    }
+}
+
+#[test]
+fn sequencing_and_syntax_errors() {
+    let table: Vec<(&[u8], &str)> = vec![
+        (b"MAIL FROM:<a@b.org>\r\n", "503 5.5.1 Send EHLO or HELO first"),
+        (b"EHLO c\r\nRCPT TO:<alice@example.com>\r\n", "503 5.5.1 Need MAIL before RCPT"),
+        (b"EHLO c\r\nDATA\r\n", "503 5.5.1 Need MAIL command"),
+        (b"EHLO c\r\nMAIL FROM:<a@b.org>\r\nDATA\r\n", "554 5.5.1 No valid recipients"),
+        (b"EHLO c\r\nMAIL FROM:<a@b.org>\r\nMAIL FROM:<a@b.org>\r\n", "503 5.5.1 Nested MAIL command"),
+        (b"EHLO c\r\nMAIL FROM:<a@b.org> SIZE=999999999\r\n", "552 5.3.4"),
+        (b"HELO c\r\nMAIL FROM:<a@b.org> SIZE=10\r\n", "555 5.5.4"),
+        (b"EHLO c\r\nMAIL FROM:<a@b.org> BODY=BINARYMIME\r\n", "555 5.5.4"),
+        (b"EHLO c\r\nMAIL FROM:<r\xc3\xa9@b.org>\r\n", "553 5.6.7"),
+        (b"NOOP\nQUIT\r\n", "500 5.5.2 Syntax error: bare <CR> or <LF> received"),
+        (b"FOO\r\n", "500 5.5.2 Command not recognized"),
+        (b"EXPN staff\r\n", "502 5.5.1"),
+        (b"STARTTLS\r\n", "502 5.5.1"),
+        (b"HELP\r\n", "214 2.0.0"),
+        (b"RSET\r\n", "250 2.0.0 Ok"),
+        (b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n", "250 2.0.0 Ok: queued as Q1"),
+    ];
+    for (input, want) in table {
+        let run = drive(&[input]);
+        assert!(run.server.contains(want), "{:?}: want {want:?} in\n{}", String::from_utf8_lossy(input), run.server);
+    }
+}
+
+#[test]
+fn limits_have_named_replies() {
+    let limits = SmtpLimits { recipients_max: 2, errors_max: 3, command_line_bytes_max: 64, ..Default::default() };
+    let run = drive_with(
+        limits.clone(),
+        &[b"EHLO c\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<alice@example.com>\r\n"],
+    );
+    assert!(run.server.ends_with("452 4.5.3 Too many recipients (limit 2)\r\n"), "{}", run.server);
+    let long = [b"NOOP ".to_vec(), vec![b'x'; 100], b"\r\n".to_vec()].concat();
+    let run = drive_with(limits.clone(), &[&long]);
+    assert!(run.server.contains("500 5.5.6 Command line too long"), "{}", run.server);
+    let run = drive_with(limits, &[b"FOO\r\nBAR\r\nBAZ\r\nNOOP\r\n"]);
+    assert!(run.server.ends_with("421 4.7.0 Too many errors; closing connection\r\n"), "{}", run.server);
+    assert!(run.closed && !run.server.contains("250 2.0.0 Ok"), "nothing is answered after closing");
+}
+
+#[test]
+fn idle_and_session_timeouts_close_with_421() {
+    let limits =
+        SmtpLimits { command_timeout_ms: 100, data_timeout_ms: 50, session_ms_max: 1000, ..Default::default() };
+    let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 1 };
+    let mut s = Session::new(config(limits), peer, 0);
+    assert_eq!(s.deadline_ms(), Some(100));
+    s.timeout(99);
+    assert!(!s.is_closed());
+    s.receive(b"EHLO c\r\n", 90);
+    assert_eq!(s.deadline_ms(), Some(190));
+    s.timeout(190);
+    assert!(s.is_closed());
+    let sent: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(sent.contains(&Action::Send(b"421 4.4.2 Timeout exceeded; closing connection\r\n".to_vec())));
+    assert_eq!(sent.last(), Some(&Action::Close));
+}
+
+proptest! {
+    /// Any bytes, cut anywhere: no panic, replies are well-formed lines, and
+    /// the same bytes cut differently give the same transcript.
+    #[test]
+    fn arbitrary_input_is_handled_the_same_however_it_is_cut(
+        parts in prop::collection::vec(prop_oneof![
+            Just(b"EHLO c\r\n".to_vec()), Just(b"MAIL FROM:<a@b.org>\r\n".to_vec()),
+            Just(b"RCPT TO:<alice@example.com>\r\n".to_vec()), Just(b"DATA\r\n".to_vec()),
+            Just(b"\r\n.\r\n".to_vec()), Just(b"\n".to_vec()), Just(b"\r".to_vec()), Just(b".".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..20),
+        ], 0..30),
+        cut in 1usize..17,
+    ) {
+        let input: Vec<u8> = parts.concat();
+        let whole = drive(&[&input]);
+        let pieces: Vec<&[u8]> = input.chunks(cut).collect();
+        let cut_run = drive(&pieces);
+        prop_assert_eq!(&whole.server, &cut_run.server);
+        prop_assert_eq!(whole.stored.len(), cut_run.stored.len());
+        for line in whole.server.split_terminator("\r\n") {
+            let code: u16 = line[..3].parse().unwrap();
+            prop_assert!((200..600).contains(&code), "bad reply line {:?}", line);
+        }
+        for m in &whole.stored {
+            prop_assert!(!m.body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF stored");
+        }
+    }
+}
