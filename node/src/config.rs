@@ -17,6 +17,33 @@ pub struct NodeConfig {
     /// The `[cluster]` table; `data_dir` and `admin_advertise` come from the top level.
     pub cluster: ClusterConfig,
     pub log: LogConfig,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The MX listener (port 25 in production; unprivileged by default).
+    pub listen: String,
+    /// Root of the Maildirs; empty means `<data_dir>/mail`.
+    pub mail_root: String,
+    /// Threads running SMTP sessions (actix arbiters).
+    pub session_threads: usize,
+    /// Threads writing Maildirs (each delivery ends in fsync).
+    pub delivery_threads: usize,
+    pub limits: actors::smtp::SmtpLimits,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            mail_root: String::new(),
+            session_threads: 2,
+            delivery_threads: 2,
+            limits: actors::smtp::SmtpLimits::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +81,7 @@ impl Default for NodeConfig {
             admin: AdminConfig::default(),
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -88,6 +116,14 @@ impl NodeConfig {
             data_dir: self.data_dir.clone(),
             admin_advertise: self.admin.listen.clone(),
             ..self.cluster.clone()
+        }
+    }
+
+    pub fn mail_root(&self) -> PathBuf {
+        if self.smtp.mail_root.is_empty() {
+            self.data_dir.join("mail")
+        } else {
+            PathBuf::from(&self.smtp.mail_root)
         }
     }
 

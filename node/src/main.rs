@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod mail;
 mod serve;
 
 use clap::Parser;

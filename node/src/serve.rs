@@ -69,6 +69,12 @@ pub fn ensure_admin_token(config: &NodeConfig) -> anyhow::Result<String> {
 pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()> {
     let node = start_member(&config, bootstrap).await?;
     let token = ensure_admin_token(&config)?;
+    let mail = crate::mail::start(&config, &node)?;
+    info!(
+        smtp = %config.smtp.listen,
+        mail_root = %config.mail_root().display(),
+        "smtp listening"
+    );
     info!(
         node_id = node.id,
         raft = %config.cluster.raft_listen,
@@ -83,6 +89,7 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
         }
         _ = shutdown_signal() => info!("shutting down"),
     }
+    tokio::task::spawn_blocking(move || mail.stop()).await?;
     let _ = node.raft.shutdown().await;
     Ok(())
 }

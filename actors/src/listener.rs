@@ -1,0 +1,71 @@
+//! The SMTP listener actor: accepts connections and starts one screening
+//! actor per connection, spread over the worker arbiters so sessions use
+//! every core.
+
+use actix::prelude::*;
+use consensus::ReadHandle;
+use std::io;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::queue::DeliveryQueue;
+use crate::screening::Screening;
+use crate::smtp::{PeerInfo, SmtpLimits};
+
+pub struct SmtpListener {
+    listener: Option<TcpListener>,
+    read: ReadHandle,
+    queue: Addr<DeliveryQueue>,
+    limits: SmtpLimits,
+    workers: Vec<ArbiterHandle>,
+    next_worker: usize,
+}
+
+impl SmtpListener {
+    pub fn new(
+        listener: TcpListener,
+        read: ReadHandle,
+        queue: Addr<DeliveryQueue>,
+        limits: SmtpLimits,
+        workers: Vec<ArbiterHandle>,
+    ) -> Self {
+        Self { listener: Some(listener), read, queue, limits, workers, next_worker: 0 }
+    }
+}
+
+impl Actor for SmtpListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(listener) = self.listener.take() {
+            let accepts = futures::stream::unfold(listener, |l| async move {
+                let accepted = l.accept().await;
+                Some((accepted, l))
+            });
+            ctx.add_stream(accepts);
+        }
+    }
+}
+
+impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for SmtpListener {
+    fn handle(&mut self, item: io::Result<(TcpStream, SocketAddr)>, _: &mut Context<Self>) {
+        let (stream, addr) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "smtp accept failed");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = PeerInfo { ip: addr.ip(), port: addr.port() };
+        let (read, queue, limits) = (self.read.clone(), self.queue.clone(), self.limits.clone());
+        let start = move || Screening::start(stream, peer, read, queue, limits);
+        if self.workers.is_empty() {
+            start();
+        } else {
+            let worker = &self.workers[self.next_worker % self.workers.len()];
+            self.next_worker = self.next_worker.wrapping_add(1);
+            worker.spawn_fn(start);
+        }
+    }
+}

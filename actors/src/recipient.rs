@@ -1,0 +1,126 @@
+//! Recipient policy: is this RCPT TO acceptable, and where does it go?
+//!
+//! A pure function of the replicated directory and the address. Local
+//! domains (and domain aliases) are served here: a user, a group (its enabled
+//! members) or an alias (its targets); anything else in a local domain is
+//! refused with 550 5.1.1. Other domains would be relayed — only for
+//! authenticated clients or trusted networks, and relaying itself is not built
+//! yet, so today every non-local recipient is refused with 554 5.7.1. Never an
+//! open relay.
+
+use consensus::address::MailAddress;
+use consensus::state::Directory;
+
+use crate::smtp::{RecipientVerdict, Reply};
+
+/// Resolves one recipient against the directory.
+pub fn resolve_recipient(directory: &Directory, primary_domain: &str, raw: &str) -> RecipientVerdict {
+    // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
+    let raw = if raw.eq_ignore_ascii_case("postmaster") && !primary_domain.is_empty() {
+        format!("postmaster@{primary_domain}")
+    } else {
+        raw.to_string()
+    };
+    let Ok(address) = MailAddress::parse(&raw) else {
+        return RecipientVerdict::Reject(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+    };
+    let domain = address.domain().as_str();
+    let Some(canonical_domain) = canonical_local_domain(directory, domain) else {
+        return RecipientVerdict::Reject(Reply::new(554, "5.7.1", "Relay access denied"));
+    };
+    let key = format!("{}@{}", address.local(), canonical_domain);
+    match expand(directory, &key) {
+        Some(deliver_to) if !deliver_to.is_empty() => RecipientVerdict::Accept { deliver_to },
+        Some(_) => {
+            RecipientVerdict::Reject(Reply::new(550, "5.1.1", "Recipient address rejected: mailbox unavailable"))
+        }
+        None => RecipientVerdict::Reject(Reply::new(550, "5.1.1", "Recipient address rejected: user unknown")),
+    }
+}
+
+fn canonical_local_domain<'a>(directory: &'a Directory, domain: &'a str) -> Option<&'a str> {
+    if directory.domains.contains_key(domain) {
+        return Some(domain);
+    }
+    directory.domain_aliases.get(domain).map(String::as_str)
+}
+
+/// The final destinations of a local address: `None` if nothing has that
+/// address; disabled users are left out. Aliases expand one level (their
+/// targets are delivered as given: a local user, or a remote address).
+fn expand(directory: &Directory, key: &str) -> Option<Vec<String>> {
+    if let Some(user) = directory.users.get(key) {
+        return Some(if user.enabled { vec![user.address.clone()] } else { vec![] });
+    }
+    if let Some(group) = directory.groups.get(key) {
+        let members = group.members.iter().filter(|m| directory.users.get(*m).is_some_and(|u| u.enabled));
+        return Some(members.cloned().collect());
+    }
+    directory.aliases.get(key).map(|alias| alias.targets.iter().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consensus::command::Command;
+    use consensus::state::ClusterState;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState::default();
+        let user =
+            |a: &str| Command::AddUser { address: a.into(), display_name: String::new(), password_hash: HASH.into() };
+        for c in [
+            Command::AddDomain { name: "example.com".into() },
+            Command::AddDomainAlias { alias: "example.net".into(), target: "example.com".into() },
+            user("alice@example.com"),
+            user("bob@example.com"),
+            user("postmaster@example.com"),
+            Command::SetUserEnabled { address: "bob@example.com".into(), enabled: false },
+            Command::AddGroup { address: "staff@example.com".into() },
+            Command::AddGroupMember { group: "staff@example.com".into(), member: "alice@example.com".into() },
+            Command::AddGroupMember { group: "staff@example.com".into(), member: "bob@example.com".into() },
+            Command::AddAlias {
+                address: "sales@example.com".into(),
+                targets: vec!["alice@example.com".into(), "x@partner.org".into()],
+            },
+        ] {
+            s.apply(&c, 0).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn recipient_table() {
+        let s = state();
+        let accept = |v: &[&str]| RecipientVerdict::Accept { deliver_to: v.iter().map(|x| x.to_string()).collect() };
+        let code = |c: u16, e: &'static str| move |v: &RecipientVerdict| matches!(v, RecipientVerdict::Reject(r) if r.code == c && r.enhanced == e);
+        let table: Vec<(&str, Box<dyn Fn(&RecipientVerdict) -> bool>)> = vec![
+            ("alice@example.com", Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com"]))),
+            ("ALICE@Example.COM", Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com"]))),
+            ("alice@example.net", Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com"]))),
+            ("postmaster", Box::new(|v: &RecipientVerdict| *v == accept(&["postmaster@example.com"]))),
+            ("staff@example.com", Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com"]))),
+            (
+                "sales@example.com",
+                Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com", "x@partner.org"])),
+            ),
+            ("bob@example.com", Box::new(code(550, "5.1.1"))),
+            ("nobody@example.com", Box::new(code(550, "5.1.1"))),
+            ("someone@elsewhere.org", Box::new(code(554, "5.7.1"))),
+            ("alice%example.com@elsewhere.org", Box::new(code(554, "5.7.1"))),
+            ("alice@example.com@elsewhere.org", Box::new(code(501, "5.1.3"))),
+            ("alice%elsewhere.org@example.com", Box::new(code(550, "5.1.1"))),
+            ("@relay.org:alice@elsewhere.org", Box::new(code(501, "5.1.3"))),
+            ("elsewhere.org!alice", Box::new(code(501, "5.1.3"))),
+            ("alice@[127.0.0.1]", Box::new(code(501, "5.1.3"))),
+            ("\"alice@elsewhere.org\"@example.com", Box::new(code(501, "5.1.3"))),
+            ("alice@example.com.", Box::new(|v: &RecipientVerdict| *v == accept(&["alice@example.com"]))),
+        ];
+        for (raw, check) in table {
+            let got = resolve_recipient(&s.directory, "example.com", raw);
+            assert!(check(&got), "{raw}: {got:?}");
+        }
+    }
+}
