@@ -10,6 +10,7 @@
 
 pub mod delivery;
 pub mod listener;
+pub mod login;
 pub mod queue;
 pub mod recipient;
 pub mod screening;

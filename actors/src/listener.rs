@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::queue::DeliveryQueue;
-use crate::screening::Screening;
-use crate::smtp::{PeerInfo, SmtpLimits};
+use crate::screening::{ListenerRole, Screening};
+use crate::smtp::PeerInfo;
 
 pub struct SmtpListener {
     listener: Option<TcpListener>,
     read: ReadHandle,
     queue: Addr<DeliveryQueue>,
-    limits: SmtpLimits,
+    role: ListenerRole,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
 }
@@ -26,10 +26,10 @@ impl SmtpListener {
         listener: TcpListener,
         read: ReadHandle,
         queue: Addr<DeliveryQueue>,
-        limits: SmtpLimits,
+        role: ListenerRole,
         workers: Vec<ArbiterHandle>,
     ) -> Self {
-        Self { listener: Some(listener), read, queue, limits, workers, next_worker: 0 }
+        Self { listener: Some(listener), read, queue, role, workers, next_worker: 0 }
     }
 }
 
@@ -58,8 +58,8 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for SmtpListener {
         };
         let _ = stream.set_nodelay(true);
         let peer = PeerInfo { ip: addr.ip(), port: addr.port() };
-        let (read, queue, limits) = (self.read.clone(), self.queue.clone(), self.limits.clone());
-        let start = move || Screening::start(stream, peer, read, queue, limits);
+        let (read, queue, role) = (self.read.clone(), self.queue.clone(), self.role.clone());
+        let start = move || Screening::start(stream, peer, read, queue, role);
         if self.workers.is_empty() {
             start();
         } else {

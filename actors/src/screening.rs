@@ -1,48 +1,83 @@
 //! The screening actor: one per SMTP connection, a thin shell around the
-//! sans-IO `Session`. It moves bytes between the socket and the session,
-//! answers the session's questions (recipient policy from the local read
-//! handle, storage through the delivery queue), and drives its timers.
-//! Connection checks (lists, DNSBL, rates) will run here before the greeting.
+//! sans-IO `Session`. A small IO task owns the socket (plain or TLS, and the
+//! STARTTLS upgrade between them); the actor owns the session, answers its
+//! questions (recipient policy from the local read handle, logins off-thread,
+//! storage through the delivery queue) and drives its timers. Connection
+//! checks (lists, DNSBL, rates) will run here before the greeting.
 
-use actix::io::{SinkWrite, WriteHandler};
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
 use consensus::ReadHandle;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
+use crate::login::verify_login;
 use crate::queue::{now_ms, DeliveryQueue, Enqueue};
 use crate::recipient::resolve_recipient;
 use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
 
-type Sink = FramedWrite<tokio::net::tcp::OwnedWriteHalf, BytesCodec>;
+/// What kind of port a connection arrived on.
+#[derive(Clone)]
+pub struct ListenerRole {
+    pub name: &'static str,
+    pub limits: SmtpLimits,
+    /// The certificate for STARTTLS or implicit TLS; `None` disables both.
+    pub tls: Option<TlsAcceptor>,
+    /// TLS from the first byte (port 465).
+    pub implicit_tls: bool,
+    /// AUTH is offered (after TLS).
+    pub auth: bool,
+    /// MAIL needs AUTH first (submission).
+    pub require_auth: bool,
+}
+
+/// Bytes the IO task reads per call; bounds one event's size.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+enum IoCommand {
+    Write(Vec<u8>),
+    StartTls,
+    Close,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+enum IoEvent {
+    Received(Vec<u8>),
+    TlsStarted,
+    Closed,
+}
 
 pub struct Screening {
     session: Session,
-    writer: SinkWrite<Bytes, Sink>,
+    io: mpsc::UnboundedSender<IoCommand>,
     read: ReadHandle,
     queue: Addr<DeliveryQueue>,
 }
 
 impl Screening {
-    /// Starts the actor for an accepted connection.
-    pub fn start(stream: TcpStream, peer: PeerInfo, read: ReadHandle, queue: Addr<DeliveryQueue>, limits: SmtpLimits) {
+    /// Starts the actor and its IO task for an accepted connection.
+    pub fn start(stream: TcpStream, peer: PeerInfo, read: ReadHandle, queue: Addr<DeliveryQueue>, role: ListenerRole) {
         Screening::create(move |ctx| {
-            let (r, w) = stream.into_split();
-            ctx.add_stream(FramedRead::new(r, BytesCodec::new()));
-            let writer = SinkWrite::new(FramedWrite::new(w, BytesCodec::new()), ctx);
+            let (io, commands) = mpsc::unbounded_channel();
+            actix::spawn(connection_io(stream, role.tls.clone(), role.implicit_tls, commands, ctx.address()));
             let state = read.load();
             let settings = &state.state.settings;
             let config = SessionConfig {
                 hostname: settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
                 banner: settings.get("smtp.banner").unwrap_or_default(),
-                limits,
+                limits: role.limits.clone(),
+                tls_available: role.tls.is_some() && !role.implicit_tls,
+                tls_active: role.implicit_tls,
+                auth_available: role.auth,
+                require_auth: role.require_auth,
+                sender_must_match_login: settings.get("smtp.sender_must_match_login").is_ok_and(|v| v == "true"),
             };
             let session = Session::new(Arc::new(config), peer, now_ms());
-            Screening { session, writer, read, queue }
+            Screening { session, io, read, queue }
         });
     }
 
@@ -51,9 +86,24 @@ impl Screening {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Send(bytes) => {
-                    let _ = self.writer.write(Bytes::from(bytes));
+                    let _ = self.io.send(IoCommand::Write(bytes));
                 }
-                Action::CheckRecipient { address } => {
+                Action::StartTls => {
+                    let _ = self.io.send(IoCommand::StartTls);
+                }
+                Action::Authenticate { username, password } => {
+                    let read = self.read.clone();
+                    let check = tokio::task::spawn_blocking(move || {
+                        verify_login(&read.load().state.directory, &username, &password)
+                    });
+                    ctx.spawn(check.into_actor(self).map(|joined, act, ctx| {
+                        let result = joined
+                            .unwrap_or_else(|_| Err(Reply::new(454, "4.7.0", "Temporary authentication failure")));
+                        act.session.auth_result(result, now_ms());
+                        act.drain(ctx);
+                    }));
+                }
+                Action::CheckRecipient { address, authenticated: _ } => {
                     let state = self.read.load();
                     let primary = state.state.settings.get("smtp.primary_domain").unwrap_or_default();
                     let verdict = resolve_recipient(&state.state.directory, &primary, &address);
@@ -69,7 +119,7 @@ impl Screening {
                     }));
                 }
                 Action::Close => {
-                    self.writer.close();
+                    let _ = self.io.send(IoCommand::Close);
                 }
             }
         }
@@ -88,26 +138,104 @@ impl Actor for Screening {
     }
 }
 
-impl StreamHandler<Result<BytesMut, io::Error>> for Screening {
-    fn handle(&mut self, item: Result<BytesMut, io::Error>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(bytes) => {
-                self.session.receive(&bytes, now_ms());
-                self.drain(ctx);
-            }
-            Err(_) => ctx.stop(),
-        }
-    }
+impl Handler<IoEvent> for Screening {
+    type Result = ();
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // The client hung up. A message already handed to the queue is kept;
-        // the queue's answer simply finds no one to tell.
-        ctx.stop();
+    fn handle(&mut self, event: IoEvent, ctx: &mut Context<Self>) {
+        match event {
+            IoEvent::Received(bytes) => self.session.receive(&bytes, now_ms()),
+            IoEvent::TlsStarted => self.session.tls_started(now_ms()),
+            IoEvent::Closed => return ctx.stop(),
+        }
+        self.drain(ctx);
     }
 }
 
-impl WriteHandler<io::Error> for Screening {
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+/// The socket, before or after TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(bytes).await,
+            Conn::Tls(s) => s.write_all(bytes).await,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+        };
+    }
+}
+
+/// Owns the socket: writes what the actor sends, reads what the client
+/// sends, upgrades to TLS on request. Commands take priority over reads, so
+/// the STARTTLS reply is written and the handshake begins before any further
+/// client bytes are read as plaintext.
+async fn connection_io(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    implicit_tls: bool,
+    mut commands: mpsc::UnboundedReceiver<IoCommand>,
+    actor: Addr<Screening>,
+) {
+    let mut conn = Conn::Plain(stream);
+    if implicit_tls {
+        conn = match upgrade(conn, tls.as_ref()).await {
+            Some(c) => c,
+            None => return actor.do_send(IoEvent::Closed),
+        };
+    }
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(IoCommand::Write(bytes)) => {
+                    if conn.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Some(IoCommand::StartTls) => match upgrade(conn, tls.as_ref()).await {
+                    Some(c) => {
+                        conn = c;
+                        actor.do_send(IoEvent::TlsStarted);
+                    }
+                    None => return actor.do_send(IoEvent::Closed),
+                },
+                Some(IoCommand::Close) | None => {
+                    conn.shutdown().await;
+                    break;
+                }
+            },
+            read = conn.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => actor.do_send(IoEvent::Received(buf[..n].to_vec())),
+            },
+        }
+    }
+    actor.do_send(IoEvent::Closed);
+}
+
+async fn upgrade(conn: Conn, tls: Option<&TlsAcceptor>) -> Option<Conn> {
+    let (Conn::Plain(tcp), Some(acceptor)) = (conn, tls) else { return None };
+    match acceptor.accept(tcp).await {
+        Ok(s) => Some(Conn::Tls(Box::new(s))),
+        Err(e) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            None
+        }
     }
 }

@@ -8,13 +8,14 @@ use proptest::prelude::*;
 use std::sync::Arc;
 
 struct Run {
+    tls_requests: usize,
     server: String,
     stored: Vec<InboundMessage>,
     closed: bool,
 }
 
 fn config(limits: SmtpLimits) -> Arc<SessionConfig> {
-    Arc::new(SessionConfig { hostname: "mx.example.com".into(), banner: "ESMTP Gatehouse".into(), limits })
+    Arc::new(SessionConfig::plain("mx.example.com", "ESMTP Gatehouse", limits))
 }
 
 fn resolve(address: &str) -> RecipientVerdict {
@@ -28,7 +29,17 @@ fn pump(session: &mut Session, run: &mut Run, now: u64) {
     while let Some(action) = session.poll_action() {
         match action {
             Action::Send(bytes) => run.server.push_str(&String::from_utf8(bytes).unwrap()),
-            Action::CheckRecipient { address } => session.recipient_verdict(resolve(&address), now),
+            Action::CheckRecipient { address, .. } => session.recipient_verdict(resolve(&address), now),
+            Action::StartTls => {
+                run.tls_requests += 1;
+                session.tls_started(now);
+            }
+            Action::Authenticate { username, password } => {
+                let ok = username == "alice@example.com" && password == "secret";
+                let result =
+                    if ok { Ok(username) } else { Err(Reply::new(535, "5.7.8", "Authentication credentials invalid")) };
+                session.auth_result(result, now);
+            }
             Action::Store(message) => {
                 run.stored.push(*message);
                 let id = format!("Q{}", run.stored.len());
@@ -40,9 +51,13 @@ fn pump(session: &mut Session, run: &mut Run, now: u64) {
 }
 
 fn drive_with(limits: SmtpLimits, chunks: &[&[u8]]) -> Run {
+    drive_config(config(limits), chunks)
+}
+
+fn drive_config(config: Arc<SessionConfig>, chunks: &[&[u8]]) -> Run {
     let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 40000 };
-    let mut session = Session::new(config(limits), peer, 1000);
-    let mut run = Run { server: String::new(), stored: Vec::new(), closed: false };
+    let mut session = Session::new(config, peer, 1000);
+    let mut run = Run { tls_requests: 0, server: String::new(), stored: Vec::new(), closed: false };
     pump(&mut session, &mut run, 1000);
     for chunk in chunks {
         session.receive(chunk, 1001);
@@ -141,6 +156,7 @@ fn sequencing_and_syntax_errors() {
         (b"FOO\r\n", "500 5.5.2 Command not recognized"),
         (b"EXPN staff\r\n", "502 5.5.1"),
         (b"STARTTLS\r\n", "502 5.5.1"),
+        (b"EHLO c\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldA==\r\n", "502 5.5.1"),
         (b"HELP\r\n", "214 2.0.0"),
         (b"RSET\r\n", "250 2.0.0 Ok"),
         (b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n", "250 2.0.0 Ok: queued as Q1"),
@@ -212,4 +228,69 @@ proptest! {
             prop_assert!(!m.body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF stored");
         }
     }
+}
+
+fn submission() -> Arc<SessionConfig> {
+    let mut c = SessionConfig::plain("mx.example.com", "ESMTP Gatehouse", SmtpLimits::default());
+    c.tls_available = true;
+    c.auth_available = true;
+    c.require_auth = true;
+    c.sender_must_match_login = true;
+    Arc::new(c)
+}
+
+/// "STARTTLS\r\nRSET\r\n" in one write: the RSET sent before the handshake
+/// is never answered, and the session starts over after it.
+#[test]
+fn starttls_discards_injected_commands() {
+    let run = drive_config(submission(), &[b"EHLO c\r\n", b"STARTTLS\r\nRSET\r\n", b"EHLO c\r\n"]);
+    assert_eq!(run.tls_requests, 1);
+    let after_tls = run.server.split("220 2.0.0 Ready to start TLS\r\n").nth(1).unwrap();
+    assert!(after_tls.starts_with("250-mx.example.com\r\n"), "the injected RSET got an answer: {after_tls}");
+    assert!(!after_tls.contains("250 2.0.0 Ok"), "{after_tls}");
+    assert!(!after_tls.contains("STARTTLS"), "STARTTLS is not offered twice");
+    assert!(after_tls.contains("AUTH PLAIN LOGIN"), "AUTH is offered once TLS is on");
+    assert!(!run.server.split("220 2.0.0").next().unwrap().contains("AUTH"), "no AUTH before TLS");
+}
+
+#[test]
+fn auth_only_under_tls_and_required_for_submission() {
+    let plain_auth = b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldA==\r\n";
+    let run = drive_config(submission(), &[b"EHLO c\r\n", plain_auth]);
+    assert!(
+        run.server.ends_with("538 5.7.11 Encryption required for requested authentication mechanism\r\n"),
+        "{}",
+        run.server
+    );
+
+    let run = drive_config(submission(), &[b"EHLO c\r\nSTARTTLS\r\n", b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\n"]);
+    assert!(run.server.ends_with("530 5.7.0 Authentication required\r\n"), "{}", run.server);
+
+    let run = drive_config(
+        submission(),
+        &[b"EHLO c\r\nSTARTTLS\r\n", b"EHLO c\r\n", plain_auth, b"MAIL FROM:<bob@example.com>\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nhi\r\n.\r\n"],
+    );
+    assert!(run.server.contains("235 2.7.0 Authentication successful\r\n"), "{}", run.server);
+    assert!(
+        run.server.contains("553 5.7.1 Sender address rejected: not owned by user alice@example.com\r\n"),
+        "{}",
+        run.server
+    );
+    assert_eq!(run.stored.len(), 1);
+    assert_eq!(run.stored[0].authenticated.as_deref(), Some("alice@example.com"));
+    assert!(run.stored[0].tls);
+
+    // AUTH LOGIN with a wrong password, then a cancelled dialog.
+    let run = drive_config(
+        submission(),
+        &[
+            b"EHLO c\r\nSTARTTLS\r\n",
+            b"EHLO c\r\nAUTH LOGIN\r\n",
+            b"YWxpY2VAZXhhbXBsZS5jb20=\r\n",
+            b"d3Jvbmc=\r\n",
+            b"AUTH LOGIN\r\n*\r\n",
+        ],
+    );
+    assert!(run.server.contains("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8"), "{}", run.server);
+    assert!(run.server.ends_with("501 5.0.0 Authentication cancelled\r\n"), "{}", run.server);
 }

@@ -23,8 +23,17 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
-    /// The MX listener (port 25 in production; unprivileged by default).
+    /// The MX listener (port 25 in production; unprivileged by default):
+    /// STARTTLS offered, AUTH offered once TLS is on.
     pub listen: String,
+    /// Submission (port 587): STARTTLS, and AUTH before MAIL. Empty disables it.
+    pub submission_listen: String,
+    /// Submission over implicit TLS (port 465, RFC 8314). Empty disables it.
+    pub smtps_listen: String,
+    /// PEM certificate chain for TLS; empty: a self-signed one in `<data_dir>/smtp-tls/`.
+    pub tls_cert_file: String,
+    /// PEM private key for `tls_cert_file`.
+    pub tls_key_file: String,
     /// Root of the Maildirs; empty means `<data_dir>/mail`.
     pub mail_root: String,
     /// Threads running SMTP sessions (actix arbiters).
@@ -38,6 +47,10 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:2525".into(),
+            submission_listen: "127.0.0.1:2587".into(),
+            smtps_listen: "127.0.0.1:2465".into(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             mail_root: String::new(),
             session_threads: 2,
             delivery_threads: 2,

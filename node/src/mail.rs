@@ -8,6 +8,7 @@ use consensus::ClusterNode;
 use std::sync::Arc;
 
 use crate::config::NodeConfig;
+use ::actors::screening::ListenerRole;
 
 /// Stops the mail system when told to (or when dropped).
 pub struct MailSystem {
@@ -31,6 +32,8 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let spool_path = config.data_dir.join("queue.redb");
     let read = node.read.clone();
     let node_id = node.id;
+    let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+    let tls = crate::smtp_tls::acceptor(config, &hostname)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -43,11 +46,30 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 hostname: hostname.clone(),
             });
             let queue = ::actors::queue::DeliveryQueue::new(spool, read.clone(), local, node_id).start();
-            let listener = tokio::net::TcpListener::bind(&smtp.listen)
-                .await
-                .with_context(|| format!("binding smtp.listen {}", smtp.listen))?;
-            let workers = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
-            ::actors::listener::SmtpListener::new(listener, read, queue, smtp.limits.clone(), workers).start();
+            let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
+            let role = |name, implicit_tls, require_auth| ListenerRole {
+                name,
+                limits: smtp.limits.clone(),
+                tls: Some(tls.clone()),
+                implicit_tls,
+                auth: true,
+                require_auth,
+            };
+            let listeners = [
+                ("smtp.listen", &smtp.listen, role("smtp", false, false)),
+                ("smtp.submission_listen", &smtp.submission_listen, role("submission", false, true)),
+                ("smtp.smtps_listen", &smtp.smtps_listen, role("smtps", true, true)),
+            ];
+            for (key, addr, role) in listeners {
+                if addr.is_empty() {
+                    continue;
+                }
+                let listener =
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {key} {addr}"))?;
+                tracing::info!(listener = role.name, %addr, "smtp listening");
+                ::actors::listener::SmtpListener::new(listener, read.clone(), queue.clone(), role, workers.clone())
+                    .start();
+            }
             anyhow::Ok(actix::System::current())
         });
         let ok = started.is_ok();

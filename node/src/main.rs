@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod mail;
 mod serve;
+mod smtp_tls;
 
 use clap::Parser;
 use cli::args::{Cli, ClusterCmd, Command};

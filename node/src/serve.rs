@@ -70,11 +70,7 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
     let node = start_member(&config, bootstrap).await?;
     let token = ensure_admin_token(&config)?;
     let mail = crate::mail::start(&config, &node)?;
-    info!(
-        smtp = %config.smtp.listen,
-        mail_root = %config.mail_root().display(),
-        "smtp listening"
-    );
+    info!(mail_root = %config.mail_root().display(), "mail system running");
     info!(
         node_id = node.id,
         raft = %config.cluster.raft_listen,

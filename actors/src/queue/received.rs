@@ -8,8 +8,15 @@ use crate::smtp::InboundMessage;
 /// The `for` clause appears only with a single recipient, so one copy does
 /// not reveal the other recipients (Postfix does the same).
 pub fn received_header(message: &InboundMessage, hostname: &str, queue_id: &str) -> String {
-    let protocol = if message.esmtp { "ESMTP" } else { "SMTP" };
-    let protocol = if message.smtputf8 { "UTF8SMTP" } else { protocol };
+    // RFC 3848: ESMTP, plus S for TLS and A for an authenticated client.
+    let base = match (message.smtputf8, message.esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    let tls = if message.tls && message.esmtp { "S" } else { "" };
+    let auth = if message.authenticated.is_some() && message.esmtp { "A" } else { "" };
+    let protocol = format!("{base}{tls}{auth}");
     let helo: String = message.helo.chars().filter(|c| !c.is_control()).take(255).collect();
     let date = Date::new((message.received_ms / 1000) as i64).to_rfc822();
     let mut header = format!(
@@ -38,9 +45,13 @@ mod tests {
             recipients: vec![AcceptedRecipient { address: "x@example.com".into(), deliver_to: vec![] }],
             body: vec![],
             smtputf8: false,
+            authenticated: None,
+            tls: false,
             received_ms: 1_795_000_000_000,
         };
         let h = received_header(&message, "mx.example.com", "ABC123");
+        let secured = InboundMessage { tls: true, authenticated: Some("x@example.com".into()), ..message.clone() };
+        assert!(received_header(&secured, "mx", "A").contains(" with ESMTPSA id A"));
         assert!(h.starts_with("Received: from client.example.org ([192.0.2.9])\r\n\tby mx.example.com (Gatehouse) with ESMTP id ABC123\r\n\tfor <x@example.com>;\r\n\t"), "{h}");
         assert!(h.ends_with(" +0000\r\n"), "{h}");
     }

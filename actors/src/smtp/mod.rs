@@ -2,6 +2,7 @@
 //! state machine. Nothing here touches a socket or a clock; the screening
 //! actor wraps `Session` and the tests drive it with byte strings.
 
+pub mod auth;
 pub mod data;
 pub mod limits;
 pub mod line;

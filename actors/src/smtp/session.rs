@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::auth::{self, AuthDialog, AuthStep};
 use super::data::DataReader;
 use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
@@ -27,6 +28,32 @@ pub struct SessionConfig {
     /// Text after the host name in the 220 greeting.
     pub banner: String,
     pub limits: SmtpLimits,
+    /// STARTTLS is offered (a certificate is configured and TLS is not yet on).
+    pub tls_available: bool,
+    /// The connection is encrypted from the start (implicit TLS, port 465).
+    pub tls_active: bool,
+    /// AUTH is offered; only ever once TLS is on (RFC 4954 §4 advice; DESIGN).
+    pub auth_available: bool,
+    /// MAIL needs a successful AUTH first (submission ports).
+    pub require_auth: bool,
+    /// An authenticated client may only use its own address as sender.
+    pub sender_must_match_login: bool,
+}
+
+impl SessionConfig {
+    /// A plain MX listener configuration with no TLS and no AUTH.
+    pub fn plain(hostname: &str, banner: &str, limits: SmtpLimits) -> Self {
+        Self {
+            hostname: hostname.to_string(),
+            banner: banner.to_string(),
+            limits,
+            tls_available: false,
+            tls_active: false,
+            auth_available: false,
+            require_auth: false,
+            sender_must_match_login: false,
+        }
+    }
 }
 
 /// Who is on the other end (after the PROXY protocol, when there is one).
@@ -40,9 +67,18 @@ pub struct PeerInfo {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     Send(Vec<u8>),
+    /// Flush what was sent, then run the TLS handshake; answer with `tls_started`.
+    StartTls,
+    /// Check a login; answer with `auth_result`.
+    Authenticate {
+        username: String,
+        password: String,
+    },
     /// Decide whether to accept this recipient; answer with `recipient_verdict`.
+    /// `authenticated` is the login, when the client authenticated.
     CheckRecipient {
         address: String,
+        authenticated: Option<String>,
     },
     /// Store this message durably; answer with `stored`.
     Store(Box<InboundMessage>),
@@ -80,6 +116,10 @@ pub struct InboundMessage {
     /// The message with dot-stuffing undone, lines ending in CRLF.
     pub body: Vec<u8>,
     pub smtputf8: bool,
+    /// The login of an authenticated client.
+    pub authenticated: Option<String>,
+    /// Whether the message came over TLS.
+    pub tls: bool,
     /// When the end of data arrived (ms since the epoch, from the shell).
     pub received_ms: u64,
 }
@@ -87,6 +127,7 @@ pub struct InboundMessage {
 #[derive(Debug)]
 enum Phase {
     Command,
+    Auth(AuthDialog),
     Data(DataReader),
     Closed,
 }
@@ -96,6 +137,9 @@ enum Waiting {
     Nothing,
     Recipient(String),
     Stored,
+    /// STARTTLS accepted: everything received until the handshake is discarded.
+    Tls,
+    Auth,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +160,8 @@ pub struct Session {
     actions: VecDeque<Action>,
     helo: Option<(String, bool)>,
     transaction: Option<Transaction>,
+    tls_active: bool,
+    authenticated: Option<String>,
     errors: u32,
     started_ms: u64,
     last_input_ms: u64,
@@ -129,6 +175,7 @@ impl Session {
     /// A new session; its first action is the 220 greeting.
     pub fn new(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64) -> Self {
         let greeting = Reply::new(220, "", &format!("{} {}", config.hostname, config.banner));
+        let tls_active = config.tls_active;
         let mut session = Self {
             config,
             peer,
@@ -139,6 +186,8 @@ impl Session {
             actions: VecDeque::new(),
             helo: None,
             transaction: None,
+            tls_active,
+            authenticated: None,
             errors: 0,
             started_ms: now_ms,
             last_input_ms: now_ms,
@@ -161,6 +210,10 @@ impl Session {
             return;
         }
         self.last_input_ms = now_ms;
+        if self.waiting == Waiting::Tls {
+            // RFC 3207 §4.2 / CVE-2011-0411: nothing sent before the handshake counts.
+            return;
+        }
         if self.input.len() + bytes.len() > self.config.limits.pending_input_bytes_max {
             self.close_with(Reply::new(421, "4.7.0", "Too much pipelined input; closing connection"));
             return;
@@ -172,7 +225,7 @@ impl Session {
     /// When `timeout` should be called, if the client stays silent.
     pub fn deadline_ms(&self) -> Option<u64> {
         let idle = match self.phase {
-            Phase::Command => self.config.limits.command_timeout_ms,
+            Phase::Command | Phase::Auth(_) => self.config.limits.command_timeout_ms,
             Phase::Data(_) => self.config.limits.data_timeout_ms,
             Phase::Closed => return None,
         };
@@ -199,6 +252,32 @@ impl Session {
             }
             (RecipientVerdict::Accept { .. }, None) => self.send(Reply::new(503, "5.5.1", "No transaction")),
             (RecipientVerdict::Reject(reply), _) => self.error(reply),
+        }
+        self.process(now_ms);
+    }
+
+    /// The TLS handshake finished: the session starts over (RFC 3207 §4.2).
+    pub fn tls_started(&mut self, now_ms: u64) {
+        debug_assert_eq!(self.waiting, Waiting::Tls);
+        self.waiting = Waiting::Nothing;
+        self.tls_active = true;
+        self.helo = None;
+        self.transaction = None;
+        self.input.clear();
+        self.line.clear();
+        self.last_input_ms = now_ms;
+    }
+
+    /// The answer to `Action::Authenticate`: the login, or the refusal.
+    pub fn auth_result(&mut self, result: Result<String, Reply>, now_ms: u64) {
+        debug_assert_eq!(self.waiting, Waiting::Auth);
+        self.waiting = Waiting::Nothing;
+        match result {
+            Ok(login) => {
+                self.authenticated = Some(login);
+                self.send(Reply::new(235, "2.7.0", "Authentication successful"));
+            }
+            Err(reply) => self.error(reply),
         }
         self.process(now_ms);
     }
@@ -245,6 +324,17 @@ impl Session {
                     match line {
                         Some(line) => self.command_line(line),
                         None => return,
+                    }
+                    continue;
+                }
+                Phase::Auth(_) => {
+                    let (line, used) = self.line.take_line(&self.input, self.config.limits.command_line_bytes_max);
+                    self.input.drain(..used);
+                    let Some(line) = line else { return };
+                    let Phase::Auth(dialog) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
+                    match line {
+                        Line::Complete(bytes) => self.auth_step(auth::next(dialog, &bytes)),
+                        _ => self.error(Reply::new(501, "5.5.2", "Cannot decode the authentication response")),
                     }
                     continue;
                 }
@@ -300,8 +390,8 @@ impl Session {
                 self.send(Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
             }
             Request::Expn { .. } => self.error(Reply::new(502, "5.5.1", "EXPN not available")),
-            Request::StartTls => self.error(Reply::new(502, "5.5.1", "STARTTLS not available on this listener")),
-            Request::Auth { .. } => self.error(Reply::new(503, "5.5.1", "AUTH not available on this listener")),
+            Request::StartTls => self.start_tls(),
+            Request::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response),
             Request::Bdat { .. }
             | Request::Burl { .. }
             | Request::Etrn { .. }
@@ -321,15 +411,60 @@ impl Session {
             return self.send(Reply::new(250, "", &name));
         }
         let limits = &self.config.limits;
-        let lines = [
-            name,
-            "PIPELINING".into(),
-            format!("SIZE {}", limits.message_bytes_max),
-            "8BITMIME".into(),
-            "SMTPUTF8".into(),
-            "ENHANCEDSTATUSCODES".into(),
-        ];
+        let mut lines = vec![name, "PIPELINING".into(), format!("SIZE {}", limits.message_bytes_max)];
+        if self.config.tls_available && !self.tls_active {
+            lines.push("STARTTLS".into());
+        }
+        if self.config.auth_available && self.tls_active && self.authenticated.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        lines.extend(["8BITMIME".into(), "SMTPUTF8".into(), "ENHANCEDSTATUSCODES".into()]);
         self.send(Reply::new(250, "", &lines.join("\n")));
+    }
+
+    fn start_tls(&mut self) {
+        if self.tls_active {
+            return self.error(Reply::new(503, "5.5.1", "TLS already active"));
+        }
+        if !self.config.tls_available {
+            return self.error(Reply::new(502, "5.5.1", "STARTTLS not available"));
+        }
+        self.send(Reply::new(220, "2.0.0", "Ready to start TLS"));
+        self.actions.push_back(Action::StartTls);
+        self.waiting = Waiting::Tls;
+        // Pipelined input after STARTTLS is an injection attempt: drop it.
+        self.input.clear();
+        self.line.clear();
+    }
+
+    fn auth(&mut self, mechanism: u64, initial_response: &str) {
+        if !self.config.auth_available {
+            return self.error(Reply::new(502, "5.5.1", "AUTH not available on this port"));
+        }
+        if !self.tls_active {
+            return self.error(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+        }
+        if self.authenticated.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "Already authenticated"));
+        }
+        if self.transaction.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"));
+        }
+        self.auth_step(auth::start(mechanism, initial_response));
+    }
+
+    fn auth_step(&mut self, step: AuthStep) {
+        match step {
+            AuthStep::Challenge(dialog, reply) => {
+                self.send(reply);
+                self.phase = Phase::Auth(dialog);
+            }
+            AuthStep::Credentials { username, password } => {
+                self.waiting = Waiting::Auth;
+                self.actions.push_back(Action::Authenticate { username, password });
+            }
+            AuthStep::Failed(reply) => self.error(reply),
+        }
     }
 
     fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
@@ -338,6 +473,15 @@ impl Session {
         };
         if self.transaction.is_some() {
             return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
+        }
+        if self.config.require_auth && self.authenticated.is_none() {
+            return self.error(Reply::new(530, "5.7.0", "Authentication required"));
+        }
+        if let Some(login) = &self.authenticated {
+            if self.config.sender_must_match_login && !from.address.eq_ignore_ascii_case(login) {
+                let text = format!("Sender address rejected: not owned by user {login}");
+                return self.error(Reply::new(553, "5.7.1", &text));
+            }
         }
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             return self.error(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
@@ -369,7 +513,8 @@ impl Session {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
         self.waiting = Waiting::Recipient(address.clone());
-        self.actions.push_back(Action::CheckRecipient { address });
+        let authenticated = self.authenticated.clone();
+        self.actions.push_back(Action::CheckRecipient { address, authenticated });
     }
 
     fn data(&mut self) {
@@ -403,6 +548,8 @@ impl Session {
             recipients: tx.recipients,
             body,
             smtputf8: tx.smtputf8,
+            authenticated: self.authenticated.clone(),
+            tls: self.tls_active,
             received_ms: now_ms,
         };
         self.waiting = Waiting::Stored;

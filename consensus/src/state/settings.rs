@@ -47,6 +47,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Domain used for unqualified addresses; empty means none.",
     },
     SettingSpec {
+        key: "smtp.sender_must_match_login",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "An authenticated client may only send with its own address as envelope sender.",
+    },
+    SettingSpec {
         key: "cluster.join_token_ttl_s",
         kind: SettingKind::Integer { min: 60, max: 7 * 24 * 3600 },
         default: "3600",
