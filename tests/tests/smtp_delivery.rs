@@ -7,39 +7,14 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn smtp_node(root: &Path) -> (Node, String) {
-    let smtp = format!("127.0.0.1:{}", free_port());
-    let mut n = Node::new(root, "n1", "");
-    let mut text = std::fs::read_to_string(&n.config).unwrap();
-    text.push_str(&format!("[smtp]\nlisten = {smtp:?}\n"));
-    std::fs::write(&n.config, text).unwrap();
-    n.serve();
-    n.ok(&["domain", "add", "example.com"]);
-    n.ok(&["user", "add", "alice@example.com", "--password", "12345678"]);
-    n.ok(&["config", "set", "smtp.hostname", "mx.example.com"]);
-    (n, smtp)
-}
-
-fn maildir_files(node: &Node, user: &str) -> Vec<Vec<u8>> {
-    let dir = node.dir.join("data/mail/example.com").join(user).join("new");
-    let mut files: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-fn python(script: &str) -> std::process::Output {
-    Command::new("python3").arg("-c").arg(script).output().expect("python3")
-}
 
 #[test]
 fn smtplib_message_lands_in_maildir_byte_for_byte() {
     let root = tempfile::tempdir().unwrap();
-    let (n, smtp) = smtp_node(root.path());
-    let (host, port) = smtp.split_once(':').unwrap();
+    let (n, ports) = smtp_node(root.path());
+    let (host, port) = ("127.0.0.1", ports.smtp);
     let script = format!(
         r#"
 import smtplib
@@ -88,11 +63,11 @@ s.quit()
 #[test]
 fn kill9_during_load_loses_and_duplicates_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let (mut n, smtp) = smtp_node(root.path());
-    let (host, port) = smtp.split_once(':').unwrap();
+    let (mut n, ports) = smtp_node(root.path());
+    let (host, port) = ("127.0.0.1", ports.smtp.to_string());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp_load.py");
     let mut load = Command::new("python3")
-        .args([script, host, port, "2000", "8", "alice@example.com", "60"])
+        .args([script, host, &port, "2000", "8", "alice@example.com", "60"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");

@@ -198,3 +198,40 @@ pub fn leader_id(node: &Node) -> Option<u64> {
 pub fn node_id(node: &Node) -> u64 {
     node.status()["node_id"].as_u64().unwrap()
 }
+
+/// Ports of a node's SMTP listeners.
+pub struct SmtpPorts {
+    pub smtp: u16,
+    pub submission: u16,
+    pub smtps: u16,
+}
+
+/// A single node with its SMTP listeners on free ports, domain example.com
+/// and user alice@example.com (password "correct horse").
+pub fn smtp_node(root: &Path) -> (Node, SmtpPorts) {
+    let ports = SmtpPorts { smtp: free_port(), submission: free_port(), smtps: free_port() };
+    let mut n = Node::new(root, "n1", "");
+    let mut text = std::fs::read_to_string(&n.config).unwrap();
+    text.push_str(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n",
+        ports.smtp, ports.submission, ports.smtps
+    ));
+    std::fs::write(&n.config, text).unwrap();
+    n.serve();
+    n.ok(&["domain", "add", "example.com"]);
+    n.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    n.ok(&["config", "set", "smtp.hostname", "mx.example.com"]);
+    (n, ports)
+}
+
+/// The files in a user's Maildir `new/`, oldest name first.
+pub fn maildir_files(node: &Node, user: &str) -> Vec<Vec<u8>> {
+    let dir = node.dir.join("data/mail/example.com").join(user).join("new");
+    let mut files: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+pub fn python(script: &str) -> std::process::Output {
+    Command::new("python3").arg("-c").arg(script).output().expect("python3")
+}
