@@ -38,6 +38,7 @@ pub struct Node {
     pub config: PathBuf,
     pub raft: String,
     pub admin: String,
+    pub smtp_ports: SmtpPorts,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -50,15 +51,20 @@ impl Node {
         let raft = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
         let config = root.join(format!("{name}.toml"));
+        let smtp_ports = SmtpPorts { smtp: free_port(), submission: free_port(), smtps: free_port() };
         let text = format!(
             "data_dir = {:?}\n[admin]\nlisten = {admin:?}\n[log]\nfilter = \"info,openraft=warn\"\n\
+             [smtp]\nlisten = \"127.0.0.1:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n\
              [cluster]\nraft_listen = {raft:?}\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
              election_timeout_max_ms = 600\n{extra}\n",
-            dir.join("data")
+            dir.join("data"),
+            smtp_ports.smtp,
+            smtp_ports.submission,
+            smtp_ports.smtps,
         );
         std::fs::write(&config, text).expect("write config");
         let log = root.join(format!("{name}.log"));
-        Self { name: name.into(), dir, config, raft, admin, log, child: None }
+        Self { name: name.into(), dir, config, raft, admin, smtp_ports, log, child: None }
     }
 
     fn spawn(&mut self, args: &[&str]) {
@@ -200,6 +206,7 @@ pub fn node_id(node: &Node) -> u64 {
 }
 
 /// Ports of a node's SMTP listeners.
+#[derive(Debug, Clone, Copy)]
 pub struct SmtpPorts {
     pub smtp: u16,
     pub submission: u16,
@@ -209,14 +216,8 @@ pub struct SmtpPorts {
 /// A single node with its SMTP listeners on free ports, domain example.com
 /// and user alice@example.com (password "correct horse").
 pub fn smtp_node(root: &Path) -> (Node, SmtpPorts) {
-    let ports = SmtpPorts { smtp: free_port(), submission: free_port(), smtps: free_port() };
     let mut n = Node::new(root, "n1", "");
-    let mut text = std::fs::read_to_string(&n.config).unwrap();
-    text.push_str(&format!(
-        "[smtp]\nlisten = \"127.0.0.1:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n",
-        ports.smtp, ports.submission, ports.smtps
-    ));
-    std::fs::write(&n.config, text).unwrap();
+    let ports = n.smtp_ports;
     n.serve();
     n.ok(&["domain", "add", "example.com"]);
     n.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
