@@ -83,7 +83,7 @@ fn golden_transcript() {
         b"QUIT\r\n",
     ]);
     let want = "220 mx.example.com ESMTP Gatehouse\r\n\
-                250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n\
+                250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n\
                 250 2.1.0 Ok\r\n\
                 250 2.1.5 Ok\r\n\
                 550 5.1.1 Recipient address rejected: user unknown\r\n\
@@ -209,7 +209,7 @@ proptest! {
         parts in prop::collection::vec(prop_oneof![
             Just(b"EHLO c\r\n".to_vec()), Just(b"MAIL FROM:<a@b.org>\r\n".to_vec()),
             Just(b"RCPT TO:<alice@example.com>\r\n".to_vec()), Just(b"DATA\r\n".to_vec()),
-            Just(b"\r\n.\r\n".to_vec()), Just(b"\n".to_vec()), Just(b"\r".to_vec()), Just(b".".to_vec()),
+            Just(b"\r\n.\r\n".to_vec()), Just(b"BDAT 5\r\n".to_vec()), Just(b"BDAT 3 LAST\r\n".to_vec()), Just(b"\n".to_vec()), Just(b"\r".to_vec()), Just(b".".to_vec()),
             prop::collection::vec(any::<u8>(), 0..20),
         ], 0..30),
         cut in 1usize..17,
@@ -293,4 +293,41 @@ fn auth_only_under_tls_and_required_for_submission() {
     );
     assert!(run.server.contains("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8"), "{}", run.server);
     assert!(run.server.ends_with("501 5.0.0 Authentication cancelled\r\n"), "{}", run.server);
+}
+
+#[test]
+fn bdat_chunks_build_one_message() {
+    let run = drive(&[
+        b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nBDAT 12\r\nSubject: a\r\n",
+        b"BDAT 16 LAST\r\n\r\n.no stuffing\r\nQUIT\r\n",
+    ]);
+    assert!(run.server.contains("250 2.0.0 12 octets received\r\n"), "{}", run.server);
+    assert!(run.server.contains("250 2.0.0 Ok: queued as Q1\r\n221 2.0.0 Bye\r\n"), "{}", run.server);
+    assert_eq!(run.stored[0].body, b"Subject: a\r\n\r\n.no stuffing\r\n");
+
+    // Chunk bytes that look like commands are data, however they are cut.
+    let input: &[u8] = b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nBDAT 20 LAST\r\nRSET\r\nQUIT\r\nNOOP\r\n\r\nQUIT\r\n";
+    let whole = drive(&[input]);
+    let trickled = drive(&input.chunks(3).collect::<Vec<_>>());
+    assert_eq!(whole.server, trickled.server);
+    assert_eq!(whole.stored.len(), 1);
+    assert_eq!(whole.stored[0].body, b"RSET\r\nQUIT\r\nNOOP\r\n\r\n");
+}
+
+#[test]
+fn bdat_refusals_still_consume_the_chunk() {
+    let run = drive(&[b"EHLO c\r\nBDAT 6\r\nRSET\r\nNOOP\r\n"]);
+    assert!(run.server.ends_with("503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"), "{}", run.server);
+    let run =
+        drive(&[b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nBDAT 5 LAST\r\na\nb\r\nNOOP\r\n"]);
+    assert!(
+        run.server.ends_with(
+            "550 5.5.2 Message refused: bare <CR> or <LF> in data (lines must end in CRLF)\r\n250 2.0.0 Ok\r\n"
+        ),
+        "{}",
+        run.server
+    );
+    assert!(run.stored.is_empty());
+    let run = drive(&[b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nBDAT 3\r\nab\n", b"DATA\r\n"]);
+    assert!(run.server.ends_with("503 5.5.1 DATA not allowed after BDAT\r\n"), "{}", run.server);
 }

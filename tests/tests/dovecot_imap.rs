@@ -56,7 +56,11 @@ fn start_dovecot(dir: &std::path::Path, mail_root: &std::path::Path, port: u16) 
         .spawn()
         .expect("dovecot (scripts/test installs dovecot-imapd)");
     let up = wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    assert!(up.is_some(), "dovecot did not listen: {}", std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default());
+    assert!(
+        up.is_some(),
+        "dovecot did not listen: {}",
+        std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
+    );
     Dovecot(child)
 }
 

@@ -11,20 +11,54 @@ use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
 use super::reply::Reply;
 
+/// What the checks found in a message; DATA and BDAT share the verdict.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MessageFlaws {
+    /// Received headers seen: the hop count (RFC 5321 §6.3).
+    pub received_headers: u32,
+    pub bare_newline: bool,
+    pub line_too_long: bool,
+    pub oversize: bool,
+}
+
+impl MessageFlaws {
+    /// `Ok` when the message may be accepted, else the reply that refuses it.
+    pub fn verdict(&self, limits: &SmtpLimits) -> Result<(), Reply> {
+        if self.bare_newline {
+            let text = "Message refused: bare <CR> or <LF> in data (lines must end in CRLF)";
+            return Err(Reply::new(550, "5.5.2", text));
+        }
+        if self.oversize {
+            let text = format!("Message exceeds the size limit of {} bytes", limits.message_bytes_max);
+            return Err(Reply::new(552, "5.3.4", &text));
+        }
+        if self.line_too_long {
+            let text = format!("Message refused: a line is longer than {} bytes", limits.data_line_bytes_max);
+            return Err(Reply::new(550, "5.6.0", &text));
+        }
+        if self.received_headers > limits.hops_max {
+            let text = format!("Too many hops ({} Received headers, limit {})", self.received_headers, limits.hops_max);
+            return Err(Reply::new(554, "5.4.6", &text));
+        }
+        Ok(())
+    }
+}
+
+/// True for a header line that starts a Received field.
+pub fn is_received_header(line: &[u8]) -> bool {
+    line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:")
+}
+
 #[derive(Debug, Default)]
 pub struct DataReader {
     line: LineBuffer,
     body: Vec<u8>,
     /// Still in the header section (before the first empty line).
     in_headers: bool,
-    /// Received headers seen: the hop count (RFC 5321 §6.3).
-    received_headers: u32,
-    bare_newline: bool,
     /// The previous line ended in a bare LF, so the next line does not start
     /// after a CRLF and a "." there is not the end of data.
     after_bare_lf: bool,
-    line_too_long: bool,
-    oversize: bool,
+    flaws: MessageFlaws,
 }
 
 impl DataReader {
@@ -45,10 +79,10 @@ impl DataReader {
                 Line::Complete(content) if content == b"." && !after_bare_lf => return (true, used),
                 Line::Complete(content) => self.add_line(&content, limits),
                 Line::BareNewline => {
-                    self.bare_newline = true;
+                    self.flaws.bare_newline = true;
                     self.after_bare_lf = true;
                 }
-                Line::TooLong => self.line_too_long = true,
+                Line::TooLong => self.flaws.line_too_long = true,
             }
         }
         (false, used)
@@ -59,12 +93,12 @@ impl DataReader {
         if self.in_headers {
             if unstuffed.is_empty() {
                 self.in_headers = false;
-            } else if unstuffed.len() >= 9 && unstuffed[..9].eq_ignore_ascii_case(b"received:") {
-                self.received_headers += 1;
+            } else if is_received_header(unstuffed) {
+                self.flaws.received_headers += 1;
             }
         }
         if self.body.len() + unstuffed.len() + 2 > limits.message_bytes_max {
-            self.oversize = true;
+            self.flaws.oversize = true;
             return;
         }
         self.body.extend_from_slice(unstuffed);
@@ -73,25 +107,7 @@ impl DataReader {
 
     /// The message, or the reply that refuses it.
     pub fn finish(self, limits: &SmtpLimits) -> Result<Vec<u8>, Reply> {
-        if self.bare_newline {
-            return Err(Reply::new(
-                550,
-                "5.5.2",
-                "Message refused: bare <CR> or <LF> in data (lines must end in CRLF)",
-            ));
-        }
-        if self.oversize {
-            let text = format!("Message exceeds the size limit of {} bytes", limits.message_bytes_max);
-            return Err(Reply::new(552, "5.3.4", &text));
-        }
-        if self.line_too_long {
-            let text = format!("Message refused: a line is longer than {} bytes", limits.data_line_bytes_max);
-            return Err(Reply::new(550, "5.6.0", &text));
-        }
-        if self.received_headers > limits.hops_max {
-            let text = format!("Too many hops ({} Received headers, limit {})", self.received_headers, limits.hops_max);
-            return Err(Reply::new(554, "5.4.6", &text));
-        }
+        self.flaws.verdict(limits)?;
         Ok(self.body)
     }
 }

@@ -3,6 +3,7 @@
 //! actor wraps `Session` and the tests drive it with byte strings.
 
 pub mod auth;
+pub mod bdat;
 pub mod data;
 pub mod limits;
 pub mod line;

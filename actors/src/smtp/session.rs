@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::auth::{self, AuthDialog, AuthStep};
+use super::bdat::BdatReader;
 use super::data::DataReader;
 use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
@@ -129,6 +130,14 @@ enum Phase {
     Command,
     Auth(AuthDialog),
     Data(DataReader),
+    /// Inside a BDAT chunk: `remaining` bytes still to read. A chunk the
+    /// session must refuse is still read in full (`refused`), as RFC 3030 asks.
+    Bdat {
+        size: usize,
+        remaining: usize,
+        last: bool,
+        refused: Option<Reply>,
+    },
     Closed,
 }
 
@@ -147,6 +156,8 @@ struct Transaction {
     mail_from: String,
     smtputf8: bool,
     recipients: Vec<AcceptedRecipient>,
+    /// Chunks received so far when the message comes by BDAT.
+    bdat: Option<BdatReader>,
 }
 
 pub struct Session {
@@ -226,7 +237,7 @@ impl Session {
     pub fn deadline_ms(&self) -> Option<u64> {
         let idle = match self.phase {
             Phase::Command | Phase::Auth(_) => self.config.limits.command_timeout_ms,
-            Phase::Data(_) => self.config.limits.data_timeout_ms,
+            Phase::Data(_) | Phase::Bdat { .. } => self.config.limits.data_timeout_ms,
             Phase::Closed => return None,
         };
         let session_end = self.started_ms.saturating_add(self.config.limits.session_ms_max);
@@ -338,6 +349,21 @@ impl Session {
                     }
                     continue;
                 }
+                Phase::Bdat { remaining, refused, .. } => {
+                    let n = (*remaining).min(self.input.len());
+                    *remaining -= n;
+                    let chunk_done = *remaining == 0;
+                    if refused.is_none() {
+                        if let Some(reader) = self.transaction.as_mut().and_then(|t| t.bdat.as_mut()) {
+                            reader.take(&self.input[..n], &self.config.limits);
+                        }
+                    }
+                    self.input.drain(..n);
+                    if chunk_done {
+                        self.end_of_chunk(now_ms);
+                    }
+                    continue;
+                }
                 Phase::Data(reader) => {
                     let (done, used) = reader.feed(&self.input, &self.config.limits);
                     if done {
@@ -392,11 +418,10 @@ impl Session {
             Request::Expn { .. } => self.error(Reply::new(502, "5.5.1", "EXPN not available")),
             Request::StartTls => self.start_tls(),
             Request::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response),
-            Request::Bdat { .. }
-            | Request::Burl { .. }
-            | Request::Etrn { .. }
-            | Request::Atrn { .. }
-            | Request::Lhlo { .. } => self.error(Reply::new(502, "5.5.1", "Command not implemented")),
+            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
+            Request::Burl { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Lhlo { .. } => {
+                self.error(Reply::new(502, "5.5.1", "Command not implemented"))
+            }
         }
     }
 
@@ -418,7 +443,7 @@ impl Session {
         if self.config.auth_available && self.tls_active && self.authenticated.is_none() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        lines.extend(["8BITMIME".into(), "SMTPUTF8".into(), "ENHANCEDSTATUSCODES".into()]);
+        lines.extend(["8BITMIME".into(), "SMTPUTF8".into(), "ENHANCEDSTATUSCODES".into(), "CHUNKING".into()]);
         self.send(Reply::new(250, "", &lines.join("\n")));
     }
 
@@ -497,7 +522,7 @@ impl Session {
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
-        self.transaction = Some(Transaction { mail_from: from.address, smtputf8, recipients: Vec::new() });
+        self.transaction = Some(Transaction { mail_from: from.address, smtputf8, recipients: Vec::new(), bdat: None });
         self.send(Reply::new(250, "2.1.0", "Ok"));
     }
 
@@ -521,6 +546,7 @@ impl Session {
         match &self.transaction {
             None => self.error(Reply::new(503, "5.5.1", "Need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => self.error(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(tx) if tx.bdat.is_some() => self.error(Reply::new(503, "5.5.1", "DATA not allowed after BDAT")),
             Some(_) => {
                 self.send(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
                 self.phase = Phase::Data(DataReader::new());
@@ -528,15 +554,54 @@ impl Session {
         }
     }
 
-    fn end_of_data(&mut self, now_ms: u64) {
-        let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
-        let body = match reader.finish(&self.config.limits) {
-            Ok(body) => body,
-            Err(reply) => {
-                self.transaction = None;
-                return self.send(reply);
+    fn bdat(&mut self, size: usize, last: bool) {
+        let refused = match &mut self.transaction {
+            None => Some(Reply::new(503, "5.5.1", "Need MAIL command")),
+            Some(tx) if tx.recipients.is_empty() => Some(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(tx) => {
+                tx.bdat.get_or_insert_with(BdatReader::default);
+                None
             }
         };
+        self.phase = Phase::Bdat { size, remaining: size, last, refused };
+        if size == 0 {
+            self.end_of_chunk(0);
+        }
+    }
+
+    fn end_of_chunk(&mut self, now_ms: u64) {
+        let Phase::Bdat { size, last, refused, .. } = std::mem::replace(&mut self.phase, Phase::Command) else {
+            return;
+        };
+        if let Some(reply) = refused {
+            return self.error(reply);
+        }
+        if !last {
+            return self.send(ok(&format!("{size} octets received")));
+        }
+        let reader = self.transaction.as_mut().and_then(|t| t.bdat.take()).unwrap_or_default();
+        match reader.finish(&self.config.limits) {
+            Ok(body) => self.store(body, now_ms),
+            Err(reply) => {
+                self.transaction = None;
+                self.send(reply);
+            }
+        }
+    }
+
+    fn end_of_data(&mut self, now_ms: u64) {
+        let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
+        match reader.finish(&self.config.limits) {
+            Ok(body) => self.store(body, now_ms),
+            Err(reply) => {
+                self.transaction = None;
+                self.send(reply);
+            }
+        }
+    }
+
+    /// Hands a complete, checked message to the shell for storage.
+    fn store(&mut self, body: Vec<u8>, now_ms: u64) {
         let (Some(tx), Some((helo, esmtp))) = (self.transaction.take(), self.helo.clone()) else {
             return self.send(Reply::new(503, "5.5.1", "No transaction"));
         };
