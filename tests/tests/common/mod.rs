@@ -27,9 +27,37 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// A port no other test process holds. Ports come from 20000..32000, below
+/// Linux's ephemeral range, so client sockets never take them between the
+/// reservation and the node's bind; each one is claimed with an O_EXCL file
+/// named after it, and a claim whose owner process is gone is taken over.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let claims = std::env::temp_dir().join("gatehouse-test-ports");
+    std::fs::create_dir_all(&claims).expect("port claims dir");
+    let pid = std::process::id();
+    for _ in 0..20_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % 12_000) as u16;
+        let claim = claims.join(port.to_string());
+        let create = || {
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&claim).map(|mut f| {
+                use std::io::Write;
+                let _ = write!(f, "{pid}");
+            })
+        };
+        let owned = create().is_ok() || {
+            // A claim being written right now reads empty; only a parsed, dead pid is stale.
+            let owner = std::fs::read_to_string(&claim).unwrap_or_default();
+            let stale = owner.trim().parse::<u32>().is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+            stale && std::fs::remove_file(&claim).is_ok() && create().is_ok()
+        };
+        if owned && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 pub struct Node {
