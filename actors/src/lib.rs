@@ -2,8 +2,10 @@
 //! - `listener`: accepts SMTP connections;
 //! - `screening`: one actor per connection around the sans-IO `smtp::Session`;
 //! - `recipient`: the recipient policy (pure);
-//! - `queue`: durable spool with group commit, Received header, recovery;
-//! - `delivery`: Maildir delivery.
+//! - `queue`: durable spool with group commit, Received header, recovery,
+//!   retries with backoff, bounces, operator control;
+//! - `delivery`: Maildir delivery;
+//! - `relay`: delivery to other domains' MX hosts over SMTP.
 //!
 //! Policies read cluster state through `consensus`'s read handle; this crate
 //! knows nothing of how Raft replicates it.
@@ -13,5 +15,6 @@ pub mod listener;
 pub mod login;
 pub mod queue;
 pub mod recipient;
+pub mod relay;
 pub mod screening;
 pub mod smtp;

@@ -3,10 +3,9 @@
 //! A pure function of the replicated directory and the address. Local
 //! domains (and domain aliases) are served here: a user, a group (its enabled
 //! members) or an alias (its targets); anything else in a local domain is
-//! refused with 550 5.1.1. Other domains would be relayed — only for
-//! authenticated clients or trusted networks, and relaying itself is not built
-//! yet, so today every non-local recipient is refused with 554 5.7.1. Never an
-//! open relay.
+//! refused with 550 5.1.1. Other domains are relayed only when the caller
+//! says relaying is allowed (an authenticated client, or one in
+//! `smtp.trusted_networks`); otherwise 554 5.7.1. Never an open relay.
 
 use consensus::address::MailAddress;
 use consensus::state::Directory;
@@ -14,7 +13,12 @@ use consensus::state::Directory;
 use crate::smtp::{RecipientVerdict, Reply};
 
 /// Resolves one recipient against the directory.
-pub fn resolve_recipient(directory: &Directory, primary_domain: &str, raw: &str) -> RecipientVerdict {
+pub fn resolve_recipient(
+    directory: &Directory,
+    primary_domain: &str,
+    raw: &str,
+    relay_allowed: bool,
+) -> RecipientVerdict {
     // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
     let raw = if raw.eq_ignore_ascii_case("postmaster") && !primary_domain.is_empty() {
         format!("postmaster@{primary_domain}")
@@ -26,6 +30,11 @@ pub fn resolve_recipient(directory: &Directory, primary_domain: &str, raw: &str)
     };
     let domain = address.domain().as_str();
     let Some(canonical_domain) = canonical_local_domain(directory, domain) else {
+        if relay_allowed {
+            // A remote local part is the remote's business (RFC 5321 §2.4): keep its case.
+            let local = raw.trim().rsplit_once('@').map_or(address.local(), |(l, _)| l);
+            return RecipientVerdict::Accept { deliver_to: vec![format!("{local}@{domain}")] };
+        }
         return RecipientVerdict::Reject(Reply::new(554, "5.7.1", "Relay access denied"));
     };
     let key = format!("{}@{}", address.local(), canonical_domain);
@@ -96,6 +105,20 @@ mod tests {
         Reject(u16, &'static str),
     }
 
+    fn check(s: &ClusterState, table: &[(&str, Want)], relay_allowed: bool) {
+        for (raw, want) in table {
+            let got = resolve_recipient(&s.directory, "example.com", raw, relay_allowed);
+            let ok = match (want, &got) {
+                (Want::Accept(list), RecipientVerdict::Accept { deliver_to }) => deliver_to == list,
+                (Want::Reject(code, enhanced), RecipientVerdict::Reject(r)) => {
+                    r.code == *code && r.enhanced == *enhanced
+                }
+                _ => false,
+            };
+            assert!(ok, "{raw}: {got:?}");
+        }
+    }
+
     #[test]
     fn recipient_table() {
         use Want::*;
@@ -119,14 +142,23 @@ mod tests {
             ("alice@[127.0.0.1]", Reject(501, "5.1.3")),
             ("\"alice@elsewhere.org\"@example.com", Reject(501, "5.1.3")),
         ];
-        for (raw, want) in table {
-            let got = resolve_recipient(&s.directory, "example.com", raw);
-            let ok = match (want, &got) {
-                (Accept(list), RecipientVerdict::Accept { deliver_to }) => deliver_to == list,
-                (Reject(code, enhanced), RecipientVerdict::Reject(r)) => r.code == *code && r.enhanced == *enhanced,
-                _ => false,
-            };
-            assert!(ok, "{raw}: {got:?}");
-        }
+        check(&s, table, false);
+    }
+
+    /// With relaying allowed, remote domains are accepted as given; local
+    /// rules and address syntax still apply.
+    #[test]
+    fn relay_table() {
+        use Want::*;
+        let s = state();
+        let table: &[(&str, Want)] = &[
+            ("someone@elsewhere.org", Accept(&["someone@elsewhere.org"])),
+            ("Someone@Elsewhere.ORG.", Accept(&["Someone@elsewhere.org"])),
+            ("alice@example.com", Accept(&["alice@example.com"])),
+            ("nobody@example.com", Reject(550, "5.1.1")),
+            ("@relay.org:alice@elsewhere.org", Reject(501, "5.1.3")),
+            ("alice@[127.0.0.1]", Reject(501, "5.1.3")),
+        ];
+        check(&s, table, true);
     }
 }

@@ -56,6 +56,8 @@ pub struct Screening {
     io: mpsc::UnboundedSender<IoCommand>,
     read: ReadHandle,
     queue: Addr<DeliveryQueue>,
+    /// The client is in `smtp.trusted_networks`: it may relay without AUTH.
+    trusted_client: bool,
 }
 
 impl Screening {
@@ -66,6 +68,10 @@ impl Screening {
             actix::spawn(connection_io(stream, role.tls.clone(), role.implicit_tls, commands, ctx.address()));
             let state = read.load();
             let settings = &state.state.settings;
+            let trusted_client = settings
+                .get_networks("smtp.trusted_networks")
+                .is_ok_and(|nets| nets.iter().any(|n| n.contains(&peer.ip)));
+            let skip_auth = trusted_client && settings.get("smtp.skip_auth_local_network").is_ok_and(|v| v == "true");
             let config = SessionConfig {
                 hostname: settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
                 banner: settings.get("smtp.banner").unwrap_or_default(),
@@ -73,11 +79,11 @@ impl Screening {
                 tls_available: role.tls.is_some() && !role.implicit_tls,
                 tls_active: role.implicit_tls,
                 auth_available: role.auth,
-                require_auth: role.require_auth,
+                require_auth: role.require_auth && !skip_auth,
                 sender_must_match_login: settings.get("smtp.sender_must_match_login").is_ok_and(|v| v == "true"),
             };
             let session = Session::new(Arc::new(config), peer, now_ms());
-            Screening { session, io, read, queue }
+            Screening { session, io, read, queue, trusted_client }
         });
     }
 
@@ -103,10 +109,11 @@ impl Screening {
                         act.drain(ctx);
                     }));
                 }
-                Action::CheckRecipient { address, authenticated: _ } => {
+                Action::CheckRecipient { address, authenticated } => {
                     let state = self.read.load();
                     let primary = state.state.settings.get("smtp.primary_domain").unwrap_or_default();
-                    let verdict = resolve_recipient(&state.state.directory, &primary, &address);
+                    let relay_allowed = authenticated.is_some() || self.trusted_client;
+                    let verdict = resolve_recipient(&state.state.directory, &primary, &address, relay_allowed);
                     self.session.recipient_verdict(verdict, now_ms());
                 }
                 Action::Store(message) => {

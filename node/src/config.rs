@@ -18,6 +18,23 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     pub log: LogConfig,
     pub smtp: SmtpConfig,
+    pub dns: DnsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// DNS servers as "ip:port" (e.g. "127.0.0.1:53"); empty means /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+}
+
+impl DnsConfig {
+    pub fn socket_addrs(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        self.nameservers
+            .iter()
+            .map(|s| s.parse().with_context(|| format!("dns.nameservers: {s:?} is not ip:port")))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +57,8 @@ pub struct SmtpConfig {
     pub session_threads: usize,
     /// Threads writing Maildirs (each delivery ends in fsync).
     pub delivery_threads: usize,
+    /// Outbound SMTP connections open at once (relay to other domains).
+    pub relay_connections_max: usize,
     pub limits: actors::smtp::SmtpLimits,
 }
 
@@ -54,6 +73,7 @@ impl Default for SmtpConfig {
             mail_root: String::new(),
             session_threads: 2,
             delivery_threads: 2,
+            relay_connections_max: 50,
             limits: actors::smtp::SmtpLimits::default(),
         }
     }
@@ -95,6 +115,7 @@ impl Default for NodeConfig {
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
             smtp: SmtpConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -121,6 +142,8 @@ impl NodeConfig {
         anyhow::ensure!(c.snapshot_logs_since_last > 0, "cluster.snapshot_logs_since_last must be > 0");
         anyhow::ensure!(c.proposer.batch_commands_max > 0, "cluster.proposer.batch_commands_max must be > 0");
         anyhow::ensure!(c.frame_bytes_max >= 1024 * 1024, "cluster.frame_bytes_max must be at least 1 MiB");
+        self.dns.socket_addrs()?;
+        anyhow::ensure!(self.smtp.relay_connections_max > 0, "smtp.relay_connections_max must be > 0");
         Ok(())
     }
 

@@ -13,6 +13,8 @@ use ::actors::screening::ListenerRole;
 /// Stops the mail system when told to (or when dropped).
 pub struct MailSystem {
     system: actix::System,
+    /// The delivery queue, for the admin API's queue commands.
+    pub queue: actix::Addr<::actors::queue::DeliveryQueue>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -34,6 +36,10 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let node_id = node.id;
     let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
     let tls = crate::smtp_tls::acceptor(config, &hostname)?;
+    let relay_config = ::actors::relay::RelayConfig {
+        nameservers: config.dns.socket_addrs()?,
+        connections_max: smtp.relay_connections_max,
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -45,7 +51,11 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 mail_root: mail_root.clone(),
                 hostname: hostname.clone(),
             });
-            let queue = ::actors::queue::DeliveryQueue::new(spool, read.clone(), local, node_id).start();
+            // The relay gets its own thread: its DNS and SMTP waits never slow the queue.
+            let relay_read = read.clone();
+            let relay = ::actors::relay::Relay::new(relay_read, relay_config).map_err(anyhow::Error::msg)?;
+            let relay = ::actors::relay::Relay::start_in_arbiter(&Arbiter::new().handle(), move |_| relay);
+            let queue = ::actors::queue::DeliveryQueue::new(spool, read.clone(), local, relay, node_id).start();
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {
                 name,
@@ -70,7 +80,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 ::actors::listener::SmtpListener::new(listener, read.clone(), queue.clone(), role, workers.clone())
                     .start();
             }
-            anyhow::Ok(actix::System::current())
+            anyhow::Ok((actix::System::current(), queue))
         });
         let ok = started.is_ok();
         let _ = ready_tx.send(started);
@@ -78,6 +88,6 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             let _ = system.run();
         }
     })?;
-    let system = ready_rx.recv().context("mail system thread ended before starting")??;
-    Ok(MailSystem { system, thread: Some(thread) })
+    let (system, queue) = ready_rx.recv().context("mail system thread ended before starting")??;
+    Ok(MailSystem { system, queue, thread: Some(thread) })
 }

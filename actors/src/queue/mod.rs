@@ -1,27 +1,36 @@
-//! The delivery queue (Postfix's cleanup + qmgr for now): gives each message
-//! a queue id and a Received header, stores it durably with group commit,
-//! answers the session only after the commit, then hands each recipient to
-//! delivery and records progress until the message leaves the spool.
+//! The delivery queue (Postfix's cleanup + qmgr): gives each message a queue
+//! id and a Received header, stores it durably with group commit, answers
+//! the session only after the commit, then hands each recipient to local
+//! delivery or to the relay, records the outcome, retries what was deferred
+//! with backoff, and bounces what failed for good.
 //!
 //! Group commit: messages that arrive while a commit runs wait for the next
 //! one, so N concurrent sessions cost about one fsync per round, not N.
-//! Recovery: at start every message left in the spool is delivered again;
+//! Recovery: at start every message left in the spool is scheduled again;
 //! Maildir delivery skips copies that already arrived before the crash.
-//! Remote recipients (alias targets outside our domains) stay queued until the
-//! relay actor exists.
+//! A message is never worked on twice at once: while an attempt (or an
+//! operator's change) runs it is `busy`, and operator requests that find it
+//! busy take effect when the attempt ends.
 
+pub mod bounce;
+pub mod control;
 pub mod received;
+pub mod schedule;
 pub mod spool;
 
 use actix::prelude::*;
 use consensus::ReadHandle;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::delivery::{DeliverLocal, LocalDelivery};
+use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
-use spool::{Spool, SpooledMessage, SpooledRecipient};
+use schedule::{settle_attempt, DeliveryOutcome, RetryPolicy};
+use spool::{Failure, RecipientState, Spool, SpooledMessage, SpooledRecipient};
 
 /// Store a message; answers with its queue id once it is on disk.
 #[derive(Message)]
@@ -30,16 +39,41 @@ pub struct Enqueue(pub Box<InboundMessage>);
 
 type Waiter = oneshot::Sender<Result<String, Reply>>;
 
+/// How often the queue looks for deferred messages whose time has come.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Messages started per scan, so a flush of a large queue does not load it all at once.
+const DUE_PER_SCAN: usize = 200;
+
+/// A queued message between attempts.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    next_attempt_ms: u64,
+    held: bool,
+}
+
+/// An operator request that found its message in the middle of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterAttempt {
+    Hold,
+    Delete,
+}
+
 pub struct DeliveryQueue {
     spool: Arc<Spool>,
     read: ReadHandle,
     local: Addr<LocalDelivery>,
+    relay: Addr<Relay>,
     /// Node id, part of every queue id so ids are unique across the cluster.
     node_id: u64,
     sequence: Arc<AtomicU64>,
     /// Messages waiting for the next commit.
     pending: Vec<(SpooledMessage, Waiter)>,
     committing: bool,
+    /// Queued messages between attempts, by queue id.
+    waiting: BTreeMap<String, Waiting>,
+    /// Messages in an attempt or an operator change right now.
+    busy: HashSet<String>,
+    after_attempt: HashMap<String, AfterAttempt>,
 }
 
 pub fn now_ms() -> u64 {
@@ -47,20 +81,42 @@ pub fn now_ms() -> u64 {
 }
 
 impl DeliveryQueue {
-    pub fn new(spool: Arc<Spool>, read: ReadHandle, local: Addr<LocalDelivery>, node_id: u64) -> Self {
+    pub fn new(
+        spool: Arc<Spool>,
+        read: ReadHandle,
+        local: Addr<LocalDelivery>,
+        relay: Addr<Relay>,
+        node_id: u64,
+    ) -> Self {
         Self {
             spool,
             read,
             local,
+            relay,
             node_id,
             sequence: Arc::new(AtomicU64::new(0)),
             pending: Vec::new(),
             committing: false,
+            waiting: BTreeMap::new(),
+            busy: HashSet::new(),
+            after_attempt: HashMap::new(),
         }
     }
 
     fn hostname(&self) -> String {
         self.read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into())
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        let state = self.read.load();
+        let s = &state.state.settings;
+        let ms = |key: &str, default: u64| s.get_i64(key).map_or(default, |v| v.max(0) as u64 * 1000);
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            lifetime_ms: ms("queue.lifetime_s", d.lifetime_ms),
+            min_backoff_ms: ms("queue.min_backoff_s", d.min_backoff_ms),
+            max_backoff_ms: ms("queue.max_backoff_s", d.max_backoff_ms),
+        }
     }
 
     /// Postfix-style queue id: time, node and a sequence, in upper-case hex.
@@ -78,15 +134,9 @@ impl DeliveryQueue {
         let recipients = message
             .recipients
             .iter()
-            .flat_map(|r| {
-                r.deliver_to.iter().map(|to| SpooledRecipient {
-                    original: r.address.clone(),
-                    deliver_to: to.clone(),
-                    delivered: false,
-                })
-            })
+            .flat_map(|r| r.deliver_to.iter().map(|to| SpooledRecipient::new(&r.address, to)))
             .collect();
-        SpooledMessage { queue_id, mail_from: message.mail_from, recipients, data, received_ms: message.received_ms }
+        SpooledMessage::new(queue_id, message.mail_from, recipients, data, message.received_ms)
     }
 
     fn commit_pending(&mut self, ctx: &mut Context<Self>) {
@@ -106,7 +156,8 @@ impl DeliveryQueue {
                 Ok((messages, Ok(()))) => {
                     for (message, waiter) in messages.into_iter().zip(waiters) {
                         let _ = waiter.send(Ok(message.queue_id.clone()));
-                        act.deliver(message, false, ctx);
+                        act.busy.insert(message.queue_id.clone());
+                        act.attempt(message, false, ctx);
                     }
                 }
                 Ok((_, Err(e))) => fail_all(waiters, &e.to_string()),
@@ -116,52 +167,218 @@ impl DeliveryQueue {
         }));
     }
 
-    /// Hands every undelivered local recipient to local delivery, then records the progress.
-    fn deliver(&mut self, mut message: SpooledMessage, recovering: bool, ctx: &mut Context<Self>) {
+    /// Starts attempts for waiting messages whose time has come.
+    fn start_due(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let due: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| !w.held && w.next_attempt_ms <= now)
+            .map(|(id, _)| id.clone())
+            .take(DUE_PER_SCAN)
+            .collect();
+        for id in due {
+            self.waiting.remove(&id);
+            self.busy.insert(id.clone());
+            let spool = self.spool.clone();
+            let lookup = id.clone();
+            let load = tokio::task::spawn_blocking(move || spool.get(&lookup));
+            ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| match loaded {
+                Ok(Ok(Some(message))) => act.attempt(message, true, ctx),
+                Ok(Ok(None)) => {
+                    act.busy.remove(&id);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(queue_id = %id, error = %e, "reading a queued message failed");
+                    act.busy.remove(&id);
+                    act.waiting.insert(id, Waiting { next_attempt_ms: now_ms() + 60_000, held: false });
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "reading a queued message failed");
+                    act.busy.remove(&id);
+                }
+            }));
+        }
+    }
+
+    /// One delivery attempt for every pending recipient: local mailboxes
+    /// through local delivery, other domains through the relay (one request
+    /// per domain). `recovering` makes local delivery skip copies that an
+    /// earlier, interrupted attempt already made.
+    fn attempt(&mut self, mut message: SpooledMessage, recovering: bool, ctx: &mut Context<Self>) {
         let state = self.read.load();
+        let directory = &state.state.directory;
         let data = Arc::new(std::mem::take(&mut message.data));
         let now_s = now_ms() / 1000;
-        let mut sends = Vec::new();
+        let mut immediate = Vec::new();
+        let mut local = Vec::new();
+        let mut remote: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
         for (index, r) in message.recipients.iter().enumerate() {
-            if r.delivered {
+            if r.state != RecipientState::Pending {
                 continue;
             }
-            if !state.state.directory.users.contains_key(&r.deliver_to) {
-                tracing::warn!(queue_id = %message.queue_id, to = %r.deliver_to, "not a local mailbox; kept queued until relaying exists");
+            if directory.users.contains_key(&r.deliver_to) {
+                let request = DeliverLocal {
+                    queue_id: message.queue_id.clone(),
+                    index,
+                    mailbox: r.deliver_to.clone(),
+                    data: data.clone(),
+                    recovering: recovering || message.attempts > 0,
+                    now_s,
+                };
+                local.push((index, self.local.send(request)));
                 continue;
             }
-            let request = DeliverLocal {
-                queue_id: message.queue_id.clone(),
-                index,
-                mailbox: r.deliver_to.clone(),
-                data: data.clone(),
-                recovering,
-                now_s,
-            };
-            sends.push((index, self.local.send(request)));
+            let domain = r.deliver_to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+            match domain {
+                Some(d) if directory.domains.contains_key(&d) || directory.domain_aliases.contains_key(&d) => {
+                    // Accepted while the mailbox existed; it has gone since.
+                    let f = Failure {
+                        status: "5.1.1".into(),
+                        diagnostic: format!("x-gatehouse; mailbox {} no longer exists", r.deliver_to),
+                        remote_mta: None,
+                    };
+                    immediate.push((index, DeliveryOutcome::Failed(f)));
+                }
+                Some(d) => remote.entry(d).or_default().push((index, r.deliver_to.clone())),
+                None => {
+                    let f = Failure {
+                        status: "5.1.3".into(),
+                        diagnostic: format!("x-gatehouse; {:?} is not an address", r.deliver_to),
+                        remote_mta: None,
+                    };
+                    immediate.push((index, DeliveryOutcome::Failed(f)));
+                }
+            }
         }
-        if sends.is_empty() {
-            return;
+        let relays: Vec<_> = remote
+            .into_iter()
+            .map(|(domain, recipients)| {
+                let request = RelayDomain {
+                    queue_id: message.queue_id.clone(),
+                    mail_from: message.mail_from.clone(),
+                    domain,
+                    recipients: recipients.clone(),
+                    data: data.clone(),
+                };
+                (recipients, self.relay.send(request))
+            })
+            .collect();
+        let queue_id = message.queue_id.clone();
+        let work = async move {
+            let mut outcomes = immediate;
+            for (index, send) in local {
+                let outcome = match send.await {
+                    Ok(Ok(())) => DeliveryOutcome::Delivered,
+                    Ok(Err(e)) => DeliveryOutcome::Deferred(local_failure("4.3.0", &e)),
+                    Err(e) => DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string())),
+                };
+                outcomes.push((index, outcome));
+            }
+            let relayed = futures::future::join_all(relays.into_iter().map(|(recipients, send)| async move {
+                match send.await {
+                    Ok(o) => o,
+                    Err(e) => recipients
+                        .iter()
+                        .map(|(i, _)| (*i, DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string()))))
+                        .collect(),
+                }
+            }))
+            .await;
+            outcomes.extend(relayed.into_iter().flatten());
+            message.data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+            (message, outcomes)
+        };
+        ctx.spawn(work.into_actor(self).map(move |(message, outcomes), act, ctx| {
+            for (index, outcome) in &outcomes {
+                let to = &message.recipients[*index].deliver_to;
+                match outcome {
+                    DeliveryOutcome::Delivered => {}
+                    DeliveryOutcome::Deferred(f) => {
+                        tracing::info!(%queue_id, %to, status = %f.status, reason = %f.diagnostic, "deferred")
+                    }
+                    DeliveryOutcome::Failed(f) => {
+                        tracing::info!(%queue_id, %to, status = %f.status, reason = %f.diagnostic, "bounced")
+                    }
+                }
+            }
+            act.settle(message, outcomes, ctx);
+        }));
+    }
+
+    /// Records an attempt: new recipient states, the next attempt time, a
+    /// bounce for what failed (stored in the same transaction), and any
+    /// operator request that waited for the attempt to end.
+    fn settle(
+        &mut self,
+        mut message: SpooledMessage,
+        outcomes: Vec<(usize, DeliveryOutcome)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = now_ms();
+        let failed = settle_attempt(&mut message, &outcomes, now, &self.retry_policy());
+        let bounce_ctx = bounce::BounceContext {
+            hostname: &self.hostname(),
+            bounce_queue_id: self.next_queue_id(now),
+            now_ms: now,
+            size_limit: self
+                .read
+                .load()
+                .state
+                .settings
+                .get_i64("queue.bounce_size_limit")
+                .map_or(50_000, |v| v.max(0) as usize),
+        };
+        let bounce = bounce::bounce_for(&message, &failed, &bounce_ctx);
+        if !failed.is_empty() && message.mail_from.is_empty() {
+            tracing::warn!(queue_id = %message.queue_id, "a bounce could not be delivered; dropped (never bounce a bounce)");
+        }
+        let after = self.after_attempt.remove(&message.queue_id);
+        if after == Some(AfterAttempt::Hold) {
+            message.held = true;
         }
         let spool = self.spool.clone();
-        let work = async move {
-            for (index, send) in sends {
-                match send.await {
-                    Ok(Ok(())) => message.recipients[index].delivered = true,
-                    Ok(Err(e)) => tracing::warn!(queue_id = %message.queue_id, error = %e, "local delivery deferred"),
-                    Err(e) => tracing::warn!(queue_id = %message.queue_id, error = %e, "local delivery unavailable"),
-                }
+        let delete = after == Some(AfterAttempt::Delete);
+        let work = tokio::task::spawn_blocking(move || {
+            let result = if delete {
+                spool.remove(&message.queue_id).map(|_| ())
+            } else {
+                spool.update(&message, bounce.as_ref())
+            };
+            (message, bounce, result)
+        });
+        ctx.spawn(work.into_actor(self).map(move |joined, act, ctx| {
+            let Ok((message, bounce, result)) = joined else { return };
+            act.busy.remove(&message.queue_id);
+            if let Err(e) = result {
+                // The spool still holds the previous state: try again later from there.
+                tracing::error!(queue_id = %message.queue_id, error = %e, "recording a delivery attempt failed");
+                act.waiting.insert(message.queue_id, Waiting { next_attempt_ms: now_ms() + 60_000, held: false });
+                return;
             }
-            message.data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = spool.update(&message) {
-                    tracing::error!(queue_id = %message.queue_id, error = %e, "recording delivery failed");
-                }
-            })
-            .await;
-        };
-        ctx.spawn(work.into_actor(self));
+            if delete {
+                tracing::info!(queue_id = %message.queue_id, "deleted by the operator");
+                return;
+            }
+            if message.finished() {
+                tracing::info!(queue_id = %message.queue_id, "removed from the queue");
+            } else {
+                act.waiting.insert(
+                    message.queue_id.clone(),
+                    Waiting { next_attempt_ms: message.next_attempt_ms, held: message.held },
+                );
+            }
+            if let Some(b) = bounce {
+                tracing::info!(queue_id = %message.queue_id, bounce = %b.queue_id, to = %b.recipients[0].deliver_to, "bounce queued");
+                act.busy.insert(b.queue_id.clone());
+                act.attempt(b, false, ctx);
+            }
+        }));
     }
+}
+
+fn local_failure(status: &str, text: &str) -> Failure {
+    Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: None }
 }
 
 fn fail_all(waiters: Vec<Waiter>, error: &str) {
@@ -174,19 +391,21 @@ fn fail_all(waiters: Vec<Waiter>, error: &str) {
 impl Actor for DeliveryQueue {
     type Context = Context<Self>;
 
-    /// Delivers what a previous run left in the spool.
+    /// Schedules what a previous run left in the spool, then scans for due messages.
     fn started(&mut self, ctx: &mut Context<Self>) {
         match self.spool.all() {
             Ok(left) => {
                 if !left.is_empty() {
                     tracing::info!(messages = left.len(), "resuming delivery of queued messages");
                 }
-                for message in left {
-                    self.deliver(message, true, ctx);
+                for m in left {
+                    self.waiting.insert(m.queue_id, Waiting { next_attempt_ms: m.next_attempt_ms, held: m.held });
                 }
             }
             Err(e) => tracing::error!(error = %e, "reading the spool failed"),
         }
+        self.start_due(ctx);
+        ctx.run_interval(SCAN_INTERVAL, |act, ctx| act.start_due(ctx));
     }
 }
 

@@ -6,6 +6,7 @@
 //! applied state. Errors are `{"error": "...", "field": "..."}` with 400
 //! (bad input), 404 (no such thing), 409 (conflict), 503 (no quorum).
 
+mod queue;
 mod routes;
 
 use actix_web::body::MessageBody;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 /// What every handler can reach.
 pub struct AdminState {
     pub node: Arc<ClusterNode>,
+    /// This node's delivery queue (each node queues what it accepted).
+    pub queue: actix::Addr<::actors::queue::DeliveryQueue>,
 }
 
 /// An API error with the field at fault when there is one.
@@ -35,6 +38,10 @@ pub struct ApiError {
 impl ApiError {
     pub fn bad_request(field: &str, error: impl Into<String>) -> Self {
         Self { status: 400, error: error.into(), field: Some(field.to_string()) }
+    }
+
+    pub fn not_found(field: &str, error: impl Into<String>) -> Self {
+        Self { status: 404, error: error.into(), field: Some(field.to_string()) }
     }
 
     pub fn internal(error: impl Into<String>) -> Self {

@@ -42,7 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/config/{key}", web::put().to(set_config))
             .route("/config/{key}", web::delete().to(reset_config))
             .route("/export", web::get().to(export))
-            .route("/import", web::post().to(import)),
+            .route("/import", web::post().to(import))
+            .route("/queue", web::get().to(super::queue::list))
+            .route("/queue/{id}", web::get().to(super::queue::show))
+            .route("/queue/{id}/{action}", web::post().to(super::queue::control)),
     );
 }
 

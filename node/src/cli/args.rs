@@ -43,6 +43,9 @@ pub enum Command {
     Alias(AliasCmd),
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// This node's delivery queue (postqueue/postsuper).
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// Print the whole configuration (settings, directory, rules) as one JSON document.
     Export {
         /// Write to this file instead of standard output.
@@ -175,4 +178,20 @@ pub enum ConfigCmd {
     Reset {
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Every queued message with its recipients' state (postqueue -p).
+    List,
+    /// One message: envelope, state and content (postcat -q).
+    Show { queue_id: String },
+    /// Attempt delivery now: one message, or all when no id is given (postqueue -f / -i).
+    Flush { queue_id: Option<String> },
+    /// Stop delivery attempts; ALL for every message (postsuper -h).
+    Hold { queue_id: String },
+    /// Resume delivery of held messages; ALL for every message (postsuper -H).
+    Release { queue_id: String },
+    /// Remove without delivering or bouncing; ALL for every message (postsuper -d).
+    Delete { queue_id: String },
 }

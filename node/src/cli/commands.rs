@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::BufRead;
 use std::time::Duration;
 
-use super::args::{AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, UserCmd};
+use super::args::{AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, QueueCmd, UserCmd};
 use super::client::AdminClient;
 use super::print;
 use crate::config::NodeConfig;
@@ -90,6 +90,16 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             ConfigCmd::Get { key: Some(key) } => client.get(&p(&["config", key])),
             ConfigCmd::Set { key, value } => client.put(&p(&["config", key]), json!({ "value": value })),
             ConfigCmd::Reset { key } => client.delete(&p(&["config", key])),
+        },
+        Command::Queue(c) => match c {
+            QueueCmd::List => client.get("queue"),
+            QueueCmd::Show { queue_id } => client.get(&p(&["queue", queue_id])),
+            QueueCmd::Flush { queue_id } => {
+                client.post(&p(&["queue", queue_id.as_deref().unwrap_or("ALL"), "flush"]), json!({}))
+            }
+            QueueCmd::Hold { queue_id } => client.post(&p(&["queue", queue_id, "hold"]), json!({})),
+            QueueCmd::Release { queue_id } => client.post(&p(&["queue", queue_id, "release"]), json!({})),
+            QueueCmd::Delete { queue_id } => client.post(&p(&["queue", queue_id, "delete"]), json!({})),
         },
         Command::Export { output } => {
             let document = client.get("export")?;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, UserCmd};
+use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, QueueCmd, UserCmd};
 
 fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
@@ -76,6 +76,15 @@ pub fn human(command: &Command, reply: &Value) {
         Command::Config(_) if reply.get("key").is_some() => {
             println!("{} = {}", s(reply, "key"), s(reply, "value"))
         }
+        Command::Queue(QueueCmd::List) => queue_list(reply),
+        Command::Queue(QueueCmd::Show { .. }) => {
+            if let Some(entry) = reply.get("entry") {
+                queue_entry(entry);
+            }
+            println!();
+            print!("{}", s(reply, "message"));
+        }
+        Command::Queue(_) => println!("ok: {} message(s)", s(reply, "messages")),
         Command::Export { output: None } => println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default()),
         _ => println!("ok"),
     }
@@ -138,4 +147,51 @@ fn cluster_status(v: &Value) {
         })
         .collect();
     table(&["ID", "ROLE", "STATE", "RAFT", "ADMIN", "APPLIED", "MATCHED", "LAG"], rows);
+}
+
+/// Like `postqueue -p`: id (with `*` while an attempt runs, `!` when held),
+/// size, arrival, sender, then each recipient not yet delivered with its last error.
+fn queue_list(v: &Value) {
+    let entries = items(v);
+    if entries.is_empty() {
+        println!("Mail queue is empty");
+        return;
+    }
+    println!("{:<22} {:>9}  {:<31}  SENDER/RECIPIENT", "QUEUE ID", "SIZE", "ARRIVAL");
+    for e in &entries {
+        queue_entry(e);
+    }
+    let bytes: u64 = entries.iter().filter_map(|e| e.get("size").and_then(Value::as_u64)).sum();
+    println!("-- {} Kbytes in {} Request(s).", bytes.div_ceil(1024), entries.len());
+}
+
+fn queue_entry(e: &Value) {
+    let flag = if e.get("held").and_then(Value::as_bool) == Some(true) {
+        "!"
+    } else if e.get("active").and_then(Value::as_bool) == Some(true) {
+        "*"
+    } else {
+        ""
+    };
+    let arrival = e.get("received_ms").and_then(Value::as_u64).map(utc).unwrap_or_default();
+    let sender = match s(e, "sender").as_str() {
+        "" => "MAILER-DAEMON".to_string(),
+        other => other.to_string(),
+    };
+    println!("{:<22} {:>9}  {:<31}  {}", format!("{}{flag}", s(e, "queue_id")), s(e, "size"), arrival, sender);
+    for r in items(e.get("recipients").unwrap_or(&Value::Null)) {
+        if s(&r, "state") == "delivered" {
+            continue;
+        }
+        if r.get("diagnostic").is_some_and(|d| !d.is_null()) {
+            println!("{:<67}({} {}: {})", "", s(&r, "state"), s(&r, "status"), s(&r, "diagnostic"));
+        }
+        println!("{:<67}{}", "", s(&r, "address"));
+    }
+    println!();
+}
+
+/// RFC 5322 date (the same form as the Received header).
+fn utc(ms: u64) -> String {
+    mail_builder::headers::date::Date::new((ms / 1000) as i64).to_rfc822()
 }

@@ -74,15 +74,21 @@ pub struct Node {
 impl Node {
     /// Writes a config with fast Raft timings plus `extra` lines in `[cluster]`.
     pub fn new(root: &Path, name: &str, extra: &str) -> Self {
+        Self::new_on(root, name, extra, "127.0.0.1", free_port())
+    }
+
+    /// Like `new`, with the MX listener on `smtp_ip:smtp_port` (a receiving
+    /// MTA at an address of its own on 127.0.0.0/8).
+    pub fn new_on(root: &Path, name: &str, extra: &str, smtp_ip: &str, smtp_port: u16) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let raft = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
         let config = root.join(format!("{name}.toml"));
-        let smtp_ports = SmtpPorts { smtp: free_port(), submission: free_port(), smtps: free_port() };
+        let smtp_ports = SmtpPorts { smtp: smtp_port, submission: free_port(), smtps: free_port() };
         let text = format!(
             "data_dir = {:?}\n[admin]\nlisten = {admin:?}\n[log]\nfilter = \"info,openraft=warn\"\n\
-             [smtp]\nlisten = \"127.0.0.1:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n\
+             [smtp]\nlisten = \"{smtp_ip}:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n\
              [cluster]\nraft_listen = {raft:?}\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
              election_timeout_max_ms = 600\n{extra}\n",
             dir.join("data"),
@@ -263,4 +269,32 @@ pub fn maildir_files(node: &Node, user: &str) -> Vec<Vec<u8>> {
 
 pub fn python(script: &str) -> std::process::Output {
     Command::new("python3").arg("-c").arg(script).output().expect("python3")
+}
+
+/// A helper process (DNS server, peer MTA) killed when dropped.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dnsmasq on 127.0.0.1:`port` serving only the records given as dnsmasq
+/// options (`--mx-host=...`, `--host-record=...`, `--txt-record=...`).
+pub fn dns_server(port: u16, records: &[String]) -> Daemon {
+    let child = Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+        .args(["--listen-address=127.0.0.1", "--user=root", "--pid-file=", "--log-facility=-"])
+        .arg(format!("--port={port}"))
+        .args(records)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq (scripts/test installs dnsmasq-base)");
+    let daemon = Daemon(child);
+    let ready = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    assert!(ready.is_some(), "dnsmasq did not start on port {port}");
+    daemon
 }

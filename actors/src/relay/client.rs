@@ -1,0 +1,188 @@
+//! One SMTP client transaction against one remote address (mail-send does
+//! the wire work): greeting, EHLO (HELO when EHLO is refused), STARTTLS when
+//! offered, MAIL, one RCPT per recipient, DATA, QUIT. The result says, per
+//! recipient, delivered / deferred / failed, or that the next address should
+//! be tried because this one never got as far as a transaction.
+
+use mail_send::SmtpClient;
+use smtp_proto::{Response, EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+use crate::queue::schedule::DeliveryOutcome;
+use crate::queue::spool::Failure;
+
+/// One message for one remote domain.
+pub struct Envelope<'a> {
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+    /// (recipient index in the queued message, address)
+    pub recipients: &'a [(usize, String)],
+    pub data: &'a [u8],
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// How an attempt at one address ended.
+#[derive(Debug)]
+pub enum HopResult {
+    /// The server took part in a transaction: an outcome per recipient.
+    Done(Vec<(usize, DeliveryOutcome)>),
+    /// No transaction happened here (no connection, refused greeting): try the next address.
+    TryNext(Failure),
+    /// The TLS handshake failed after STARTTLS: try this address again in plain text.
+    TlsFailed(Failure),
+}
+
+fn failure_from(response: &Response<String>, remote: &str) -> Failure {
+    let [a, b, c] = response.esc;
+    let status = if a != 0 { format!("{a}.{b}.{c}") } else { format!("{}.0.0", response.code / 100) };
+    let text: String = response.message.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect();
+    let esc = if a != 0 { format!(" {a}.{b}.{c}") } else { String::new() };
+    Failure { status, diagnostic: format!("smtp; {}{esc} {text}", response.code), remote_mta: Some(remote.to_string()) }
+}
+
+fn local_failure(status: &str, text: String, remote: &str) -> Failure {
+    Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: Some(remote.to_string()) }
+}
+
+/// Deferred for 4xx, failed for 5xx, delivered for 2xx/3xx.
+fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryOutcome {
+    match response.code / 100 {
+        2 | 3 => DeliveryOutcome::Delivered,
+        4 => DeliveryOutcome::Deferred(failure_from(response, remote)),
+        _ => DeliveryOutcome::Failed(failure_from(response, remote)),
+    }
+}
+
+fn all(recipients: &[(usize, String)], outcome: &DeliveryOutcome) -> Vec<(usize, DeliveryOutcome)> {
+    recipients.iter().map(|(i, _)| (*i, outcome.clone())).collect()
+}
+
+/// Delivers to one address. `tls` is the connector for STARTTLS, or `None` to stay in plain text.
+pub async fn deliver_to(addr: SocketAddr, host: &str, env: &Envelope<'_>, tls: Option<&TlsConnector>) -> HopResult {
+    let remote = host;
+    let mut client = match SmtpClient::connect(addr, env.connect_timeout).await {
+        Ok(c) => c,
+        Err(e) => return HopResult::TryNext(local_failure("4.4.1", format!("connect to {host}[{addr}]: {e}"), remote)),
+    };
+    client.timeout = env.command_timeout;
+    let greeting = match tokio::time::timeout(env.command_timeout, client.read()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return HopResult::TryNext(local_failure("4.4.2", format!("{host}[{addr}] greeting: {e}"), remote))
+        }
+        Err(_) => {
+            return HopResult::TryNext(local_failure("4.4.2", format!("{host}[{addr}] greeting timed out"), remote))
+        }
+    };
+    if greeting.code / 100 != 2 {
+        return HopResult::TryNext(failure_from(&greeting, remote));
+    }
+    let capabilities = match hello(&mut client, env.helo, remote).await {
+        Ok(c) => c,
+        Err(f) => return HopResult::TryNext(f),
+    };
+    if let (Some(connector), true) = (tls, capabilities & EXT_START_TLS != 0) {
+        let mut secured = match client.start_tls(connector, host).await {
+            Ok(c) => c,
+            Err(e) => {
+                return HopResult::TlsFailed(local_failure("4.7.5", format!("TLS with {host}[{addr}]: {e}"), remote))
+            }
+        };
+        let capabilities = match hello(&mut secured, env.helo, remote).await {
+            Ok(c) => c,
+            Err(f) => return HopResult::TryNext(f),
+        };
+        tracing::debug!(%host, %addr, "relay over TLS");
+        return HopResult::Done(transaction(&mut secured, capabilities, env, remote).await);
+    }
+    HopResult::Done(transaction(&mut client, capabilities, env, remote).await)
+}
+
+/// EHLO, or HELO when EHLO is refused; the server's extensions.
+async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    helo: &str,
+    remote: &str,
+) -> Result<u32, Failure> {
+    match client.ehlo(helo).await {
+        Ok(r) => Ok(r.capabilities),
+        Err(mail_send::Error::UnexpectedReply(r)) if r.code / 100 == 5 => {
+            match client.cmd(format!("HELO {helo}\r\n")).await {
+                Ok(r) if r.code / 100 == 2 => Ok(0),
+                Ok(r) => Err(failure_from(&r, remote)),
+                Err(e) => Err(local_failure("4.4.2", format!("{remote} HELO: {e}"), remote)),
+            }
+        }
+        Err(mail_send::Error::UnexpectedReply(r)) => Err(failure_from(&r, remote)),
+        Err(e) => Err(local_failure("4.4.2", format!("{remote} EHLO: {e}"), remote)),
+    }
+}
+
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    capabilities: u32,
+    env: &Envelope<'_>,
+    remote: &str,
+) -> Vec<(usize, DeliveryOutcome)> {
+    let lost = |stage: &str, e: mail_send::Error| {
+        DeliveryOutcome::Deferred(local_failure(
+            "4.4.2",
+            format!("lost connection with {remote} during {stage}: {e}"),
+            remote,
+        ))
+    };
+    let needs_utf8 = !env.mail_from.is_ascii() || env.recipients.iter().any(|(_, r)| !r.is_ascii());
+    if needs_utf8 && capabilities & EXT_SMTP_UTF8 == 0 {
+        let f = local_failure("5.6.7", format!("{remote} does not offer SMTPUTF8, needed for these addresses"), remote);
+        return all(env.recipients, &DeliveryOutcome::Failed(f));
+    }
+    let mut params = String::new();
+    if needs_utf8 {
+        params.push_str(" SMTPUTF8");
+    }
+    if capabilities & EXT_8BIT_MIME != 0 && !env.data.is_ascii() {
+        params.push_str(" BODY=8BITMIME");
+    }
+    if capabilities & EXT_SIZE != 0 {
+        params.push_str(&format!(" SIZE={}", env.data.len()));
+    }
+    match client.cmd(format!("MAIL FROM:<{}>{params}\r\n", env.mail_from)).await {
+        Ok(r) if r.code / 100 == 2 => {}
+        Ok(r) => return all(env.recipients, &outcome_of(&r, remote)),
+        Err(e) => return all(env.recipients, &lost("MAIL FROM", e)),
+    }
+    let mut outcomes = Vec::new();
+    let mut accepted = Vec::new();
+    for (index, address) in env.recipients {
+        match client.cmd(format!("RCPT TO:<{address}>\r\n")).await {
+            Ok(r) if r.code / 100 == 2 => accepted.push(*index),
+            Ok(r) => outcomes.push((*index, outcome_of(&r, remote))),
+            Err(e) => {
+                // Everyone without a final answer (accepted ones included: no DATA happened) is deferred.
+                let decided: Vec<usize> = outcomes.iter().map(|(i, _)| *i).collect();
+                let outcome = lost("RCPT TO", e);
+                let rest = env.recipients.iter().filter(|(i, _)| !decided.contains(i));
+                outcomes.extend(rest.map(|(i, _)| (*i, outcome.clone())));
+                return outcomes;
+            }
+        }
+    }
+    if accepted.is_empty() {
+        let _ = client.cmd(b"QUIT\r\n").await;
+        return outcomes;
+    }
+    // mail-send ends the data with CRLF.CRLF itself; the message's own final CRLF is that first CRLF.
+    let body = env.data.strip_suffix(b"\r\n").unwrap_or(env.data);
+    let result = match client.data(body).await {
+        Ok(_) => DeliveryOutcome::Delivered,
+        Err(mail_send::Error::UnexpectedReply(r)) => outcome_of(&r, remote),
+        Err(e) => lost("DATA", e),
+    };
+    outcomes.extend(accepted.into_iter().map(|i| (i, result.clone())));
+    let _ = client.cmd(b"QUIT\r\n").await;
+    outcomes
+}

@@ -1,0 +1,179 @@
+//! The relay actor (Postfix's smtp(8)): delivers one queued message to the
+//! recipients of one remote domain. It finds the hops (MX or smarthost),
+//! tries each address in turn until one takes part in a transaction, uses
+//! STARTTLS whenever offered (opportunistic: any certificate, as Postfix's
+//! `smtp_tls_security_level = may`; a failed handshake is retried in plain
+//! text) and answers with an outcome per recipient. Retries, expiry and
+//! bounces are the queue's business.
+
+pub mod client;
+pub mod route;
+
+use actix::prelude::*;
+use consensus::ReadHandle;
+use hickory_resolver::TokioResolver;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+
+use crate::queue::schedule::DeliveryOutcome;
+use crate::queue::spool::Failure;
+use client::{deliver_to, Envelope, HopResult};
+
+/// Deliver `data` to these recipients, all in `domain`.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, DeliveryOutcome)>")]
+pub struct RelayDomain {
+    pub queue_id: String,
+    pub mail_from: String,
+    pub domain: String,
+    /// (recipient index in the queued message, address)
+    pub recipients: Vec<(usize, String)>,
+    pub data: Arc<Vec<u8>>,
+}
+
+/// Node-local relay configuration (the rest comes from replicated settings).
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// DNS servers as ip:port; empty means the system's resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    /// Outbound SMTP connections open at once, over all domains.
+    pub connections_max: usize,
+}
+
+pub struct Relay {
+    read: ReadHandle,
+    config: RelayConfig,
+    /// Built when the actor starts, on the thread whose runtime will drive its sockets.
+    resolver: Result<Arc<TokioResolver>, String>,
+    tls: TlsConnector,
+    slots: Arc<Semaphore>,
+}
+
+impl Relay {
+    pub fn new(read: ReadHandle, config: RelayConfig) -> Result<Self, String> {
+        let tls = mail_send::smtp::tls::build_tls_connector(true)?;
+        let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
+        Ok(Self { read, config, resolver: Err("not started".into()), tls, slots })
+    }
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.resolver = route::build_resolver(&self.config.nameservers).map(Arc::new);
+        if let Err(e) = &self.resolver {
+            tracing::error!(error = %e, "no DNS resolver: remote mail stays queued");
+        }
+    }
+}
+
+/// The settings one delivery needs, read once per message.
+struct RelaySettings {
+    hostname: String,
+    smarthost: String,
+    port: u16,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+}
+
+fn settings(read: &ReadHandle) -> RelaySettings {
+    let state = read.load();
+    let s = &state.state.settings;
+    let secs = |key: &str, default: u64| Duration::from_secs(s.get_i64(key).map_or(default, |v| v.max(1) as u64));
+    RelaySettings {
+        hostname: s.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
+        smarthost: s.get("relay.smarthost").unwrap_or_default(),
+        port: s.get_i64("relay.port").map_or(25, |p| p.clamp(1, 65535) as u16),
+        connect_timeout: secs("relay.connect_timeout_s", 30),
+        command_timeout: secs("relay.command_timeout_s", 300),
+    }
+}
+
+fn deferred_all(recipients: &[(usize, String)], failure: Failure) -> Vec<(usize, DeliveryOutcome)> {
+    recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Deferred(failure.clone()))).collect()
+}
+
+impl Handler<RelayDomain> for Relay {
+    type Result = ResponseFuture<Vec<(usize, DeliveryOutcome)>>;
+
+    fn handle(&mut self, msg: RelayDomain, _: &mut Context<Self>) -> Self::Result {
+        let resolver = match &self.resolver {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let f = Failure { status: "4.4.3".into(), diagnostic: format!("x-gatehouse; {e}"), remote_mta: None };
+                return Box::pin(std::future::ready(deferred_all(&msg.recipients, f)));
+            }
+        };
+        let tls = self.tls.clone();
+        let slots = self.slots.clone();
+        let s = settings(&self.read);
+        Box::pin(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                let f = Failure {
+                    status: "4.3.0".into(),
+                    diagnostic: "x-gatehouse; relay stopped".into(),
+                    remote_mta: None,
+                };
+                return deferred_all(&msg.recipients, f);
+            };
+            // IDN: DNS and the remote's name go in A-label form.
+            let domain = idna::domain_to_ascii(&msg.domain).unwrap_or_else(|_| msg.domain.clone());
+            let hops = match route::hops_for(&resolver, &domain, &s.smarthost, s.port).await {
+                Ok(h) => h,
+                Err(f) if f.status.starts_with('5') => {
+                    return msg.recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Failed(f.clone()))).collect()
+                }
+                Err(f) => return deferred_all(&msg.recipients, f),
+            };
+            let env = Envelope {
+                helo: &s.hostname,
+                mail_from: &msg.mail_from,
+                recipients: &msg.recipients,
+                data: &msg.data,
+                connect_timeout: s.connect_timeout,
+                command_timeout: s.command_timeout,
+            };
+            let mut last = Failure {
+                status: "4.4.3".into(),
+                diagnostic: format!("x-gatehouse; no address found for the mail exchangers of {domain}"),
+                remote_mta: None,
+            };
+            for hop in hops {
+                let addrs = match route::addresses(&resolver, &hop).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(queue_id = %msg.queue_id, host = %hop.host, error = %e, "no address");
+                        last.diagnostic = format!("x-gatehouse; {e}");
+                        continue;
+                    }
+                };
+                for addr in addrs {
+                    let mut result = deliver_to(addr, &hop.host, &env, Some(&tls)).await;
+                    if let HopResult::TlsFailed(f) = &result {
+                        tracing::warn!(queue_id = %msg.queue_id, host = %hop.host, %addr, reason = %f.diagnostic, "TLS failed; retrying in plain text");
+                        result = deliver_to(addr, &hop.host, &env, None).await;
+                    }
+                    match result {
+                        HopResult::Done(outcomes) => {
+                            tracing::info!(queue_id = %msg.queue_id, host = %hop.host, %addr, recipients = outcomes.len(), "relay attempt finished");
+                            return outcomes;
+                        }
+                        HopResult::TryNext(f) | HopResult::TlsFailed(f) => {
+                            tracing::info!(queue_id = %msg.queue_id, host = %hop.host, %addr, reason = %f.diagnostic, "trying the next address");
+                            last = f;
+                        }
+                    }
+                }
+            }
+            // Nobody answered: temporary, whatever the last host said (Postfix defers here too).
+            if last.status.starts_with('5') {
+                last.status.replace_range(0..1, "4");
+            }
+            deferred_all(&msg.recipients, last)
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Remote delivery end to end: a sending Gatehouse finds MX hosts in a DNS
+//! zone served by dnsmasq on loopback and relays to real peers on their own
+//! loopback addresses — a second Gatehouse (over STARTTLS), smtp-sink
+//! refusing with 5xx (a DSN bounce lands in the sender's Maildir) and
+//! smtp-sink deferring with 4xx (retried, then delivered once the peer
+//! accepts). The null sender is never bounced to. The queue CLI lists,
+//! holds, releases, flushes and deletes along the way.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn new_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files.sort();
+    files.iter().map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()).collect()
+}
+
+/// smtp-sink on ip:port; `reject` is e.g. `["-f", "rcpt"]`; messages are dumped into `dump` if given.
+fn smtp_sink(ip: &str, port: u16, reject: &[&str], dump: Option<&Path>) -> Daemon {
+    let mut cmd = Command::new("smtp-sink");
+    cmd.args(["-u", "nobody"]).args(reject);
+    if let Some(dir) = dump {
+        cmd.arg("-d").arg(dir.join("%H%M%S."));
+    }
+    let child = cmd
+        .arg(format!("{ip}:{port}"))
+        .arg("20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (postfix package)");
+    let daemon = Daemon(child);
+    let up = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect((ip, port)).ok());
+    assert!(up.is_some(), "smtp-sink did not start on {ip}:{port}");
+    daemon
+}
+
+fn queue(n: &Node) -> Vec<Value> {
+    n.ok(&["queue", "list"]).as_array().cloned().unwrap_or_default()
+}
+
+fn submit(port: u16, from: &str, login: Option<&str>, to: &[&str], subject: &str) {
+    let auth = match login {
+        Some(user) => format!("s.starttls(); s.ehlo('client.example.org'); s.login('{user}', 'correct horse')"),
+        None => "pass".into(),
+    };
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
+s.ehlo("client.example.org")
+{auth}
+body = b"From: <{from}>\r\nSubject: {subject}\r\n\r\nrelay me\r\n.dot line\r\n"
+refused = s.sendmail("{from}", {to:?}, body)
+assert refused == {{}}, refused
+s.quit()
+"#
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
+    let root = tempfile::tempdir().unwrap();
+    // smtp-sink runs as nobody and must write its dumps here.
+    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dns_port = free_port();
+    let mx_port = free_port();
+    let _dns = dns_server(
+        dns_port,
+        &[
+            "--mx-host=remote.test,mx.remote.test,10".into(),
+            "--host-record=mx.remote.test,127.0.0.2".into(),
+            "--mx-host=bounce.test,mx.bounce.test,10".into(),
+            "--host-record=mx.bounce.test,127.0.0.3".into(),
+            "--mx-host=defer.test,mx1.defer.test,10".into(),
+            "--mx-host=defer.test,mx2.defer.test,20".into(),
+            // mx1 has no address record at all: the relay must fall through to mx2.
+            "--host-record=mx2.defer.test,127.0.0.4".into(),
+        ],
+    );
+
+    // The receiving Gatehouse: its own single-node cluster on 127.0.0.2.
+    let mut receiver = Node::new_on(root.path(), "receiver", "", "127.0.0.2", mx_port);
+    receiver.serve();
+    receiver.ok(&["domain", "add", "remote.test"]);
+    receiver.ok(&["user", "add", "bob@remote.test", "--password", "correct horse"]);
+    receiver.ok(&["config", "set", "smtp.hostname", "mx.remote.test"]);
+    let _bouncer = smtp_sink("127.0.0.3", mx_port, &["-f", "rcpt"], None);
+    let deferrer = smtp_sink("127.0.0.4", mx_port, &["-r", "rcpt"], None);
+
+    let extra = format!("[dns]\nnameservers = [\"127.0.0.1:{dns_port}\"]\n");
+    let mut sender = Node::new(root.path(), "sender", &extra);
+    sender.serve();
+    sender.ok(&["domain", "add", "example.com"]);
+    sender.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    for (k, v) in [
+        ("smtp.hostname", "mx.example.com"),
+        ("relay.port", &mx_port.to_string()),
+        ("relay.connect_timeout_s", "2"),
+        ("relay.command_timeout_s", "5"),
+        ("queue.min_backoff_s", "1"),
+        ("queue.max_backoff_s", "1"),
+    ] {
+        sender.ok(&["config", "set", k, v]);
+    }
+
+    submit(
+        sender.smtp_ports.submission,
+        "alice@example.com",
+        Some("alice@example.com"),
+        &["bob@remote.test", "x@bounce.test", "y@defer.test"],
+        "three ways",
+    );
+
+    // 1. Delivered to the second Gatehouse over STARTTLS, content intact.
+    let bob_new = receiver.dir.join("data/mail/remote.test/bob/new");
+    let got = wait_for(Duration::from_secs(15), || new_files(&bob_new).into_iter().next());
+    let got = got.unwrap_or_else(|| panic!("nothing reached bob; sender log:\n{}", sender.log_text()));
+    assert!(got.contains("by mx.remote.test (Gatehouse) with ESMTPS id"), "not received over TLS:\n{got}");
+    assert!(got.contains("by mx.example.com (Gatehouse) with ESMTPSA id"), "sender's Received missing:\n{got}");
+    assert!(got.ends_with("Subject: three ways\r\n\r\nrelay me\r\n.dot line\r\n"), "body changed:\n{got}");
+
+    // 2. The 5xx recipient comes back to alice as an RFC 3464 bounce.
+    let alice_new = sender.dir.join("data/mail/example.com/alice/new");
+    let dsn = wait_for(Duration::from_secs(15), || new_files(&alice_new).into_iter().next());
+    let dsn = dsn.unwrap_or_else(|| panic!("no bounce; sender log:\n{}", sender.log_text()));
+    for needle in [
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Final-Recipient: rfc822; x@bounce.test\r\nAction: failed\r\nStatus: 5.3.0\r\n",
+        "Remote-MTA: dns; mx.bounce.test\r\n",
+        "Diagnostic-Code: smtp; 500 5.3.0 Error: command failed\r\n",
+        "Subject: three ways\r\n",
+    ] {
+        assert!(dsn.contains(needle), "bounce lacks {needle:?}:\n{dsn}");
+    }
+    assert!(!dsn.contains("bob@remote.test") && !dsn.contains("y@defer.test"), "bounce names others:\n{dsn}");
+
+    // 3. The 4xx recipient stays queued and is retried (via mx2: mx1 has no address).
+    let deferred = wait_for(Duration::from_secs(15), || {
+        let q = queue(&sender);
+        let m = q.first()?.clone();
+        (m["attempts"].as_u64()? >= 2).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("not retried: {:?}\n{}", queue(&sender), sender.log_text()));
+    let pending: Vec<&Value> =
+        deferred["recipients"].as_array().unwrap().iter().filter(|r| r["state"] == "pending").collect();
+    assert_eq!(pending.len(), 1, "{deferred}");
+    assert_eq!(pending[0]["address"], "y@defer.test");
+    assert_eq!(pending[0]["status"], "4.3.0", "{deferred}");
+    let id = deferred["queue_id"].as_str().unwrap().to_string();
+
+    // Hold stops the attempts; the human listing marks it with '!'.
+    sender.ok(&["queue", "hold", &id]);
+    let held_at = queue(&sender)[0]["attempts"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let q = queue(&sender);
+    assert_eq!(q[0]["held"], true);
+    assert_eq!(q[0]["attempts"].as_u64().unwrap(), held_at, "a held message was attempted");
+    let listing = Command::new(binary()).arg("-c").arg(&sender.config).args(["queue", "list"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(listing.contains(&format!("{id}!")) && listing.contains("y@defer.test"), "{listing}");
+    let shown = sender.ok(&["queue", "show", &id]);
+    assert!(shown["message"].as_str().unwrap().contains("Subject: three ways"), "{shown}");
+
+    // The peer starts accepting; release delivers it and the queue empties.
+    drop(deferrer);
+    let dump = root.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let _accepter = smtp_sink("127.0.0.4", mx_port, &[], Some(&dump));
+    sender.ok(&["queue", "release", &id]);
+    let emptied = wait_for(Duration::from_secs(15), || queue(&sender).is_empty().then_some(()));
+    assert!(emptied.is_some(), "still queued: {:?}\n{}", queue(&sender), sender.log_text());
+    let dumped = new_files(&dump).join("\n");
+    assert!(dumped.contains("Subject: three ways"), "smtp-sink got no message: {dumped:?}");
+
+    // 4. Trusted networks relay without AUTH; the null sender's failure is never bounced.
+    sender.ok(&["config", "set", "smtp.trusted_networks", "127.0.0.0/8"]);
+    submit(sender.smtp_ports.smtp, "", None, &["z@bounce.test"], "from the null sender");
+    let gone = wait_for(Duration::from_secs(15), || queue(&sender).is_empty().then_some(()));
+    assert!(gone.is_some(), "null-sender message not settled: {:?}", queue(&sender));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(new_files(&alice_new).len(), 1, "a bounce went to the null sender");
+    assert!(sender.log_text().contains("never bounce a bounce"), "{}", sender.log_text());
+
+    // Flush and delete on a message held from the start.
+    submit(sender.smtp_ports.smtp, "alice@example.com", None, &["w@nowhere-mx.test"], "to delete");
+    let q = wait_for(Duration::from_secs(10), || {
+        let q = queue(&sender);
+        (!q.is_empty()).then_some(q)
+    })
+    .unwrap();
+    let victim = q[0]["queue_id"].as_str().unwrap().to_string();
+    assert_eq!(sender.ok(&["queue", "flush"])["ok"], true);
+    assert_eq!(sender.ok(&["queue", "delete", &victim])["messages"], 1);
+    let deleted = wait_for(Duration::from_secs(10), || queue(&sender).is_empty().then_some(()));
+    assert!(deleted.is_some(), "delete left {:?}", queue(&sender));
+    let err = sender.try_ok(&["queue", "delete", &victim]).unwrap_err();
+    assert!(err.contains("queue_id"), "{err}");
+}
