@@ -59,6 +59,11 @@ pub struct SmtpConfig {
     pub delivery_threads: usize,
     /// Outbound SMTP connections open at once (relay to other domains).
     pub relay_connections_max: usize,
+    /// Deliver local mail over LMTP to this server ("host:port" or "unix:/path")
+    /// instead of writing Maildirs; empty means Maildir.
+    pub lmtp_server: String,
+    /// How long to wait for each reply of the LMTP server.
+    pub lmtp_timeout_ms: u64,
     pub limits: actors::smtp::SmtpLimits,
 }
 
@@ -74,6 +79,8 @@ impl Default for SmtpConfig {
             session_threads: 2,
             delivery_threads: 2,
             relay_connections_max: 50,
+            lmtp_server: String::new(),
+            lmtp_timeout_ms: 60_000,
             limits: actors::smtp::SmtpLimits::default(),
         }
     }
@@ -144,6 +151,11 @@ impl NodeConfig {
         anyhow::ensure!(c.frame_bytes_max >= 1024 * 1024, "cluster.frame_bytes_max must be at least 1 MiB");
         self.dns.socket_addrs()?;
         anyhow::ensure!(self.smtp.relay_connections_max > 0, "smtp.relay_connections_max must be > 0");
+        if !self.smtp.lmtp_server.is_empty() {
+            actors::delivery::lmtp::LmtpTarget::parse(&self.smtp.lmtp_server)
+                .map_err(|e| anyhow::anyhow!("smtp.lmtp_server: {e}"))?;
+        }
+        anyhow::ensure!(self.smtp.lmtp_timeout_ms > 0, "smtp.lmtp_timeout_ms must be > 0");
         Ok(())
     }
 

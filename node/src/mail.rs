@@ -47,10 +47,20 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             use actix::prelude::*;
             let spool = Arc::new(::actors::queue::spool::Spool::open(&spool_path)?);
             let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
-            let local = SyncArbiter::start(smtp.delivery_threads.max(1), move || ::actors::delivery::LocalDelivery {
-                mail_root: mail_root.clone(),
-                hostname: hostname.clone(),
-            });
+            let local = if smtp.lmtp_server.is_empty() {
+                ::actors::queue::LocalRoute::Maildir(SyncArbiter::start(smtp.delivery_threads.max(1), move || {
+                    ::actors::delivery::LocalDelivery { mail_root: mail_root.clone(), hostname: hostname.clone() }
+                }))
+            } else {
+                let target =
+                    ::actors::delivery::lmtp::LmtpTarget::parse(&smtp.lmtp_server).map_err(anyhow::Error::msg)?;
+                let lmtp = ::actors::delivery::lmtp::LmtpDelivery {
+                    target,
+                    hostname: hostname.clone(),
+                    timeout: std::time::Duration::from_millis(smtp.lmtp_timeout_ms),
+                };
+                ::actors::queue::LocalRoute::Lmtp(lmtp.start())
+            };
             // The relay gets its own thread: its DNS and SMTP waits never slow the queue.
             let relay_read = read.clone();
             let relay = ::actors::relay::Relay::new(relay_read, relay_config).map_err(anyhow::Error::msg)?;

@@ -1,6 +1,8 @@
 //! A real Dovecot reads what Gatehouse delivered: the message sent with
 //! smtplib is fetched over IMAP byte for byte from our Maildir, and the Junk
-//! folder Gatehouse creates shows up as a mailbox.
+//! folder Gatehouse creates shows up as a mailbox. In LMTP mode Gatehouse
+//! hands local mail to Dovecot's LMTP server instead, and a recipient
+//! Dovecot refuses comes back to the sender as a bounce.
 
 mod common;
 
@@ -23,23 +25,61 @@ fn id(flag: &str) -> String {
 }
 
 /// Dovecot refuses to access mail as root, so as root the Maildir is handed to `nobody`.
-fn start_dovecot(dir: &std::path::Path, mail_root: &std::path::Path, port: u16) -> Dovecot {
+/// With `lmtp`, Dovecot also runs an LMTP listener on that port and knows only
+/// the users listed (password "imap-secret"); otherwise any user logs in.
+fn start_dovecot(
+    dir: &std::path::Path,
+    mail_root: &std::path::Path,
+    port: u16,
+    lmtp: Option<(u16, &[&str])>,
+) -> Dovecot {
     let (uid, gid) = if id("-u") == "0" {
         let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(mail_root).status().unwrap();
         assert!(status.success());
-        ("nobody".to_string(), "nogroup".to_string())
+        let of = |flag: &str| {
+            let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        (of("-u"), of("-g"))
     } else {
         (id("-u"), id("-g"))
     };
     for sub in ["run", "state"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
+    let (protocols, users_conf, lmtp_conf) = match lmtp {
+        None => ("imap", "passdb {\n  driver = static\n  args = password=imap-secret\n}\n".to_string(), String::new()),
+        Some((lmtp_port, users)) => {
+            let file = dir.join("users");
+            let lines: String = users
+                .iter()
+                .map(|u| {
+                    let (local, domain) = u.split_once('@').unwrap();
+                    format!("{u}:{{PLAIN}}imap-secret:{uid}:{gid}::{}/{domain}/{local}\n", mail_root.display())
+                })
+                .collect();
+            std::fs::write(&file, lines).unwrap();
+            let passdb = format!(
+                "passdb {{\n  driver = passwd-file\n  args = {f}\n}}\nuserdb {{\n  driver = passwd-file\n  args = {f}\n}}\n",
+                f = file.display()
+            );
+            let service = format!(
+                "postmaster_address = postmaster@example.com\nservice lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n"
+            );
+            ("imap lmtp", passdb, service)
+        }
+    };
+    let uid_gid = format!("uid={uid} gid={gid}");
+    let static_userdb = if lmtp.is_none() {
+        format!("userdb {{\n  driver = static\n  args = {uid_gid} home={}/%d/%n\n}}\n", mail_root.display())
+    } else {
+        String::new()
+    };
     let conf = format!(
-        "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nprotocols = imap\n\
+        "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nprotocols = {protocols}\n\
          listen = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain\n\
          mail_location = maildir:{m}/%d/%n\nfirst_valid_uid = 1\n\
-         passdb {{\n  driver = static\n  args = password=imap-secret\n}}\n\
-         userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={m}/%d/%n\n}}\n\
+         {users_conf}{static_userdb}{lmtp_conf}\
          service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
          service anvil {{\n  chroot =\n}}\n",
         d = dir.display(),
@@ -82,7 +122,7 @@ s.quit()
 
     let mail_root = n.dir.join("data/mail");
     let imap_port = free_port();
-    let _dovecot = start_dovecot(&root.path().join("dovecot"), &mail_root, imap_port);
+    let _dovecot = start_dovecot(&root.path().join("dovecot"), &mail_root, imap_port, None);
     let script = format!(
         r#"
 import imaplib, sys
@@ -103,4 +143,73 @@ m.logout()
     let stdout = out.stdout;
     let list_end = stdout.iter().position(|&b| b == b'\n').unwrap() + 1;
     assert_eq!(&stdout[list_end..], &delivered[..], "IMAP returned different bytes than the Maildir holds");
+}
+
+#[test]
+fn lmtp_delivery_to_dovecot_and_bounce_for_a_refused_recipient() {
+    let root = tempfile::tempdir().unwrap();
+    let lmtp_port = free_port();
+    let imap_port = free_port();
+    let dovecot_mail = root.path().join("dovecot-mail");
+    std::fs::create_dir_all(&dovecot_mail).unwrap();
+    // Dovecot knows alice and carol, not bob: Gatehouse has all three.
+    let _dovecot = start_dovecot(
+        &root.path().join("dovecot"),
+        &dovecot_mail,
+        imap_port,
+        Some((lmtp_port, &["alice@example.com", "carol@example.com"])),
+    );
+
+    let mut n = Node::new(root.path(), "n1", "");
+    n.set_smtp_option(&format!("lmtp_server = \"127.0.0.1:{lmtp_port}\""));
+    n.serve();
+    n.ok(&["domain", "add", "example.com"]);
+    n.ok(&["config", "set", "smtp.hostname", "mx.example.com"]);
+    for u in ["alice", "bob", "carol"] {
+        n.ok(&["user", "add", &format!("{u}@example.com"), "--password", "correct horse"]);
+    }
+    let body = b"From: carol@example.com\r\nSubject: over lmtp\r\n\r\nhanded to dovecot\r\n.dot line\r\n";
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+refused = s.sendmail("carol@example.com", ["alice@example.com", "bob@example.com"], {body:?}.encode())
+assert refused == {{}}, refused
+s.quit()
+"#,
+        port = n.smtp_ports.smtp,
+        body = String::from_utf8_lossy(body),
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let fetch = |user: &str| {
+        let script = format!(
+            r#"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", {imap_port})
+m.login("{user}", "imap-secret")
+typ, count = m.select("INBOX")
+if count != [b"1"]:
+    sys.exit(3)
+typ, data = m.fetch("1", "(BODY.PEEK[])")
+sys.stdout.buffer.write(data[0][1])
+m.logout()
+"#
+        );
+        let out = python(&script);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let alice = wait_for(Duration::from_secs(15), || fetch("alice@example.com"))
+        .unwrap_or_else(|| panic!("alice has nothing over IMAP\n{}", n.log_text()));
+    assert!(alice.contains("by mx.example.com (Gatehouse) with ESMTP id"), "{alice}");
+    assert!(alice.ends_with(std::str::from_utf8(body).unwrap()), "body changed: {alice}");
+    assert!(!n.dir.join("data/mail/example.com/alice").exists(), "Gatehouse wrote a Maildir in LMTP mode");
+
+    let carol = wait_for(Duration::from_secs(15), || fetch("carol@example.com"))
+        .unwrap_or_else(|| panic!("no bounce for carol\n{}", n.log_text()));
+    for needle in ["Final-Recipient: rfc822; bob@example.com", "Status: 5.1.1", "Subject: over lmtp"] {
+        assert!(carol.contains(needle), "bounce lacks {needle:?}:\n{carol}");
+    }
+    assert!(!carol.contains("Final-Recipient: rfc822; alice@example.com"), "{carol}");
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+use crate::delivery::lmtp::{DeliverLmtp, LmtpDelivery};
 use crate::delivery::{DeliverLocal, LocalDelivery};
 use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
@@ -58,10 +59,19 @@ enum AfterAttempt {
     Delete,
 }
 
+/// Where mail for local users goes.
+#[derive(Clone)]
+pub enum LocalRoute {
+    /// Our own Maildirs.
+    Maildir(Addr<LocalDelivery>),
+    /// An external mailbox server over LMTP (Dovecot).
+    Lmtp(Addr<LmtpDelivery>),
+}
+
 pub struct DeliveryQueue {
     spool: Arc<Spool>,
     read: ReadHandle,
-    local: Addr<LocalDelivery>,
+    local: LocalRoute,
     relay: Addr<Relay>,
     /// Node id, part of every queue id so ids are unique across the cluster.
     node_id: u64,
@@ -81,13 +91,7 @@ pub fn now_ms() -> u64 {
 }
 
 impl DeliveryQueue {
-    pub fn new(
-        spool: Arc<Spool>,
-        read: ReadHandle,
-        local: Addr<LocalDelivery>,
-        relay: Addr<Relay>,
-        node_id: u64,
-    ) -> Self {
+    pub fn new(spool: Arc<Spool>, read: ReadHandle, local: LocalRoute, relay: Addr<Relay>, node_id: u64) -> Self {
         Self {
             spool,
             read,
@@ -212,12 +216,17 @@ impl DeliveryQueue {
         let now_s = now_ms() / 1000;
         let mut immediate = Vec::new();
         let mut local = Vec::new();
+        let mut lmtp = Vec::new();
         let mut remote: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
         for (index, r) in message.recipients.iter().enumerate() {
             if r.state != RecipientState::Pending {
                 continue;
             }
             if directory.users.contains_key(&r.deliver_to) {
+                let LocalRoute::Maildir(maildir) = &self.local else {
+                    lmtp.push((index, r.deliver_to.clone()));
+                    continue;
+                };
                 let request = DeliverLocal {
                     queue_id: message.queue_id.clone(),
                     index,
@@ -226,7 +235,7 @@ impl DeliveryQueue {
                     recovering: recovering || message.attempts > 0,
                     now_s,
                 };
-                local.push((index, self.local.send(request)));
+                local.push((index, maildir.send(request)));
                 continue;
             }
             let domain = r.deliver_to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
@@ -264,9 +273,31 @@ impl DeliveryQueue {
                 (recipients, self.relay.send(request))
             })
             .collect();
+        let lmtp = match (&self.local, lmtp.is_empty()) {
+            (LocalRoute::Lmtp(server), false) => {
+                let request = DeliverLmtp {
+                    queue_id: message.queue_id.clone(),
+                    mail_from: message.mail_from.clone(),
+                    recipients: lmtp.clone(),
+                    data: data.clone(),
+                };
+                Some((lmtp, server.send(request)))
+            }
+            _ => None,
+        };
         let queue_id = message.queue_id.clone();
         let work = async move {
             let mut outcomes = immediate;
+            if let Some((recipients, send)) = lmtp {
+                match send.await {
+                    Ok(o) => outcomes.extend(o),
+                    Err(e) => outcomes.extend(
+                        recipients
+                            .iter()
+                            .map(|(i, _)| (*i, DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string())))),
+                    ),
+                }
+            }
             for (index, send) in local {
                 let outcome = match send.await {
                     Ok(Ok(())) => DeliveryOutcome::Delivered,

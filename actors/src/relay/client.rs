@@ -36,7 +36,7 @@ pub enum HopResult {
     TlsFailed(Failure),
 }
 
-fn failure_from(response: &Response<String>, remote: &str) -> Failure {
+pub(crate) fn failure_from(response: &Response<String>, remote: &str) -> Failure {
     let [a, b, c] = response.esc;
     let status = if a != 0 { format!("{a}.{b}.{c}") } else { format!("{}.0.0", response.code / 100) };
     let text: String = response.message.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect();
@@ -44,12 +44,12 @@ fn failure_from(response: &Response<String>, remote: &str) -> Failure {
     Failure { status, diagnostic: format!("smtp; {}{esc} {text}", response.code), remote_mta: Some(remote.to_string()) }
 }
 
-fn local_failure(status: &str, text: String, remote: &str) -> Failure {
+pub(crate) fn local_failure(status: &str, text: String, remote: &str) -> Failure {
     Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: Some(remote.to_string()) }
 }
 
 /// Deferred for 4xx, failed for 5xx, delivered for 2xx/3xx.
-fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryOutcome {
+pub(crate) fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryOutcome {
     match response.code / 100 {
         2 | 3 => DeliveryOutcome::Delivered,
         4 => DeliveryOutcome::Deferred(failure_from(response, remote)),

@@ -101,6 +101,12 @@ impl Node {
         Self { name: name.into(), dir, config, raft, admin, smtp_ports, log, child: None }
     }
 
+    /// Adds a line to the config's `[smtp]` table (before the node starts).
+    pub fn set_smtp_option(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        std::fs::write(&self.config, text.replacen("[smtp]\n", &format!("[smtp]\n{line}\n"), 1)).expect("write config");
+    }
+
     fn spawn(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
