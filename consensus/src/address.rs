@@ -45,7 +45,16 @@ pub struct DomainName(String);
 impl DomainName {
     pub fn parse(raw: &str) -> Result<Self, AddressError> {
         let trimmed = raw.trim().trim_end_matches('.');
-        let lower = trimmed.to_lowercase();
+        // IDN: A-labels (xn--) are stored in their Unicode form, so
+        // `bücher.example` and `xn--bcher-kva.example` are one domain.
+        let lower = if trimmed.split('.').any(|l| l.len() > 4 && l[..4].eq_ignore_ascii_case("xn--")) {
+            match idna::domain_to_unicode(trimmed) {
+                (unicode, Ok(())) => unicode,
+                (_, Err(_)) => return Err(AddressError::BadLabel(raw.to_string())),
+            }
+        } else {
+            trimmed.to_lowercase()
+        };
         if lower.is_empty() {
             return Err(AddressError::EmptyDomain(raw.to_string()));
         }
@@ -140,8 +149,11 @@ mod tests {
         let table: &[(&str, Option<&str>)] = &[
             ("Example.COM", Some("example.com")),
             ("example.com.", Some("example.com")),
-            ("mail.xn--bcher-kva.example", Some("mail.xn--bcher-kva.example")),
+            ("mail.xn--bcher-kva.example", Some("mail.bücher.example")),
+            ("MAIL.XN--BCHER-KVA.EXAMPLE.", Some("mail.bücher.example")),
             ("bücher.example", Some("bücher.example")),
+            ("BÜCHER.Example", Some("bücher.example")),
+            ("xn--zz-invalid.example", None),
             ("localhost", None),
             ("", None),
             ("a..b", None),
@@ -161,6 +173,8 @@ mod tests {
     fn addresses_are_normalised_and_checked() {
         let table: &[(&str, Option<&str>)] = &[
             ("Alice@Example.com", Some("alice@example.com")),
+            ("alice@xn--bcher-kva.example", Some("alice@bücher.example")),
+            ("jörg@bücher.example", Some("jörg@bücher.example")),
             ("a.b+tag@example.com", Some("a.b+tag@example.com")),
             ("alice", None),
             ("@example.com", None),

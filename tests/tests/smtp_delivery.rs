@@ -181,3 +181,45 @@ fn kill9_under_smtp_source_delivers_every_acknowledged_message_once() {
         delivered.len() - acked.len()
     );
 }
+
+/// IDN: a domain added in A-label form is stored as Unicode; mail to either
+/// spelling reaches the same mailbox, and an internationalised local part
+/// is accepted with SMTPUTF8 (and refused without it).
+#[test]
+fn idn_domains_and_internationalised_addresses() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    n.ok(&["domain", "add", "xn--bcher-kva.example"]);
+    assert!(n.domains().contains(&"bücher.example".to_string()), "{:?}", n.domains());
+    n.ok(&["user", "add", "anna@bücher.example", "--password", "correct horse"]);
+    n.ok(&["user", "add", "jörg@xn--bcher-kva.example", "--password", "correct horse"]);
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+s.ehlo("client.example.org")
+assert s.has_extn("smtputf8")
+assert s.sendmail("a@b.org", ["anna@xn--bcher-kva.example"], b"Subject: ascii form\r\n\r\nx\r\n") == {{}}
+s.sendmail("a@b.org", ["anna@bücher.example"], "Subject: unicode form\r\n\r\ny\r\n".encode(), mail_options=["SMTPUTF8"])
+s.sendmail("a@b.org", ["jörg@bücher.example"], "Subject: für jörg\r\n\r\nz\r\n".encode(), mail_options=["SMTPUTF8"])
+s.command_encoding = "utf-8"
+code, text = s.docmd("MAIL FROM:<a@b.org>")
+assert code == 250, (code, text)
+code, text = s.docmd("RCPT TO:<jörg@bücher.example>")
+print("without SMTPUTF8:", code, text.decode())
+assert code == 553, code
+s.quit()
+"#,
+        port = ports.smtp
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), n.log_text());
+    let mailbox = |user: &str| n.dir.join("data/mail/bücher.example").join(user).join("new");
+    let count = |user: &str| std::fs::read_dir(mailbox(user)).map(|d| d.count()).unwrap_or(0);
+    let done = wait_for(Duration::from_secs(10), || (count("anna") == 2 && count("jörg") == 1).then_some(()));
+    assert!(done.is_some(), "anna {} jörg {}\n{}", count("anna"), count("jörg"), n.log_text());
+    let jorg: Vec<u8> =
+        std::fs::read(std::fs::read_dir(mailbox("jörg")).unwrap().next().unwrap().unwrap().path()).unwrap();
+    let jorg = String::from_utf8(jorg).unwrap();
+    assert!(jorg.contains(" with UTF8SMTP id ") && jorg.contains("for <jörg@bücher.example>"), "{jorg}");
+}

@@ -93,6 +93,17 @@ fn settings(read: &ReadHandle) -> RelaySettings {
     }
 }
 
+/// `local@domain` with the domain in A-label form (unchanged if it cannot be converted).
+pub fn ascii_domain(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => match idna::domain_to_ascii(domain) {
+            Ok(ascii) => format!("{local}@{ascii}"),
+            Err(_) => address.to_string(),
+        },
+        _ => address.to_string(),
+    }
+}
+
 fn deferred_all(recipients: &[(usize, String)], failure: Failure) -> Vec<(usize, DeliveryOutcome)> {
     recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Deferred(failure.clone()))).collect()
 }
@@ -129,10 +140,14 @@ impl Handler<RelayDomain> for Relay {
                 }
                 Err(f) => return deferred_all(&msg.recipients, f),
             };
+            // RFC 6531 §3.2: an IDN domain can travel as A-labels, so only
+            // a non-ASCII local part needs a server that offers SMTPUTF8.
+            let mail_from = ascii_domain(&msg.mail_from);
+            let recipients: Vec<(usize, String)> = msg.recipients.iter().map(|(i, a)| (*i, ascii_domain(a))).collect();
             let env = Envelope {
                 helo: &s.hostname,
-                mail_from: &msg.mail_from,
-                recipients: &msg.recipients,
+                mail_from: &mail_from,
+                recipients: &recipients,
                 data: &msg.data,
                 connect_timeout: s.connect_timeout,
                 command_timeout: s.command_timeout,
@@ -175,5 +190,16 @@ impl Handler<RelayDomain> for Relay {
             }
             deferred_all(&msg.recipients, last)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn idn_domains_travel_as_a_labels() {
+        assert_eq!(super::ascii_domain("alice@bücher.example"), "alice@xn--bcher-kva.example");
+        assert_eq!(super::ascii_domain("jörg@bücher.example"), "jörg@xn--bcher-kva.example");
+        assert_eq!(super::ascii_domain("bob@example.com"), "bob@example.com");
+        assert_eq!(super::ascii_domain(""), "");
     }
 }
