@@ -84,6 +84,10 @@ fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
             "--mx-host=defer.test,mx2.defer.test,20".into(),
             // mx1 has no address record at all: the relay must fall through to mx2.
             "--host-record=mx2.defer.test,127.0.0.4".into(),
+            // No MX at all: the domain's own A record is the mail exchanger.
+            "--host-record=nomx.test,127.0.0.2".into(),
+            // Answer for nomx.test here (NOERROR, no MX) instead of refusing to recurse.
+            "--local=/nomx.test/".into(),
         ],
     );
 
@@ -91,6 +95,7 @@ fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
     let mut receiver = Node::new_on(root.path(), "receiver", "", "127.0.0.2", mx_port);
     receiver.serve();
     receiver.ok(&["domain", "add", "remote.test"]);
+    receiver.ok(&["domain", "alias-add", "nomx.test", "remote.test"]);
     receiver.ok(&["user", "add", "bob@remote.test", "--password", "correct horse"]);
     receiver.ok(&["config", "set", "smtp.hostname", "mx.remote.test"]);
     let _bouncer = smtp_sink("127.0.0.3", mx_port, &["-f", "rcpt"], None);
@@ -116,14 +121,17 @@ fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
         sender.smtp_ports.submission,
         "alice@example.com",
         Some("alice@example.com"),
-        &["bob@remote.test", "x@bounce.test", "y@defer.test"],
+        &["bob@remote.test", "bob@nomx.test", "x@bounce.test", "y@defer.test"],
         "three ways",
     );
 
-    // 1. Delivered to the second Gatehouse over STARTTLS, content intact.
+    // 1. Delivered to the second Gatehouse over STARTTLS, content intact:
+    //    once through its MX record, once through nomx.test's A record.
     let bob_new = receiver.dir.join("data/mail/remote.test/bob/new");
-    let got = wait_for(Duration::from_secs(15), || new_files(&bob_new).into_iter().next());
-    let got = got.unwrap_or_else(|| panic!("nothing reached bob; sender log:\n{}", sender.log_text()));
+    let both = wait_for(Duration::from_secs(15), || Some(new_files(&bob_new)).filter(|f| f.len() == 2));
+    let both = both.unwrap_or_else(|| panic!("bob lacks copies; sender log:\n{}", sender.log_text()));
+    assert!(both.iter().any(|f| f.contains("for <bob@nomx.test>")), "no copy via the A fallback");
+    let got = both[0].clone();
     assert!(got.contains("by mx.remote.test (Gatehouse) with ESMTPS id"), "not received over TLS:\n{got}");
     assert!(got.contains("by mx.example.com (Gatehouse) with ESMTPSA id"), "sender's Received missing:\n{got}");
     assert!(got.ends_with("Subject: three ways\r\n\r\nrelay me\r\n.dot line\r\n"), "body changed:\n{got}");
