@@ -13,6 +13,7 @@
 pub mod delivery;
 pub mod listener;
 pub mod login;
+pub mod policy;
 pub mod queue;
 pub mod recipient;
 pub mod relay;

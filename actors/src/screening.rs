@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
+use crate::policy::lists::{check_client, ClientListVerdict};
 use crate::queue::{now_ms, DeliveryQueue, Enqueue};
 use crate::recipient::resolve_recipient;
 use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
@@ -58,6 +59,9 @@ pub struct Screening {
     queue: Addr<DeliveryQueue>,
     /// The client is in `smtp.trusted_networks`: it may relay without AUTH.
     trusted_client: bool,
+    /// A blacklist rule with the discard action matched the client: its
+    /// messages get a 250 and are dropped.
+    discard_rule: Option<u64>,
 }
 
 impl Screening {
@@ -82,8 +86,22 @@ impl Screening {
                 require_auth: role.require_auth && !skip_auth,
                 sender_must_match_login: settings.get("smtp.sender_must_match_login").is_ok_and(|v| v == "true"),
             };
-            let session = Session::new(Arc::new(config), peer, now_ms());
-            Screening { session, io, read, queue, trusted_client }
+            let verdict = check_client(&state.state.rules, peer.ip);
+            let mut discard_rule = None;
+            let session = match verdict {
+                ClientListVerdict::Refuse { rule, reply } => {
+                    tracing::info!(client = %peer.ip, rule, "refused by blacklist");
+                    Session::refused(Arc::new(config), peer, now_ms(), reply)
+                }
+                ClientListVerdict::Discard { rule } => {
+                    discard_rule = Some(rule);
+                    Session::new(Arc::new(config), peer, now_ms())
+                }
+                ClientListVerdict::Whitelisted(_) | ClientListVerdict::Unlisted => {
+                    Session::new(Arc::new(config), peer, now_ms())
+                }
+            };
+            Screening { session, io, read, queue, trusted_client, discard_rule }
         });
     }
 
@@ -115,6 +133,12 @@ impl Screening {
                     let relay_allowed = authenticated.is_some() || self.trusted_client;
                     let verdict = resolve_recipient(&state.state.directory, &primary, &address, relay_allowed);
                     self.session.recipient_verdict(verdict, now_ms());
+                }
+                Action::Store(message) if self.discard_rule.is_some() => {
+                    // Blacklist "discard": the client sees a normal acceptance.
+                    let id = format!("{:011X}D", message.received_ms);
+                    tracing::info!(client = %message.peer.ip, from = %message.mail_from, rule = ?self.discard_rule, queue_id = %id, "message discarded by blacklist");
+                    self.session.stored(Ok(id), now_ms());
                 }
                 Action::Store(message) => {
                     let stored = self.queue.send(Enqueue(message));

@@ -40,6 +40,25 @@ impl ClusterState {
                 self.settings.values.remove(key);
                 Ok(Outcome::Done)
             }
+            AddListRule { rule } => {
+                let rule = rule
+                    .clone()
+                    .normalised()
+                    .map_err(|e| ApplyError::BadRule { field: e.field.to_string(), reason: e.reason })?;
+                let lists = &mut self.rules.lists;
+                if let Some((id, _)) =
+                    lists.iter().find(|(_, r)| r.list == rule.list && r.kind == rule.kind && r.value == rule.value)
+                {
+                    return Err(ApplyError::RuleExists(*id));
+                }
+                let id = self.rules.next_rule_id.max(1);
+                self.rules.next_rule_id = id + 1;
+                self.rules.lists.insert(id, rule);
+                Ok(Outcome::RuleAdded { id })
+            }
+            RemoveListRule { id } => {
+                self.rules.lists.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
+            }
             AddDomain { name } => self.add_domain(name, at_ms),
             RemoveDomain { name } => self.remove_domain(name),
             AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),
@@ -250,6 +269,11 @@ impl ClusterState {
         }
         // Creation times survive an export/import round trip.
         staged.directory = document.directory.clone();
+        // Rule ids too: the staged rules were numbered 1.. in the document's id order.
+        let ids = document.rules.lists.keys().copied();
+        staged.rules.lists = ids.zip(std::mem::take(&mut staged.rules.lists).into_values()).collect();
+        let after_last = staged.rules.lists.keys().next_back().map_or(1, |id| id + 1);
+        staged.rules.next_rule_id = document.rules.next_rule_id.max(after_last);
         staged.commands_applied = self.commands_applied;
         *self = staged;
         Ok(Outcome::Done)
@@ -378,6 +402,9 @@ fn document_commands(document: &ConfigDocument) -> Vec<Command> {
             address: alias.address.clone(),
             targets: alias.targets.iter().cloned().collect(),
         });
+    }
+    for rule in document.rules.lists.values() {
+        out.push(Command::AddListRule { rule: rule.clone() });
     }
     out
 }

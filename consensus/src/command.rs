@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::{ConfigDocument, UserOverrides};
+use crate::state::{ConfigDocument, ListRule, UserOverrides};
 
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +82,14 @@ pub enum Command {
         address: String,
     },
 
+    /// Adds a black or white list rule; it gets the next rule id.
+    AddListRule {
+        rule: ListRule,
+    },
+    RemoveListRule {
+        id: u64,
+    },
+
     /// Replaces settings, directory and rules with the document's, all or nothing.
     ImportConfig {
         document: Box<ConfigDocument>,
@@ -147,6 +155,7 @@ pub enum Outcome {
     HijackCount { count: u32, frozen: bool },
     Expired { removed: u64 },
     NodeAdmitted { node_id: u64 },
+    RuleAdded { id: u64 },
 }
 
 /// The greylist decision for one attempt.
@@ -200,6 +209,12 @@ pub enum ApplyError {
     BadJoinToken,
     #[error("node_id: no node {0}")]
     UnknownNode(u64),
+    #[error("{field}: {reason}")]
+    BadRule { field: String, reason: String },
+    #[error("value: the same rule already exists as rule {0}")]
+    RuleExists(u64),
+    #[error("id: no rule {0}")]
+    UnknownRule(u64),
 }
 
 impl ApplyError {
@@ -222,6 +237,9 @@ impl ApplyError {
             UnsupportedDocument(_) => "version".into(),
             BadJoinToken => "token".into(),
             UnknownNode(_) => "node_id".into(),
+            BadRule { field, .. } => field.clone(),
+            RuleExists(_) => "value".into(),
+            UnknownRule(_) => "id".into(),
         }
     }
 
@@ -230,13 +248,25 @@ impl ApplyError {
         use ApplyError::*;
         matches!(
             self,
-            UnknownDomain(_) | UnknownUser(_) | UnknownGroup(_) | UnknownAlias(_) | NotAMember(_) | UnknownNode(_)
+            UnknownDomain(_)
+                | UnknownUser(_)
+                | UnknownGroup(_)
+                | UnknownAlias(_)
+                | NotAMember(_)
+                | UnknownNode(_)
+                | UnknownRule(_)
         )
     }
 
     /// True when the input conflicts with existing state (HTTP 409).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, ApplyError::DomainExists(_) | ApplyError::AddressInUse(_) | ApplyError::DomainInUse(_))
+        matches!(
+            self,
+            ApplyError::DomainExists(_)
+                | ApplyError::AddressInUse(_)
+                | ApplyError::DomainInUse(_)
+                | ApplyError::RuleExists(_)
+        )
     }
 }
 

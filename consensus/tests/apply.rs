@@ -3,7 +3,7 @@
 //! commands always give the same state.
 
 use gatehouse_consensus::command::{ApplyError, Command, GreylistVerdict, Outcome};
-use gatehouse_consensus::state::{ClusterState, UserOverrides};
+use gatehouse_consensus::state::{BlackAction, ClusterState, ListName, ListRule, RuleKind, UserOverrides};
 use proptest::prelude::*;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
@@ -21,6 +21,11 @@ fn seeded() -> ClusterState {
     ] {
         s.apply(&c, 1).unwrap();
     }
+    // Rules with a gap in their ids (2 removed), so an import must keep ids, not renumber.
+    s.apply(&list_rule(ListName::Black, RuleKind::Subnet, "192.0.2.0/24"), 1).unwrap();
+    s.apply(&list_rule(ListName::White, RuleKind::Sender, "a@partner.example"), 1).unwrap();
+    s.apply(&list_rule(ListName::White, RuleKind::Ip, "192.0.2.10"), 1).unwrap();
+    s.apply(&Command::RemoveListRule { id: 2 }, 1).unwrap();
     s
 }
 
@@ -195,6 +200,12 @@ fn import_replaces_everything_or_nothing() {
     target.apply(&Command::AddDomain { name: "old.org".into() }, 1).unwrap();
     target.apply(&Command::ImportConfig { document: Box::new(document.clone()) }, 5).unwrap();
     assert_eq!(target.directory, source.directory);
+    assert_eq!(target.rules, source.rules, "rules and their ids survive export/import");
+
+    let mut bad_rule = document.clone();
+    bad_rule.rules.lists.get_mut(&3).unwrap().value = "not an ip".into();
+    let err = target.apply(&Command::ImportConfig { document: Box::new(bad_rule) }, 6).unwrap_err();
+    assert_eq!(err.field(), "value");
 
     let mut broken = document;
     broken.directory.users.get_mut("alice@example.com").unwrap().password_hash = "plain".into();
@@ -202,6 +213,26 @@ fn import_replaces_everything_or_nothing() {
     let err = target.apply(&Command::ImportConfig { document: Box::new(broken) }, 6).unwrap_err();
     assert_eq!(err.field(), "password");
     assert_eq!(target.directory, before.directory);
+}
+
+fn list_rule(list: ListName, kind: RuleKind, value: &str) -> Command {
+    Command::AddListRule {
+        rule: ListRule { list, kind, value: value.into(), action: BlackAction::Reject, comment: String::new() },
+    }
+}
+
+#[test]
+fn list_rules_get_ids_and_refusals_name_the_field() {
+    let mut s = ClusterState::default();
+    assert_eq!(s.apply(&list_rule(ListName::Black, RuleKind::Ip, "192.0.2.1"), 1), Ok(Outcome::RuleAdded { id: 1 }));
+    assert_eq!(s.apply(&list_rule(ListName::White, RuleKind::Ip, "192.0.2.1"), 1), Ok(Outcome::RuleAdded { id: 2 }));
+    assert_eq!(s.apply(&list_rule(ListName::Black, RuleKind::Ip, " 192.0.2.1 "), 1), Err(ApplyError::RuleExists(1)));
+    assert_eq!(s.apply(&Command::RemoveListRule { id: 1 }, 1), Ok(Outcome::Done));
+    assert_eq!(s.apply(&Command::RemoveListRule { id: 1 }, 1), Err(ApplyError::UnknownRule(1)));
+    // Ids are never reused.
+    assert_eq!(s.apply(&list_rule(ListName::Black, RuleKind::Ip, "192.0.2.1"), 1), Ok(Outcome::RuleAdded { id: 3 }));
+    let err = s.apply(&list_rule(ListName::Black, RuleKind::SenderDomain, "x.example"), 1).unwrap_err();
+    assert_eq!(err.field(), "kind");
 }
 
 fn arb_command() -> impl Strategy<Value = Command> {

@@ -186,8 +186,22 @@ impl Session {
     /// A new session; its first action is the 220 greeting.
     pub fn new(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64) -> Self {
         let greeting = Reply::new(220, "", &format!("{} {}", config.hostname, config.banner));
+        let mut session = Self::blank(config, peer, now_ms);
+        session.send(greeting);
+        session
+    }
+
+    /// A connection refused before the greeting (blacklist, DNSBL): the reply
+    /// goes out instead of the 220 and the connection closes.
+    pub fn refused(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64, reply: Reply) -> Self {
+        let mut session = Self::blank(config, peer, now_ms);
+        session.close_with(reply);
+        session
+    }
+
+    fn blank(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64) -> Self {
         let tls_active = config.tls_active;
-        let mut session = Self {
+        Self {
             config,
             peer,
             phase: Phase::Command,
@@ -202,9 +216,7 @@ impl Session {
             errors: 0,
             started_ms: now_ms,
             last_input_ms: now_ms,
-        };
-        session.send(greeting);
-        session
+        }
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {

@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod directory;
+pub mod rules;
 pub mod settings;
 
 use serde::{Deserialize, Serialize};
@@ -14,14 +15,8 @@ use std::collections::BTreeMap;
 
 pub use counters::{BlockedIp, Counters, DailyQuota, GreylistTriplet, HijackCounter};
 pub use directory::{Alias, Directory, Domain, Group, User, UserOverrides};
+pub use rules::{BlackAction, ListName, ListRule, RuleKind, RuleSets};
 pub use settings::{SettingSpec, Settings, SETTING_SPECS};
-
-/// The rule sets that screening, authentication and content stages read
-/// (black/white lists, greylist rules, DNSBL servers, policies, filters).
-/// The cluster-state issue only gives them a home; each later stage adds its
-/// own typed table here, so that they replicate and export with the rest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleSets {}
 
 /// A join token waiting to be redeemed. Only its SHA-256 is stored, so a copy
 /// of the state (a snapshot, an export) cannot be used to join.

@@ -8,6 +8,7 @@
 
 mod queue;
 mod routes;
+mod rules;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};

@@ -43,6 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/config/{key}", web::delete().to(reset_config))
             .route("/export", web::get().to(export))
             .route("/import", web::post().to(import))
+            .route("/rules", web::get().to(super::rules::list))
+            .route("/rules", web::post().to(super::rules::add))
+            .route("/rules/{id}", web::delete().to(super::rules::remove))
             .route("/queue", web::get().to(super::queue::list))
             .route("/queue/{id}", web::get().to(super::queue::show))
             .route("/queue/{id}/{action}", web::post().to(super::queue::control)),

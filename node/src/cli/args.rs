@@ -43,6 +43,9 @@ pub enum Command {
     Alias(AliasCmd),
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Black and white lists (replicated: in force on every node).
+    #[command(subcommand)]
+    Rules(RulesCmd),
     /// This node's delivery queue (postqueue/postsuper).
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -194,4 +197,26 @@ pub enum QueueCmd {
     Release { queue_id: String },
     /// Remove without delivering or bouncing; ALL for every message (postsuper -d).
     Delete { queue_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCmd {
+    /// Every black and white list rule with its id.
+    List,
+    /// Add a rule, e.g. `rules add --list black --kind subnet 192.0.2.0/24`.
+    Add {
+        #[arg(long, value_parser = ["black", "white"])]
+        list: String,
+        #[arg(long, value_parser = ["ip", "subnet", "sender", "recipient", "sender-domain"])]
+        kind: String,
+        /// The IP, network (CIDR or address/mask), address or domain.
+        value: String,
+        /// What a blacklist match does.
+        #[arg(long, default_value = "reject", value_parser = ["reject", "discard"])]
+        action: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Remove the rule with this id.
+    Remove { id: u64 },
 }

@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 use std::io::BufRead;
 use std::time::Duration;
 
-use super::args::{AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, QueueCmd, UserCmd};
+use super::args::{
+    AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, QueueCmd, RulesCmd, UserCmd,
+};
 use super::client::AdminClient;
 use super::print;
 use crate::config::NodeConfig;
@@ -90,6 +92,14 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             ConfigCmd::Get { key: Some(key) } => client.get(&p(&["config", key])),
             ConfigCmd::Set { key, value } => client.put(&p(&["config", key]), json!({ "value": value })),
             ConfigCmd::Reset { key } => client.delete(&p(&["config", key])),
+        },
+        Command::Rules(c) => match c {
+            RulesCmd::List => client.get("rules"),
+            RulesCmd::Add { list, kind, value, action, comment } => client.post(
+                "rules",
+                json!({ "list": list, "kind": kind, "value": value, "action": action, "comment": comment }),
+            ),
+            RulesCmd::Remove { id } => client.delete(&p(&["rules", &id.to_string()])),
         },
         Command::Queue(c) => match c {
             QueueCmd::List => client.get("queue"),

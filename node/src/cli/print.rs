@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, QueueCmd, UserCmd};
+use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd};
 
 fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
@@ -76,6 +76,17 @@ pub fn human(command: &Command, reply: &Value) {
         Command::Config(_) if reply.get("key").is_some() => {
             println!("{} = {}", s(reply, "key"), s(reply, "value"))
         }
+        Command::Rules(RulesCmd::List) => table(
+            &["ID", "LIST", "KIND", "VALUE", "ACTION", "COMMENT"],
+            items(reply)
+                .iter()
+                .map(|r| {
+                    let action = if s(r, "list") == "white" { "-".to_string() } else { s(r, "action") };
+                    vec![s(r, "id"), s(r, "list"), s(r, "kind"), s(r, "value"), action, s(r, "comment")]
+                })
+                .collect(),
+        ),
+        Command::Rules(RulesCmd::Add { .. }) => println!("ok: rule {}", s(reply, "id")),
         Command::Queue(QueueCmd::List) => queue_list(reply),
         Command::Queue(QueueCmd::Show { .. }) => {
             if let Some(entry) = reply.get("entry") {
