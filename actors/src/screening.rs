@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
-use crate::policy::lists::{check_client, ClientListVerdict};
+use crate::policy::lists::{check_client, check_envelope, ClientListVerdict, EnvelopeListVerdict};
 use crate::queue::{now_ms, DeliveryQueue, Enqueue};
 use crate::recipient::resolve_recipient;
-use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
+use crate::smtp::{Action, PeerInfo, RecipientVerdict, Reply, Session, SessionConfig, SmtpLimits};
 
 /// What kind of port a connection arrived on.
 #[derive(Clone)]
@@ -62,6 +62,7 @@ pub struct Screening {
     /// A blacklist rule with the discard action matched the client: its
     /// messages get a 250 and are dropped.
     discard_rule: Option<u64>,
+    peer_ip: std::net::IpAddr,
 }
 
 impl Screening {
@@ -86,6 +87,7 @@ impl Screening {
                 require_auth: role.require_auth && !skip_auth,
                 sender_must_match_login: settings.get("smtp.sender_must_match_login").is_ok_and(|v| v == "true"),
             };
+            let peer_ip = peer.ip;
             let verdict = check_client(&state.state.rules, peer.ip);
             let mut discard_rule = None;
             let session = match verdict {
@@ -101,7 +103,7 @@ impl Screening {
                     Session::new(Arc::new(config), peer, now_ms())
                 }
             };
-            Screening { session, io, read, queue, trusted_client, discard_rule }
+            Screening { session, io, read, queue, trusted_client, discard_rule, peer_ip }
         });
     }
 
@@ -127,14 +129,32 @@ impl Screening {
                         act.drain(ctx);
                     }));
                 }
-                Action::CheckRecipient { address, authenticated } => {
+                Action::CheckRecipient { address, mail_from, authenticated } => {
                     let state = self.read.load();
                     let primary = state.state.settings.get("smtp.primary_domain").unwrap_or_default();
                     let relay_allowed = authenticated.is_some() || self.trusted_client;
-                    let verdict = resolve_recipient(&state.state.directory, &primary, &address, relay_allowed);
+                    let lists = check_envelope(&state.state.rules, self.peer_ip, &mail_from, &address);
+                    let verdict = match lists {
+                        EnvelopeListVerdict::Reject { rule, reply } => {
+                            tracing::info!(client = %self.peer_ip, from = %mail_from, to = %address, rule, "refused by blacklist");
+                            RecipientVerdict::Reject(reply)
+                        }
+                        verdict => match resolve_recipient(&state.state.directory, &primary, &address, relay_allowed) {
+                            // Discard: accepted, delivered nowhere; a message with no destination left is dropped at Store.
+                            RecipientVerdict::Accept { .. }
+                                if matches!(verdict, EnvelopeListVerdict::Discard { .. }) =>
+                            {
+                                tracing::info!(client = %self.peer_ip, from = %mail_from, to = %address, "recipient discarded by blacklist");
+                                RecipientVerdict::Accept { deliver_to: Vec::new() }
+                            }
+                            other => other,
+                        },
+                    };
                     self.session.recipient_verdict(verdict, now_ms());
                 }
-                Action::Store(message) if self.discard_rule.is_some() => {
+                Action::Store(message)
+                    if self.discard_rule.is_some() || message.recipients.iter().all(|r| r.deliver_to.is_empty()) =>
+                {
                     // Blacklist "discard": the client sees a normal acceptance.
                     let id = format!("{:011X}D", message.received_ms);
                     tracing::info!(client = %message.peer.ip, from = %message.mail_from, rule = ?self.discard_rule, queue_id = %id, "message discarded by blacklist");

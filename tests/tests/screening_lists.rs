@@ -75,12 +75,41 @@ fn lists_replicate_and_decide_on_every_node() {
     assert_eq!(inbox(n3), 0, "a discarded message was delivered");
     assert!(n3.log_text().contains("message discarded by blacklist"));
 
+    // Sender and recipient rules, decided at RCPT on another node.
+    let ip_discard = n1.ok(&["rules", "list"])[0]["id"].as_u64().unwrap().to_string();
+    n1.ok(&["rules", "remove", &ip_discard]);
+    n1.ok(&["rules", "add", "--list", "black", "--kind", "sender", "Spam@Bad.Example"]);
+    n1.ok(&["rules", "add", "--list", "black", "--kind", "recipient", "alice@example.com", "--action", "discard"]);
+    assert!(wait_for(Duration::from_secs(2), || (rule_count(n2) == 2).then_some(())).is_some());
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=10)
+try:
+    s.sendmail("spam@bad.example", ["alice@example.com"], b"Subject: spam\r\n\r\nx\r\n")
+    raise SystemExit("accepted a blacklisted sender")
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = e.recipients["alice@example.com"]
+    print(code, text.decode())
+print(s.sendmail("friend@good.example", ["alice@example.com"], b"Subject: to the trap\r\n\r\nx\r\n"))
+s.quit()
+"#,
+        port = n2.smtp_ports.smtp
+    );
+    let out = python(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("554 5.7.1 <spam@bad.example>: Sender address rejected: blacklisted"), "{stdout}");
+    assert!(stdout.contains("{}"), "the discarded recipient looked refused: {stdout}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inbox(n2), 1, "only the whitelisted message of before is in the inbox");
+
     // Bad rules are refused naming the field; duplicates and unknown ids too.
     let err = n2.try_ok(&["rules", "add", "--list", "black", "--kind", "sender-domain", "bad.example"]).unwrap_err();
     assert!(err.contains("kind"), "{err}");
     let err = n2.try_ok(&["rules", "add", "--list", "black", "--kind", "ip", "300.1.1.1"]).unwrap_err();
     assert!(err.contains("value"), "{err}");
-    let err = n2.try_ok(&["rules", "add", "--list", "black", "--kind", "ip", "127.0.0.1"]).unwrap_err();
+    let err = n2.try_ok(&["rules", "add", "--list", "black", "--kind", "sender", "spam@bad.example"]).unwrap_err();
     assert!(err.contains("already exists"), "{err}");
     let err = n2.try_ok(&["rules", "remove", "999"]).unwrap_err();
     assert!(err.contains("no rule 999"), "{err}");

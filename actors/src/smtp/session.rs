@@ -79,6 +79,8 @@ pub enum Action {
     /// `authenticated` is the login, when the client authenticated.
     CheckRecipient {
         address: String,
+        /// The transaction's reverse path (empty for `<>`), for sender rules.
+        mail_from: String,
         authenticated: Option<String>,
     },
     /// Store this message durably; answer with `stored`.
@@ -549,9 +551,10 @@ impl Session {
         if !tx.smtputf8 && !address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
+        let mail_from = tx.mail_from.clone();
         self.waiting = Waiting::Recipient(address.clone());
         let authenticated = self.authenticated.clone();
-        self.actions.push_back(Action::CheckRecipient { address, authenticated });
+        self.actions.push_back(Action::CheckRecipient { address, mail_from, authenticated });
     }
 
     fn data(&mut self) {
