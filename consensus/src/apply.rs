@@ -272,7 +272,7 @@ impl ClusterState {
         // Rule ids too: the staged rules were numbered 1.. in the document's id order.
         let ids = document.rules.lists.keys().copied();
         staged.rules.lists = ids.zip(std::mem::take(&mut staged.rules.lists).into_values()).collect();
-        let after_last = staged.rules.lists.keys().next_back().map_or(1, |id| id + 1);
+        let after_last = staged.rules.lists.keys().next_back().map_or(0, |id| id + 1);
         staged.rules.next_rule_id = document.rules.next_rule_id.max(after_last);
         staged.commands_applied = self.commands_applied;
         *self = staged;

@@ -201,6 +201,9 @@ fn import_replaces_everything_or_nothing() {
     target.apply(&Command::ImportConfig { document: Box::new(document.clone()) }, 5).unwrap();
     assert_eq!(target.directory, source.directory);
     assert_eq!(target.rules, source.rules, "rules and their ids survive export/import");
+    let mut empty = ClusterState::default();
+    empty.apply(&Command::ImportConfig { document: Box::new(ClusterState::default().export()) }, 5).unwrap();
+    assert_eq!(empty.export(), ClusterState::default().export(), "an empty document round-trips exactly");
 
     let mut bad_rule = document.clone();
     bad_rule.rules.lists.get_mut(&3).unwrap().value = "not an ip".into();
