@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::queue::schedule::DeliveryOutcome;
-use crate::relay::client::{local_failure, outcome_of};
+use crate::queue::schedule::{for_all, DeliveryOutcome};
+use crate::queue::spool::Failure;
+use crate::relay::client::outcome_of;
 
 /// Where the LMTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +75,8 @@ impl Handler<DeliverLmtp> for LmtpDelivery {
         Box::pin(async move {
             let server = target.name();
             let connect_failed = |e: String| {
-                let f = local_failure("4.4.1", format!("LMTP server {server}: {e}"), &server);
-                msg.recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Deferred(f.clone()))).collect::<Vec<_>>()
+                let f = Failure::local("4.4.1", format!("LMTP server {server}: {e}")).at(&server);
+                for_all(&msg.recipients, &DeliveryOutcome::Deferred(f))
             };
             let outcomes = match &target {
                 LmtpTarget::Tcp(addr) => {
@@ -106,9 +107,9 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     msg: &DeliverLmtp,
     server: &str,
 ) -> Vec<(usize, DeliveryOutcome)> {
-    let all = |o: DeliveryOutcome| msg.recipients.iter().map(|(i, _)| (*i, o.clone())).collect::<Vec<_>>();
+    let all = |o: DeliveryOutcome| for_all(&msg.recipients, &o);
     let lost = |stage: &str, e: String| {
-        DeliveryOutcome::Deferred(local_failure("4.4.2", format!("LMTP {server} during {stage}: {e}"), server))
+        DeliveryOutcome::Deferred(Failure::local("4.4.2", format!("LMTP {server} during {stage}: {e}")).at(server))
     };
     match tokio::time::timeout(client.timeout, client.read()).await {
         Ok(Ok(r)) if r.code / 100 == 2 => {}

@@ -30,7 +30,7 @@ use crate::delivery::lmtp::{DeliverLmtp, LmtpDelivery};
 use crate::delivery::{DeliverLocal, LocalDelivery};
 use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
-use schedule::{settle_attempt, DeliveryOutcome, RetryPolicy};
+use schedule::{for_all, settle_attempt, DeliveryOutcome, RetryPolicy};
 use spool::{Failure, RecipientState, Spool, SpooledMessage, SpooledRecipient};
 
 /// Store a message; answers with its queue id once it is on disk.
@@ -242,20 +242,12 @@ impl DeliveryQueue {
             match domain {
                 Some(d) if directory.domains.contains_key(&d) || directory.domain_aliases.contains_key(&d) => {
                     // Accepted while the mailbox existed; it has gone since.
-                    let f = Failure {
-                        status: "5.1.1".into(),
-                        diagnostic: format!("x-gatehouse; mailbox {} no longer exists", r.deliver_to),
-                        remote_mta: None,
-                    };
+                    let f = Failure::local("5.1.1", format!("mailbox {} no longer exists", r.deliver_to));
                     immediate.push((index, DeliveryOutcome::Failed(f)));
                 }
                 Some(d) => remote.entry(d).or_default().push((index, r.deliver_to.clone())),
                 None => {
-                    let f = Failure {
-                        status: "5.1.3".into(),
-                        diagnostic: format!("x-gatehouse; {:?} is not an address", r.deliver_to),
-                        remote_mta: None,
-                    };
+                    let f = Failure::local("5.1.3", format!("{:?} is not an address", r.deliver_to));
                     immediate.push((index, DeliveryOutcome::Failed(f)));
                 }
             }
@@ -291,28 +283,23 @@ impl DeliveryQueue {
             if let Some((recipients, send)) = lmtp {
                 match send.await {
                     Ok(o) => outcomes.extend(o),
-                    Err(e) => outcomes.extend(
-                        recipients
-                            .iter()
-                            .map(|(i, _)| (*i, DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string())))),
-                    ),
+                    Err(e) => {
+                        outcomes.extend(for_all(&recipients, &DeliveryOutcome::Deferred(Failure::local("4.3.0", e))))
+                    }
                 }
             }
             for (index, send) in local {
                 let outcome = match send.await {
                     Ok(Ok(())) => DeliveryOutcome::Delivered,
-                    Ok(Err(e)) => DeliveryOutcome::Deferred(local_failure("4.3.0", &e)),
-                    Err(e) => DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string())),
+                    Ok(Err(e)) => DeliveryOutcome::Deferred(Failure::local("4.3.0", e)),
+                    Err(e) => DeliveryOutcome::Deferred(Failure::local("4.3.0", e)),
                 };
                 outcomes.push((index, outcome));
             }
             let relayed = futures::future::join_all(relays.into_iter().map(|(recipients, send)| async move {
                 match send.await {
                     Ok(o) => o,
-                    Err(e) => recipients
-                        .iter()
-                        .map(|(i, _)| (*i, DeliveryOutcome::Deferred(local_failure("4.3.0", &e.to_string()))))
-                        .collect(),
+                    Err(e) => for_all(&recipients, &DeliveryOutcome::Deferred(Failure::local("4.3.0", e))),
                 }
             }))
             .await;
@@ -406,10 +393,6 @@ impl DeliveryQueue {
             }
         }));
     }
-}
-
-fn local_failure(status: &str, text: &str) -> Failure {
-    Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: None }
 }
 
 fn fail_all(waiters: Vec<Waiter>, error: &str) {

@@ -15,6 +15,11 @@ pub enum DeliveryOutcome {
     Failed(Failure),
 }
 
+/// The same outcome for every recipient of a request.
+pub fn for_all(recipients: &[(usize, String)], outcome: &DeliveryOutcome) -> Vec<(usize, DeliveryOutcome)> {
+    recipients.iter().map(|(i, _)| (*i, outcome.clone())).collect()
+}
+
 /// The retry policy, from the replicated settings `queue.*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -70,11 +75,9 @@ pub fn settle_attempt(
         if r.state == RecipientState::Pending && expired {
             let why = r.last_failure.as_ref().map_or("no attempt succeeded".to_string(), |f| f.diagnostic.clone());
             r.state = RecipientState::Failed;
-            r.last_failure = Some(Failure {
-                status: "4.4.7".into(),
-                diagnostic: format!("x-gatehouse; delivery time expired; last error: {why}"),
-                remote_mta: r.last_failure.as_ref().and_then(|f| f.remote_mta.clone()),
-            });
+            let remote_mta = r.last_failure.as_ref().and_then(|f| f.remote_mta.clone());
+            let expired = Failure::local("4.4.7", format!("delivery time expired; last error: {why}"));
+            r.last_failure = Some(Failure { remote_mta, ..expired });
             failed.push(index);
         }
     }

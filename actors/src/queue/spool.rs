@@ -63,6 +63,19 @@ pub struct Failure {
     pub remote_mta: Option<String>,
 }
 
+impl Failure {
+    /// A failure Gatehouse diagnosed itself (no SMTP reply to quote).
+    pub fn local(status: &str, text: impl std::fmt::Display) -> Self {
+        Self { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: None }
+    }
+
+    /// The same failure, naming the server it concerns.
+    pub fn at(mut self, remote: &str) -> Self {
+        self.remote_mta = Some(remote.to_string());
+        self
+    }
+}
+
 /// A message as kept in the spool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpooledMessage {

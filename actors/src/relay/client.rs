@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
-use crate::queue::schedule::DeliveryOutcome;
+use crate::queue::schedule::{for_all, DeliveryOutcome};
 use crate::queue::spool::Failure;
 
 /// One message for one remote domain.
@@ -44,10 +44,6 @@ pub(crate) fn failure_from(response: &Response<String>, remote: &str) -> Failure
     Failure { status, diagnostic: format!("smtp; {}{esc} {text}", response.code), remote_mta: Some(remote.to_string()) }
 }
 
-pub(crate) fn local_failure(status: &str, text: String, remote: &str) -> Failure {
-    Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: Some(remote.to_string()) }
-}
-
 /// Deferred for 4xx, failed for 5xx, delivered for 2xx/3xx.
 pub(crate) fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryOutcome {
     match response.code / 100 {
@@ -57,25 +53,23 @@ pub(crate) fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryO
     }
 }
 
-fn all(recipients: &[(usize, String)], outcome: &DeliveryOutcome) -> Vec<(usize, DeliveryOutcome)> {
-    recipients.iter().map(|(i, _)| (*i, outcome.clone())).collect()
-}
-
 /// Delivers to one address. `tls` is the connector for STARTTLS, or `None` to stay in plain text.
 pub async fn deliver_to(addr: SocketAddr, host: &str, env: &Envelope<'_>, tls: Option<&TlsConnector>) -> HopResult {
     let remote = host;
     let mut client = match SmtpClient::connect(addr, env.connect_timeout).await {
         Ok(c) => c,
-        Err(e) => return HopResult::TryNext(local_failure("4.4.1", format!("connect to {host}[{addr}]: {e}"), remote)),
+        Err(e) => {
+            return HopResult::TryNext(Failure::local("4.4.1", format!("connect to {host}[{addr}]: {e}")).at(remote))
+        }
     };
     client.timeout = env.command_timeout;
     let greeting = match tokio::time::timeout(env.command_timeout, client.read()).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            return HopResult::TryNext(local_failure("4.4.2", format!("{host}[{addr}] greeting: {e}"), remote))
+            return HopResult::TryNext(Failure::local("4.4.2", format!("{host}[{addr}] greeting: {e}")).at(remote))
         }
         Err(_) => {
-            return HopResult::TryNext(local_failure("4.4.2", format!("{host}[{addr}] greeting timed out"), remote))
+            return HopResult::TryNext(Failure::local("4.4.2", format!("{host}[{addr}] greeting timed out")).at(remote))
         }
     };
     if greeting.code / 100 != 2 {
@@ -89,7 +83,9 @@ pub async fn deliver_to(addr: SocketAddr, host: &str, env: &Envelope<'_>, tls: O
         let mut secured = match client.start_tls(connector, host).await {
             Ok(c) => c,
             Err(e) => {
-                return HopResult::TlsFailed(local_failure("4.7.5", format!("TLS with {host}[{addr}]: {e}"), remote))
+                return HopResult::TlsFailed(
+                    Failure::local("4.7.5", format!("TLS with {host}[{addr}]: {e}")).at(remote),
+                )
             }
         };
         let capabilities = match hello(&mut secured, env.helo, remote).await {
@@ -114,11 +110,11 @@ async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
             match client.cmd(format!("HELO {helo}\r\n")).await {
                 Ok(r) if r.code / 100 == 2 => Ok(0),
                 Ok(r) => Err(failure_from(&r, remote)),
-                Err(e) => Err(local_failure("4.4.2", format!("{remote} HELO: {e}"), remote)),
+                Err(e) => Err(Failure::local("4.4.2", format!("{remote} HELO: {e}")).at(remote)),
             }
         }
         Err(mail_send::Error::UnexpectedReply(r)) => Err(failure_from(&r, remote)),
-        Err(e) => Err(local_failure("4.4.2", format!("{remote} EHLO: {e}"), remote)),
+        Err(e) => Err(Failure::local("4.4.2", format!("{remote} EHLO: {e}")).at(remote)),
     }
 }
 
@@ -129,16 +125,15 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &str,
 ) -> Vec<(usize, DeliveryOutcome)> {
     let lost = |stage: &str, e: mail_send::Error| {
-        DeliveryOutcome::Deferred(local_failure(
-            "4.4.2",
-            format!("lost connection with {remote} during {stage}: {e}"),
-            remote,
-        ))
+        DeliveryOutcome::Deferred(
+            Failure::local("4.4.2", format!("lost connection with {remote} during {stage}: {e}")).at(remote),
+        )
     };
     let needs_utf8 = !env.mail_from.is_ascii() || env.recipients.iter().any(|(_, r)| !r.is_ascii());
     if needs_utf8 && capabilities & EXT_SMTP_UTF8 == 0 {
-        let f = local_failure("5.6.7", format!("{remote} does not offer SMTPUTF8, needed for these addresses"), remote);
-        return all(env.recipients, &DeliveryOutcome::Failed(f));
+        let f =
+            Failure::local("5.6.7", format!("{remote} does not offer SMTPUTF8, needed for these addresses")).at(remote);
+        return for_all(env.recipients, &DeliveryOutcome::Failed(f));
     }
     let mut params = String::new();
     if needs_utf8 {
@@ -152,8 +147,8 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     }
     match client.cmd(format!("MAIL FROM:<{}>{params}\r\n", env.mail_from)).await {
         Ok(r) if r.code / 100 == 2 => {}
-        Ok(r) => return all(env.recipients, &outcome_of(&r, remote)),
-        Err(e) => return all(env.recipients, &lost("MAIL FROM", e)),
+        Ok(r) => return for_all(env.recipients, &outcome_of(&r, remote)),
+        Err(e) => return for_all(env.recipients, &lost("MAIL FROM", e)),
     }
     let mut outcomes = Vec::new();
     let mut accepted = Vec::new();

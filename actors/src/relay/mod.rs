@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
-use crate::queue::schedule::DeliveryOutcome;
+use crate::queue::schedule::{for_all, DeliveryOutcome};
 use crate::queue::spool::Failure;
 use client::{deliver_to, Envelope, HopResult};
 
@@ -104,10 +104,6 @@ pub fn ascii_domain(address: &str) -> String {
     }
 }
 
-fn deferred_all(recipients: &[(usize, String)], failure: Failure) -> Vec<(usize, DeliveryOutcome)> {
-    recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Deferred(failure.clone()))).collect()
-}
-
 impl Handler<RelayDomain> for Relay {
     type Result = ResponseFuture<Vec<(usize, DeliveryOutcome)>>;
 
@@ -115,8 +111,8 @@ impl Handler<RelayDomain> for Relay {
         let resolver = match &self.resolver {
             Ok(r) => r.clone(),
             Err(e) => {
-                let f = Failure { status: "4.4.3".into(), diagnostic: format!("x-gatehouse; {e}"), remote_mta: None };
-                return Box::pin(std::future::ready(deferred_all(&msg.recipients, f)));
+                let deferred = DeliveryOutcome::Deferred(Failure::local("4.4.3", e));
+                return Box::pin(std::future::ready(for_all(&msg.recipients, &deferred)));
             }
         };
         let tls = self.tls.clone();
@@ -124,21 +120,14 @@ impl Handler<RelayDomain> for Relay {
         let s = settings(&self.read);
         Box::pin(async move {
             let Ok(_slot) = slots.acquire_owned().await else {
-                let f = Failure {
-                    status: "4.3.0".into(),
-                    diagnostic: "x-gatehouse; relay stopped".into(),
-                    remote_mta: None,
-                };
-                return deferred_all(&msg.recipients, f);
+                return for_all(&msg.recipients, &DeliveryOutcome::Deferred(Failure::local("4.3.0", "relay stopped")));
             };
             // IDN: DNS and the remote's name go in A-label form.
             let domain = idna::domain_to_ascii(&msg.domain).unwrap_or_else(|_| msg.domain.clone());
             let hops = match route::hops_for(&resolver, &domain, &s.smarthost, s.port).await {
                 Ok(h) => h,
-                Err(f) if f.status.starts_with('5') => {
-                    return msg.recipients.iter().map(|(i, _)| (*i, DeliveryOutcome::Failed(f.clone()))).collect()
-                }
-                Err(f) => return deferred_all(&msg.recipients, f),
+                Err(f) if f.status.starts_with('5') => return for_all(&msg.recipients, &DeliveryOutcome::Failed(f)),
+                Err(f) => return for_all(&msg.recipients, &DeliveryOutcome::Deferred(f)),
             };
             // RFC 6531 §3.2: an IDN domain can travel as A-labels, so only
             // a non-ASCII local part needs a server that offers SMTPUTF8.
@@ -152,11 +141,7 @@ impl Handler<RelayDomain> for Relay {
                 connect_timeout: s.connect_timeout,
                 command_timeout: s.command_timeout,
             };
-            let mut last = Failure {
-                status: "4.4.3".into(),
-                diagnostic: format!("x-gatehouse; no address found for the mail exchangers of {domain}"),
-                remote_mta: None,
-            };
+            let mut last = Failure::local("4.4.3", format!("no address found for the mail exchangers of {domain}"));
             for hop in hops {
                 let addrs = match route::addresses(&resolver, &hop).await {
                     Ok(a) => a,
@@ -188,7 +173,7 @@ impl Handler<RelayDomain> for Relay {
             if last.status.starts_with('5') {
                 last.status.replace_range(0..1, "4");
             }
-            deferred_all(&msg.recipients, last)
+            for_all(&msg.recipients, &DeliveryOutcome::Deferred(last))
         })
     }
 }

@@ -41,10 +41,6 @@ pub struct Hop {
     pub port: u16,
 }
 
-fn dns_failure(status: &str, text: String) -> Failure {
-    Failure { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: None }
-}
-
 /// What the MX lookup said, before ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MxAnswer {
@@ -59,22 +55,12 @@ pub enum MxAnswer {
 /// §5.1) so load spreads; a lone "." is a null MX (RFC 7505): no mail.
 pub fn order_hops(domain: &str, answer: MxAnswer, port: u16, shuffle: bool) -> Result<Vec<Hop>, Failure> {
     let mut records = match answer {
-        MxAnswer::NoDomain => {
-            return Err(Failure {
-                status: "5.1.2".into(),
-                diagnostic: format!("x-gatehouse; host or domain name not found: {domain}"),
-                remote_mta: None,
-            })
-        }
+        MxAnswer::NoDomain => return Err(Failure::local("5.1.2", format!("host or domain name not found: {domain}"))),
         MxAnswer::NoRecords => return Ok(vec![Hop { host: domain.to_string(), port }]),
         MxAnswer::Records(r) => r,
     };
     if records.iter().any(|(_, host)| host.is_empty() || host == ".") {
-        return Err(Failure {
-            status: "5.1.10".into(),
-            diagnostic: format!("x-gatehouse; {domain} accepts no mail (null MX)"),
-            remote_mta: None,
-        });
+        return Err(Failure::local("5.1.10", format!("{domain} accepts no mail (null MX)")));
     }
     if shuffle {
         records.shuffle(&mut rand::thread_rng());
@@ -118,7 +104,7 @@ pub async fn hops_for(resolver: &TokioResolver, domain: &str, smarthost: &str, p
     if !smarthost.is_empty() {
         return parse_smarthost(smarthost, port)
             .map(|hop| vec![hop])
-            .map_err(|e| dns_failure("4.3.5", format!("relay.smarthost: {e}")));
+            .map_err(|e| Failure::local("4.3.5", format!("relay.smarthost: {e}")));
     }
     let answer = match resolver.mx_lookup(format!("{domain}.")).await {
         Ok(lookup) => MxAnswer::Records(
@@ -133,7 +119,7 @@ pub async fn hops_for(resolver: &TokioResolver, domain: &str, smarthost: &str, p
         ),
         Err(e) if e.is_nx_domain() => MxAnswer::NoDomain,
         Err(e) if e.is_no_records_found() => MxAnswer::NoRecords,
-        Err(e) => return Err(dns_failure("4.4.3", format!("MX lookup for {domain} failed: {e}"))),
+        Err(e) => return Err(Failure::local("4.4.3", format!("MX lookup for {domain} failed: {e}"))),
     };
     let answer = match answer {
         MxAnswer::Records(r) if r.is_empty() => MxAnswer::NoRecords,
