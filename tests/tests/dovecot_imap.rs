@@ -7,17 +7,8 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Dovecot(Child);
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn id(flag: &str) -> String {
     let out = Command::new("id").arg(flag).output().unwrap();
@@ -32,7 +23,7 @@ fn start_dovecot(
     mail_root: &std::path::Path,
     port: u16,
     lmtp: Option<(u16, &[&str])>,
-) -> Dovecot {
+) -> Daemon {
     let (uid, gid) = if id("-u") == "0" {
         let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(mail_root).status().unwrap();
         assert!(status.success());
@@ -101,7 +92,7 @@ fn start_dovecot(
         "dovecot did not listen: {}",
         std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
     );
-    Dovecot(child)
+    Daemon(child)
 }
 
 #[test]

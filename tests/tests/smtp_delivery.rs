@@ -98,17 +98,7 @@ fn kill9_during_load_loses_and_duplicates_nothing() {
         }
         ids
     };
-    let delivered = wait_for(Duration::from_secs(15), || {
-        let ids = count_ids();
-        acked.iter().all(|a| ids.contains_key(a)).then_some(ids)
-    })
-    .unwrap_or_else(|| {
-        let ids = count_ids();
-        let missing: Vec<_> = acked.iter().filter(|a| !ids.contains_key(*a)).collect();
-        panic!("{} acknowledged messages missing after restart: {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    });
-    let duplicated: Vec<_> = delivered.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(duplicated.is_empty(), "delivered twice: {duplicated:?}");
+    let delivered = assert_each_acked_delivered_once(&acked, Duration::from_secs(15), count_ids);
     eprintln!(
         "acknowledged before kill -9: {}; delivered after restart: {} (unacknowledged but delivered: {})",
         acked.len(),
@@ -163,17 +153,7 @@ fn kill9_under_smtp_source_delivers_every_acknowledged_message_once() {
         }
         ids
     };
-    let delivered = wait_for(Duration::from_secs(30), || {
-        let ids = count_ids();
-        acked.iter().all(|a| ids.contains_key(a)).then_some(ids)
-    })
-    .unwrap_or_else(|| {
-        let ids = count_ids();
-        let missing: Vec<_> = acked.iter().filter(|a| !ids.contains_key(*a)).collect();
-        panic!("{} acknowledged messages missing after restart: {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    });
-    let duplicated: Vec<_> = delivered.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(duplicated.is_empty(), "delivered twice: {duplicated:?}");
+    let delivered = assert_each_acked_delivered_once(&acked, Duration::from_secs(30), count_ids);
     eprintln!(
         "smtp-source: acknowledged before kill -9: {}; delivered after restart: {} (committed but unacknowledged: {})",
         acked.len(),

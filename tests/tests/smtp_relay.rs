@@ -10,15 +10,12 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn new_files(dir: &Path) -> Vec<String> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    files.sort();
-    files.iter().map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()).collect()
+    files_in(dir).iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
 }
 
 /// smtp-sink on ip:port; `reject` is e.g. `["-f", "rcpt"]`; messages are dumped into `dump` if given.

@@ -267,10 +267,35 @@ pub fn smtp_node(root: &Path) -> (Node, SmtpPorts) {
 
 /// The files in a user's Maildir `new/`, oldest name first.
 pub fn maildir_files(node: &Node, user: &str) -> Vec<Vec<u8>> {
-    let dir = node.dir.join("data/mail/example.com").join(user).join("new");
+    files_in(&node.dir.join("data/mail/example.com").join(user).join("new"))
+}
+
+/// The contents of the files in `dir`, sorted by name; none if it does not exist.
+pub fn files_in(dir: &Path) -> Vec<Vec<u8>> {
     let mut files: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Waits until every acknowledged id is in `delivered()` (id → copies), then
+/// asserts none was delivered twice; returns the final counts.
+pub fn assert_each_acked_delivered_once(
+    acked: &[String],
+    limit: Duration,
+    delivered: impl Fn() -> std::collections::BTreeMap<String, usize>,
+) -> std::collections::BTreeMap<String, usize> {
+    let ids = wait_for(limit, || {
+        let ids = delivered();
+        acked.iter().all(|a| ids.contains_key(a)).then_some(ids)
+    })
+    .unwrap_or_else(|| {
+        let ids = delivered();
+        let missing: Vec<_> = acked.iter().filter(|a| !ids.contains_key(*a)).collect();
+        panic!("{} acknowledged messages missing after restart: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    });
+    let duplicated: Vec<_> = ids.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(duplicated.is_empty(), "delivered twice: {duplicated:?}");
+    ids
 }
 
 pub fn python(script: &str) -> std::process::Output {
