@@ -3,19 +3,17 @@
 //! every core.
 
 use actix::prelude::*;
-use consensus::ReadHandle;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::queue::DeliveryQueue;
-use crate::screening::{ListenerRole, Screening};
+use crate::screening::{ListenerRole, Screening, ScreeningServices};
 use crate::smtp::PeerInfo;
 
 pub struct SmtpListener {
     listener: Option<TcpListener>,
-    read: ReadHandle,
-    queue: Addr<DeliveryQueue>,
+    services: Arc<ScreeningServices>,
     role: ListenerRole,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
@@ -24,12 +22,11 @@ pub struct SmtpListener {
 impl SmtpListener {
     pub fn new(
         listener: TcpListener,
-        read: ReadHandle,
-        queue: Addr<DeliveryQueue>,
+        services: Arc<ScreeningServices>,
         role: ListenerRole,
         workers: Vec<ArbiterHandle>,
     ) -> Self {
-        Self { listener: Some(listener), read, queue, role, workers, next_worker: 0 }
+        Self { listener: Some(listener), services, role, workers, next_worker: 0 }
     }
 }
 
@@ -58,8 +55,8 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for SmtpListener {
         };
         let _ = stream.set_nodelay(true);
         let peer = PeerInfo { ip: addr.ip(), port: addr.port() };
-        let (read, queue, role) = (self.read.clone(), self.queue.clone(), self.role.clone());
-        let start = move || Screening::start(stream, peer, read, queue, role);
+        let (services, role) = (self.services.clone(), self.role.clone());
+        let start = move || Screening::accept(stream, peer, services, role);
         if self.workers.is_empty() {
             start();
         } else {

@@ -12,6 +12,7 @@ struct Run {
     server: String,
     stored: Vec<InboundMessage>,
     closed: bool,
+    pauses: usize,
 }
 
 fn config(limits: SmtpLimits) -> Arc<SessionConfig> {
@@ -46,6 +47,11 @@ fn pump(session: &mut Session, run: &mut Run, now: u64) {
                 session.stored(Ok(id), now);
             }
             Action::Close => run.closed = true,
+            Action::Pause { ms } => {
+                assert_eq!(ms, 1000);
+                run.pauses += 1;
+                session.resume(now);
+            }
         }
     }
 }
@@ -57,7 +63,7 @@ fn drive_with(limits: SmtpLimits, chunks: &[&[u8]]) -> Run {
 fn drive_config(config: Arc<SessionConfig>, chunks: &[&[u8]]) -> Run {
     let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 40000 };
     let mut session = Session::new(config, peer, 1000);
-    let mut run = Run { tls_requests: 0, server: String::new(), stored: Vec::new(), closed: false };
+    let mut run = Run { tls_requests: 0, server: String::new(), stored: Vec::new(), closed: false, pauses: 0 };
     pump(&mut session, &mut run, 1000);
     for chunk in chunks {
         session.receive(chunk, 1001);
@@ -330,4 +336,113 @@ fn bdat_refusals_still_consume_the_chunk() {
     assert!(run.stored.is_empty());
     let run = drive(&[b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\nBDAT 3\r\nab\n", b"DATA\r\n"]);
     assert!(run.server.ends_with("503 5.5.1 DATA not allowed after BDAT\r\n"), "{}", run.server);
+}
+
+fn codes(server: &str) -> Vec<&str> {
+    server.lines().filter(|l| l.as_bytes().get(3) == Some(&b' ')).map(|l| &l[..3]).collect()
+}
+
+#[test]
+fn junk_commands_are_tarpitted_then_cut_off() {
+    let cfg =
+        SessionConfig { junk_commands_max: 25, ..SessionConfig::plain("mx.example.com", "x", SmtpLimits::default()) };
+    let noops = b"NOOP\r\n".repeat(30);
+    let run = drive_config(Arc::new(cfg.clone()), &[b"EHLO c.example\r\n", &noops]);
+    let replies = codes(&run.server);
+    assert_eq!(replies.iter().filter(|c| **c == "250").count(), 1 + 25, "{}", run.server);
+    assert_eq!(run.pauses, 2, "a second's pause at the 10th and 20th");
+    assert!(run.server.ends_with("421 4.7.0 Too many junk commands; closing connection\r\n"), "{}", run.server);
+    assert!(run.closed);
+    // A completed message resets the count.
+    let mut chunks: Vec<Vec<u8>> = vec![b"EHLO c.example\r\n".to_vec(), b"RSET\r\n".repeat(20)];
+    chunks.push(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n".to_vec());
+    chunks.push(b"Subject: x\r\n\r\nx\r\n.\r\n".to_vec());
+    chunks.push(b"VRFY alice\r\n".repeat(20));
+    let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+    let run = drive_config(Arc::new(cfg.clone()), &refs);
+    assert!(!run.closed, "{}", run.server);
+    assert_eq!(run.stored.len(), 1);
+    // No limit when 0.
+    let run = drive(&[b"EHLO c.example\r\n", &b"NOOP\r\n".repeat(150)]);
+    assert!(!run.closed);
+    assert_eq!(run.pauses, 0);
+}
+
+#[test]
+fn pregreet_table() {
+    let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 40000 };
+    // (reject_pregreet, client talks first, expected first reply code)
+    for (reject, early, want) in [(true, true, "554"), (true, false, "220"), (false, true, "220")] {
+        let cfg = SessionConfig {
+            reject_pregreet: reject,
+            ..SessionConfig::plain("mx.example.com", "x", SmtpLimits::default())
+        };
+        let mut session = Session::before_greeting(Arc::new(cfg), peer.clone(), 0);
+        let mut run = Run { tls_requests: 0, server: String::new(), stored: Vec::new(), closed: false, pauses: 0 };
+        if early {
+            session.receive(b"EHLO early.example\r\n", 1);
+            pump(&mut session, &mut run, 1);
+            assert!(run.server.is_empty(), "nothing before the greeting");
+            assert!(session.pregreeted());
+        }
+        session.greet(2);
+        pump(&mut session, &mut run, 2);
+        assert_eq!(codes(&run.server)[0], want, "reject={reject} early={early}: {}", run.server);
+        if want == "554" {
+            assert!(run.server.contains("5.5.1"));
+            assert!(run.closed);
+        } else if early {
+            assert_eq!(codes(&run.server), ["220", "250"], "early EHLO answered after the greeting");
+        }
+    }
+}
+
+#[test]
+fn unauthorised_pipelining_table() {
+    let on = SessionConfig {
+        reject_unauth_pipelining: true,
+        ..SessionConfig::plain("mx.example.com", "x", SmtpLimits::default())
+    };
+    let off = SessionConfig::plain("mx.example.com", "x", SmtpLimits::default());
+    let body: &[u8] = b"Subject: x\r\n\r\nx\r\n.\r\n";
+    // (config, chunks, refused?)
+    let table: Vec<(&SessionConfig, Vec<&[u8]>, bool)> = vec![
+        (&on, vec![b"HELO c.example\r\nMAIL FROM:<a@example.org>\r\n"], true),
+        (
+            &on,
+            vec![b"EHLO c.example\r\n", b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n", body],
+            false,
+        ),
+        (
+            &on,
+            vec![
+                b"EHLO c.example\r\n",
+                b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: x\r\n",
+            ],
+            true,
+        ),
+        (
+            &on,
+            vec![
+                b"HELO c.example\r\n",
+                b"MAIL FROM:<a@example.org>\r\n",
+                b"RCPT TO:<alice@example.com>\r\n",
+                b"DATA\r\n",
+                body,
+            ],
+            false,
+        ),
+        (
+            &off,
+            vec![b"HELO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n", body],
+            false,
+        ),
+    ];
+    for (i, (cfg, chunks, refused)) in table.into_iter().enumerate() {
+        let run = drive_config(Arc::new(cfg.clone()), &chunks);
+        let said = run.server.contains("554 5.5.1 Error: improper use of SMTP command pipelining");
+        assert_eq!(said, refused, "case {i}: {}", run.server);
+        assert_eq!(run.closed, refused, "case {i}");
+        assert_eq!(run.stored.len(), usize::from(!refused), "case {i}");
+    }
 }

@@ -82,6 +82,14 @@ impl DomainName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The A-label (ASCII) form, as DNS queries and SMTP without SMTPUTF8 need it.
+    pub fn ascii(&self) -> String {
+        if self.0.is_ascii() {
+            return self.0.clone();
+        }
+        idna::domain_to_ascii(&self.0).unwrap_or_else(|_| self.0.clone())
+    }
 }
 
 impl fmt::Display for DomainName {

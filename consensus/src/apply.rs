@@ -10,11 +10,12 @@ use std::net::IpAddr;
 use crate::address::{DomainName, MailAddress};
 use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 use crate::state::counters::DAY_MS;
+use crate::state::rules::AddRuleError;
 use crate::state::{
     Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, Settings,
     User, CONFIG_DOCUMENT_VERSION,
 };
-use crate::state::{BlockedIp, GreylistTriplet};
+use crate::state::{BlockedIp, GreylistClient, GreylistTriplet, ListRule, RuleSets, UnknownRecipients};
 
 type Applied = Result<Outcome, ApplyError>;
 
@@ -40,25 +41,13 @@ impl ClusterState {
                 self.settings.values.remove(key);
                 Ok(Outcome::Done)
             }
-            AddListRule { rule } => {
-                let rule = rule
-                    .clone()
-                    .normalised()
-                    .map_err(|e| ApplyError::BadRule { field: e.field.to_string(), reason: e.reason })?;
-                let lists = &mut self.rules.lists;
-                if let Some((id, _)) =
-                    lists.iter().find(|(_, r)| r.list == rule.list && r.kind == rule.kind && r.value == rule.value)
-                {
-                    return Err(ApplyError::RuleExists(*id));
-                }
-                let id = self.rules.next_rule_id.max(1);
-                self.rules.next_rule_id = id + 1;
-                self.rules.lists.insert(id, rule);
-                Ok(Outcome::RuleAdded { id })
-            }
-            RemoveListRule { id } => {
-                self.rules.lists.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
-            }
+            AddListRule { rule } => match self.rules.add(rule.clone()) {
+                Ok(id) => Ok(Outcome::RuleAdded { id }),
+                Err(AddRuleError::Bad(e)) => Err(ApplyError::BadRule { field: e.field.to_string(), reason: e.reason }),
+                Err(AddRuleError::Exists(id)) => Err(ApplyError::RuleExists(id)),
+            },
+            RemoveListRule { id } => self.rules.remove(*id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id)),
+            ImportRules { rules, replace } => self.import_rules(rules, *replace),
             AddDomain { name } => self.add_domain(name, at_ms),
             RemoveDomain { name } => self.remove_domain(name),
             AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),
@@ -106,6 +95,20 @@ impl ClusterState {
             ImportConfig { document } => self.import(document),
             RecordGreylistAttempt { triplet, delay_ms, retry_window_ms, pass_ttl_ms } => {
                 self.greylist_attempt(triplet, *delay_ms, *retry_window_ms, *pass_ttl_ms, at_ms)
+            }
+            AuthorizeGreylist { triplet, pass_ttl_ms } => {
+                let pending = self.counters.greylist.get_mut(triplet).filter(|t| t.expires_ms > at_ms);
+                let Some(t) = pending else { return Err(ApplyError::UnknownTriplet(triplet.clone())) };
+                let first_pass = t.passed_ms.is_none();
+                t.passed_ms = Some(at_ms);
+                t.expires_ms = at_ms.saturating_add(*pass_ttl_ms);
+                if first_pass {
+                    self.count_greylist_pass(triplet, *pass_ttl_ms, at_ms);
+                }
+                Ok(Outcome::Done)
+            }
+            RecordUnknownRecipient { ip, threshold, window_ms, block_ms } => {
+                self.unknown_recipient(ip, *threshold, *window_ms, *block_ms, at_ms)
             }
             ChargeDailyQuota { user, recipients, messages_max, recipients_max } => {
                 Ok(self.charge_quota(user, *recipients, *messages_max, *recipients_max, at_ms))
@@ -274,6 +277,7 @@ impl ClusterState {
         staged.rules.lists = ids.zip(std::mem::take(&mut staged.rules.lists).into_values()).collect();
         let after_last = staged.rules.lists.keys().next_back().map_or(0, |id| id + 1);
         staged.rules.next_rule_id = document.rules.next_rule_id.max(after_last);
+        staged.rules.version = self.rules.version + 1;
         staged.commands_applied = self.commands_applied;
         *self = staged;
         Ok(Outcome::Done)
@@ -294,6 +298,7 @@ impl ClusterState {
                 t.passed_ms = Some(at_ms);
                 t.expires_ms = at_ms.saturating_add(ttl_ms);
                 t.attempts = t.attempts.saturating_add(1);
+                self.count_greylist_pass(triplet, ttl_ms, at_ms);
                 GreylistVerdict::Passed
             }
             Some(t) => {
@@ -312,6 +317,64 @@ impl ClusterState {
             }
         };
         Ok(Outcome::Greylist(verdict))
+    }
+
+    /// A triplet passed for the first time: its client network earns a pass
+    /// towards the auto-whitelist.
+    fn count_greylist_pass(&mut self, triplet: &str, ttl_ms: u64, at_ms: u64) {
+        let Some(network) = triplet.split(' ').next().filter(|n| !n.is_empty()) else { return };
+        let client = self
+            .counters
+            .greylist_clients
+            .entry(network.to_string())
+            .or_insert(GreylistClient { passes: 0, expires_ms: 0 });
+        if client.expires_ms <= at_ms {
+            client.passes = 0;
+        }
+        client.passes = client.passes.saturating_add(1);
+        client.expires_ms = at_ms.saturating_add(ttl_ms);
+    }
+
+    fn unknown_recipient(&mut self, ip: &str, threshold: u32, window_ms: u64, block_ms: u64, at_ms: u64) -> Applied {
+        let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.to_string()))?;
+        let key = ip.to_string();
+        let fresh = UnknownRecipients { window_start_ms: at_ms, count: 0, expires_ms: at_ms.saturating_add(window_ms) };
+        let counter = self.counters.unknown_recipients.entry(key.clone()).or_insert_with(|| fresh.clone());
+        if counter.expires_ms <= at_ms {
+            *counter = fresh;
+        }
+        counter.count = counter.count.saturating_add(1);
+        let count = counter.count;
+        let blocked = threshold > 0 && count >= threshold;
+        if blocked {
+            self.counters.unknown_recipients.remove(&key);
+            let reason = format!("{count} unknown recipients");
+            self.counters.blocked_ips.insert(key, BlockedIp { until_ms: at_ms.saturating_add(block_ms), reason });
+        }
+        Ok(Outcome::UnknownRecipientCounted { count, blocked })
+    }
+
+    /// Checks every imported rule first, then adds them (or replaces the
+    /// table with them): a bad rule anywhere changes nothing.
+    fn import_rules(&mut self, rules: &[ListRule], replace: bool) -> Applied {
+        let mut staged = if replace {
+            RuleSets { lists: Default::default(), next_rule_id: self.rules.next_rule_id, version: self.rules.version }
+        } else {
+            self.rules.clone()
+        };
+        let (mut added, mut skipped) = (0, 0);
+        for (index, rule) in rules.iter().enumerate() {
+            match staged.add(rule.clone()) {
+                Ok(_) => added += 1,
+                Err(AddRuleError::Exists(_)) => skipped += 1,
+                Err(AddRuleError::Bad(e)) => {
+                    return Err(ApplyError::BadImportedRule { index, field: e.field.to_string(), reason: e.reason })
+                }
+            }
+        }
+        staged.version = self.rules.version + 1;
+        self.rules = staged;
+        Ok(Outcome::RulesImported { added, skipped })
     }
 
     fn charge_quota(

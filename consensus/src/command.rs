@@ -82,12 +82,19 @@ pub enum Command {
         address: String,
     },
 
-    /// Adds a black or white list rule; it gets the next rule id.
+    /// Adds a rule (black, white, greylist or DNSBL); it gets the next rule id.
     AddListRule {
         rule: ListRule,
     },
     RemoveListRule {
         id: u64,
+    },
+    /// Adds many rules at once, all or nothing: every rule is checked first.
+    /// Without `replace`, rules already present are skipped; with it, the
+    /// imported rules replace all others (they get new ids).
+    ImportRules {
+        rules: Vec<ListRule>,
+        replace: bool,
     },
 
     /// Replaces settings, directory and rules with the document's, all or nothing.
@@ -95,12 +102,27 @@ pub enum Command {
         document: Box<ConfigDocument>,
     },
 
-    /// A delivery attempt for a greylist triplet.
+    /// A delivery attempt for a greylist triplet (`network sender recipient`).
+    /// When the triplet passes for the first time, its client network's
+    /// pass count grows (the auto-whitelist).
     RecordGreylistAttempt {
         triplet: String,
         delay_ms: u64,
         retry_window_ms: u64,
         pass_ttl_ms: u64,
+    },
+    /// An operator lets a pending triplet pass now.
+    AuthorizeGreylist {
+        triplet: String,
+        pass_ttl_ms: u64,
+    },
+    /// One recipient that does not exist, from `ip`. At `threshold` inside
+    /// `window_ms`, the IP is blocked for `block_ms` and its count restarts.
+    RecordUnknownRecipient {
+        ip: String,
+        threshold: u32,
+        window_ms: u64,
+        block_ms: u64,
     },
     /// Charges one outbound message against a user's daily quota; refused
     /// (and nothing charged) when it would pass a limit.
@@ -150,12 +172,37 @@ pub enum Command {
 pub enum Outcome {
     Done,
     Greylist(GreylistVerdict),
-    QuotaCharged { messages: u32, recipients: u32 },
-    QuotaExceeded { messages: u32, recipients: u32 },
-    HijackCount { count: u32, frozen: bool },
-    Expired { removed: u64 },
-    NodeAdmitted { node_id: u64 },
-    RuleAdded { id: u64 },
+    QuotaCharged {
+        messages: u32,
+        recipients: u32,
+    },
+    QuotaExceeded {
+        messages: u32,
+        recipients: u32,
+    },
+    HijackCount {
+        count: u32,
+        frozen: bool,
+    },
+    Expired {
+        removed: u64,
+    },
+    NodeAdmitted {
+        node_id: u64,
+    },
+    RuleAdded {
+        id: u64,
+    },
+    RulesImported {
+        added: u64,
+        skipped: u64,
+    },
+    /// `count` unknown recipients from the IP so far; `blocked` when this one
+    /// reached the threshold and the IP is now blocked.
+    UnknownRecipientCounted {
+        count: u32,
+        blocked: bool,
+    },
 }
 
 /// The greylist decision for one attempt.
@@ -203,6 +250,10 @@ pub enum ApplyError {
     BadIp(String),
     #[error("triplet: empty")]
     EmptyTriplet,
+    #[error("triplet: no pending triplet {0:?}")]
+    UnknownTriplet(String),
+    #[error("rules[{index}].{field}: {reason}")]
+    BadImportedRule { index: usize, field: String, reason: String },
     #[error("version: import document version {0} is not supported")]
     UnsupportedDocument(u32),
     #[error("token: unknown, used or expired join token")]
@@ -233,7 +284,8 @@ impl ApplyError {
             UnknownSetting(_) => "key".into(),
             InvalidSetting { key, .. } => key.clone(),
             BadIp(_) => "ip".into(),
-            EmptyTriplet => "triplet".into(),
+            EmptyTriplet | UnknownTriplet(_) => "triplet".into(),
+            BadImportedRule { index, field, .. } => format!("rules[{index}].{field}"),
             UnsupportedDocument(_) => "version".into(),
             BadJoinToken => "token".into(),
             UnknownNode(_) => "node_id".into(),
@@ -255,6 +307,7 @@ impl ApplyError {
                 | NotAMember(_)
                 | UnknownNode(_)
                 | UnknownRule(_)
+                | UnknownTriplet(_)
         )
     }
 

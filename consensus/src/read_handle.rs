@@ -9,7 +9,7 @@
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
-use crate::state::ClusterState;
+use crate::state::{ClusterState, RuleIndex};
 
 /// One published version of the state.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct AppliedState {
     /// Index of the last log entry this state includes (0 before any).
     pub applied_index: u64,
     pub state: ClusterState,
+    /// Lookup tables over `state.rules`, rebuilt only when the rules change.
+    pub rules: Arc<RuleIndex>,
 }
 
 /// A cheap, cloneable handle to the latest applied state.
@@ -36,7 +38,19 @@ impl ReadHandle {
     }
 
     /// Publishes a new version; called only by the state machine.
-    pub(crate) fn publish(&self, next: AppliedState) {
-        self.current.store(Arc::new(next));
+    pub(crate) fn publish(&self, applied_index: u64, state: ClusterState) {
+        let previous = self.current.load();
+        let rules = if previous.rules.version == state.rules.version {
+            previous.rules.clone()
+        } else {
+            Arc::new(RuleIndex::build(&state.rules))
+        };
+        self.current.store(Arc::new(AppliedState { applied_index, state, rules }));
+    }
+
+    /// A handle on a fixed state, for tests and benchmarks of the read path.
+    pub fn fixed(state: ClusterState) -> Self {
+        let rules = Arc::new(RuleIndex::build(&state.rules));
+        Self::new(AppliedState { applied_index: 0, state, rules })
     }
 }

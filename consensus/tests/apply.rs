@@ -3,7 +3,7 @@
 //! commands always give the same state.
 
 use gatehouse_consensus::command::{ApplyError, Command, GreylistVerdict, Outcome};
-use gatehouse_consensus::state::{BlackAction, ClusterState, ListName, ListRule, RuleKind, UserOverrides};
+use gatehouse_consensus::state::{ClusterState, ListName, ListRule, RuleKind, UserOverrides};
 use proptest::prelude::*;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
@@ -200,7 +200,8 @@ fn import_replaces_everything_or_nothing() {
     target.apply(&Command::AddDomain { name: "old.org".into() }, 1).unwrap();
     target.apply(&Command::ImportConfig { document: Box::new(document.clone()) }, 5).unwrap();
     assert_eq!(target.directory, source.directory);
-    assert_eq!(target.rules, source.rules, "rules and their ids survive export/import");
+    assert_eq!(target.rules.lists, source.rules.lists, "rules and their ids survive export/import");
+    assert_eq!(target.rules.next_rule_id, source.rules.next_rule_id);
     let mut empty = ClusterState::default();
     empty.apply(&Command::ImportConfig { document: Box::new(ClusterState::default().export()) }, 5).unwrap();
     assert_eq!(empty.export(), ClusterState::default().export(), "an empty document round-trips exactly");
@@ -219,9 +220,7 @@ fn import_replaces_everything_or_nothing() {
 }
 
 fn list_rule(list: ListName, kind: RuleKind, value: &str) -> Command {
-    Command::AddListRule {
-        rule: ListRule { list, kind, value: value.into(), action: BlackAction::Reject, comment: String::new() },
-    }
+    Command::AddListRule { rule: ListRule::new(list, kind, value) }
 }
 
 #[test]
@@ -283,4 +282,76 @@ proptest! {
         }
         prop_assert_eq!(a, b);
     }
+}
+
+#[test]
+fn unknown_recipients_block_the_ip_at_the_threshold() {
+    let mut s = ClusterState::default();
+    let count = |s: &mut ClusterState, at| {
+        s.apply(
+            &Command::RecordUnknownRecipient { ip: "192.0.2.7".into(), threshold: 3, window_ms: 1000, block_ms: 5000 },
+            at,
+        )
+    };
+    assert_eq!(count(&mut s, 10), Ok(Outcome::UnknownRecipientCounted { count: 1, blocked: false }));
+    assert_eq!(count(&mut s, 20), Ok(Outcome::UnknownRecipientCounted { count: 2, blocked: false }));
+    // The window ran out: counting starts over.
+    assert_eq!(count(&mut s, 1010), Ok(Outcome::UnknownRecipientCounted { count: 1, blocked: false }));
+    count(&mut s, 1020).unwrap();
+    assert_eq!(count(&mut s, 1030), Ok(Outcome::UnknownRecipientCounted { count: 3, blocked: true }));
+    assert_eq!(s.counters.blocked_ips["192.0.2.7"].until_ms, 6030);
+    assert!(s.counters.unknown_recipients.is_empty());
+    s.apply(&Command::ExpireCounters, 6030).unwrap();
+    assert!(s.counters.blocked_ips.is_empty());
+    let bad = Command::RecordUnknownRecipient { ip: "x".into(), threshold: 3, window_ms: 1, block_ms: 1 };
+    assert_eq!(s.apply(&bad, 0).unwrap_err().field(), "ip");
+}
+
+#[test]
+fn greylist_authorisation_passes_a_pending_triplet() {
+    let mut s = ClusterState::default();
+    let key = "192.0.2.0/24 a@b.example c@d.example";
+    let attempt = Command::RecordGreylistAttempt {
+        triplet: key.into(),
+        delay_ms: 300_000,
+        retry_window_ms: 1_000_000,
+        pass_ttl_ms: 9_000_000,
+    };
+    s.apply(&attempt, 0).unwrap();
+    s.apply(&Command::AuthorizeGreylist { triplet: key.into(), pass_ttl_ms: 9_000_000 }, 10).unwrap();
+    assert_eq!(s.counters.greylist[key].passed_ms, Some(10));
+    assert_eq!(s.counters.greylist_clients["192.0.2.0/24"].passes, 1);
+    assert_eq!(s.apply(&attempt, 20), Ok(Outcome::Greylist(GreylistVerdict::Passed)));
+    let unknown = Command::AuthorizeGreylist { triplet: "nope".into(), pass_ttl_ms: 1 };
+    assert_eq!(s.apply(&unknown, 20).unwrap_err().field(), "triplet");
+}
+
+#[test]
+fn rules_import_merges_or_replaces_all_or_nothing() {
+    let mut s = ClusterState::default();
+    s.apply(&list_rule(ListName::Black, RuleKind::Ip, "192.0.2.1"), 1).unwrap();
+    let zone = ListRule {
+        score: 2,
+        reply: "127.0.0.2-127.0.0.11".into(),
+        ..ListRule::new(ListName::Dnsbl, RuleKind::Zone, "bl.example")
+    };
+    let rules = vec![ListRule::new(ListName::Black, RuleKind::Ip, "192.0.2.1"), zone.clone()];
+    assert_eq!(
+        s.apply(&Command::ImportRules { rules: rules.clone(), replace: false }, 1),
+        Ok(Outcome::RulesImported { added: 1, skipped: 1 })
+    );
+    assert_eq!(s.rules.lists.len(), 2);
+    let mut bad = rules.clone();
+    bad.push(ListRule::new(ListName::Greylist, RuleKind::Sender, "a@b.example"));
+    let before = s.clone();
+    let err = s.apply(&Command::ImportRules { rules: bad, replace: true }, 1).unwrap_err();
+    assert_eq!(err.field(), "rules[2].kind");
+    assert_eq!(s.rules, before.rules);
+    let only = vec![zone];
+    assert_eq!(
+        s.apply(&Command::ImportRules { rules: only, replace: true }, 1),
+        Ok(Outcome::RulesImported { added: 1, skipped: 0 })
+    );
+    assert_eq!(s.rules.lists.len(), 1);
+    assert!(s.rules.lists.keys().all(|id| *id > 2), "ids are never reused");
 }

@@ -40,6 +40,8 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
         nameservers: config.dns.socket_addrs()?,
         connections_max: smtp.relay_connections_max,
     };
+    let nameservers = relay_config.nameservers.clone();
+    let proposer = node.proposer.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -66,6 +68,13 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             let relay = ::actors::relay::Relay::new(relay_read, relay_config).map_err(anyhow::Error::msg)?;
             let relay = ::actors::relay::Relay::start_in_arbiter(&Arbiter::new().handle(), move |_| relay);
             let queue = ::actors::queue::DeliveryQueue::new(spool, read.clone(), local, relay, node_id).start();
+            let services = Arc::new(::actors::screening::ScreeningServices {
+                read: read.clone(),
+                proposer,
+                queue: queue.clone(),
+                nameservers,
+                anvil: Default::default(),
+            });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {
                 name,
@@ -87,8 +96,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 let listener =
                     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {key} {addr}"))?;
                 tracing::info!(listener = role.name, %addr, "smtp listening");
-                ::actors::listener::SmtpListener::new(listener, read.clone(), queue.clone(), role, workers.clone())
-                    .start();
+                ::actors::listener::SmtpListener::new(listener, services.clone(), role, workers.clone()).start();
             }
             anyhow::Ok((actix::System::current(), queue))
         });

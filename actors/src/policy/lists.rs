@@ -1,57 +1,120 @@
-//! Black and white lists at connection time, by client address.
+//! Black and white lists, by client address at connect and by envelope at
+//! each RCPT.
 //!
 //! A whitelist match wins over any blacklist match (MailPlus and Kerio both
 //! let the whitelist override). A blacklisted client is refused before the
 //! greeting with 554 5.7.1, or, with the discard action, served normally and
-//! its messages dropped after the 250.
+//! its messages dropped after the 250. Lookups go through the `RuleIndex`, so
+//! their cost does not grow with the number of rules.
 
 use consensus::address::MailAddress;
-use consensus::state::{BlackAction, ListName, ListRule, RuleKind, RuleSets};
+use consensus::state::{ListName, ListRule, RuleAction, RuleIndex, RuleKind, RuleSets};
 use std::net::IpAddr;
 
 use crate::smtp::Reply;
+
+/// Later checks a whitelisted message skips: the matrix MailPlus documents
+/// for its whitelist, by the kind of rule that matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkipChecks {
+    pub dnsbl: bool,
+    pub spf: bool,
+    pub antivirus: bool,
+    pub dkim: bool,
+    pub dmarc: bool,
+    /// Spam scoring; skipped for trusted networks (Kerio).
+    pub spam: bool,
+    /// Greylisting; skipped for any whitelist match unless a greylist rule says `always`.
+    pub greylist: bool,
+}
+
+impl SkipChecks {
+    /// What a whitelist rule of this kind lets a message skip.
+    pub fn for_whitelist(kind: RuleKind) -> Self {
+        let none = SkipChecks { greylist: true, ..Default::default() };
+        match kind {
+            RuleKind::Ip => SkipChecks { dnsbl: true, spf: true, antivirus: true, dkim: true, dmarc: true, ..none },
+            RuleKind::Subnet => SkipChecks { dnsbl: true, spf: true, dkim: true, dmarc: true, ..none },
+            RuleKind::Sender | RuleKind::Recipient => SkipChecks { spf: true, antivirus: true, ..none },
+            RuleKind::SenderDomain => SkipChecks { spf: true, antivirus: true, dkim: true, dmarc: true, ..none },
+            RuleKind::Zone => SkipChecks::default(),
+        }
+    }
+
+    /// A client in `smtp.trusted_networks`: no spam scoring, no greylisting.
+    pub fn trusted_network() -> Self {
+        SkipChecks { spam: true, greylist: true, ..Default::default() }
+    }
+
+    pub fn union(self, o: Self) -> Self {
+        SkipChecks {
+            dnsbl: self.dnsbl || o.dnsbl,
+            spf: self.spf || o.spf,
+            antivirus: self.antivirus || o.antivirus,
+            dkim: self.dkim || o.dkim,
+            dmarc: self.dmarc || o.dmarc,
+            spam: self.spam || o.spam,
+            greylist: self.greylist || o.greylist,
+        }
+    }
+
+    /// The skipped checks by name, for logs.
+    pub fn names(&self) -> Vec<&'static str> {
+        let all = [
+            (self.dnsbl, "dnsbl"),
+            (self.spf, "spf"),
+            (self.antivirus, "antivirus"),
+            (self.dkim, "dkim"),
+            (self.dmarc, "dmarc"),
+            (self.spam, "spam"),
+            (self.greylist, "greylist"),
+        ];
+        all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
+    }
+}
 
 /// What the lists say about a client address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientListVerdict {
     /// No rule matched.
     Unlisted,
-    /// Whitelisted by the rule with this id.
-    Whitelisted(u64),
+    /// Whitelisted by this rule; the message skips these checks.
+    Whitelisted { rule: u64, skip: SkipChecks },
     /// Refuse the connection with this reply.
     Refuse { rule: u64, reply: Reply },
     /// Accept, then drop every message silently.
     Discard { rule: u64 },
 }
 
-pub fn check_client(rules: &RuleSets, ip: IpAddr) -> ClientListVerdict {
+/// The strongest blacklist match so far: reject beats discard, then the lowest id.
+fn stronger<'a>(best: Option<(u64, &'a ListRule)>, id: u64, rule: &'a ListRule) -> Option<(u64, &'a ListRule)> {
+    match best {
+        Some((_, b)) if b.action == RuleAction::Reject || rule.action != RuleAction::Reject => best,
+        _ => Some((id, rule)),
+    }
+}
+
+pub fn check_client(rules: &RuleSets, index: &RuleIndex, ip: IpAddr) -> ClientListVerdict {
+    let mut ids = index.by_ip(ip);
+    ids.sort_unstable();
     let mut black = None;
-    for (id, rule) in &rules.lists {
-        if !rule.matches_ip(ip) {
-            continue;
-        }
+    for id in ids {
+        let Some(rule) = rules.lists.get(&id) else { continue };
         match rule.list {
-            ListName::White => return ClientListVerdict::Whitelisted(*id),
-            ListName::Black => {
-                // Reject beats discard when both match.
-                let stronger = match black {
-                    None => true,
-                    Some((_, BlackAction::Discard)) => rule.action == BlackAction::Reject,
-                    Some((_, BlackAction::Reject)) => false,
-                };
-                if stronger {
-                    black = Some((*id, rule.action));
-                }
+            ListName::White => {
+                return ClientListVerdict::Whitelisted { rule: id, skip: SkipChecks::for_whitelist(rule.kind) }
             }
+            ListName::Black => black = stronger(black, id, rule),
+            ListName::Greylist | ListName::Dnsbl => {}
         }
     }
     match black {
         None => ClientListVerdict::Unlisted,
-        Some((rule, BlackAction::Reject)) => {
+        Some((rule, r)) if r.action == RuleAction::Discard => ClientListVerdict::Discard { rule },
+        Some((rule, _)) => {
             let text = format!("Client host [{ip}] blocked by blacklist rule {rule}");
             ClientListVerdict::Refuse { rule, reply: Reply::new(554, "5.7.1", &text) }
         }
-        Some((rule, BlackAction::Discard)) => ClientListVerdict::Discard { rule },
     }
 }
 
@@ -59,7 +122,10 @@ pub fn check_client(rules: &RuleSets, ip: IpAddr) -> ClientListVerdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvelopeListVerdict {
     Unlisted,
-    Whitelisted(u64),
+    Whitelisted {
+        rule: u64,
+        skip: SkipChecks,
+    },
     /// Refuse this recipient with this reply (sender rules are applied at
     /// RCPT, like Postfix's `smtpd_delay_reject`).
     Reject {
@@ -72,42 +138,39 @@ pub enum EnvelopeListVerdict {
     },
 }
 
-/// The parts of an envelope rules can match, parsed once.
-struct Envelope {
+/// Checks client, sender and recipient against the black and white lists:
+/// any whitelist match wins; among blacklist matches reject beats discard.
+pub fn check_envelope(
+    rules: &RuleSets,
+    index: &RuleIndex,
     ip: IpAddr,
-    sender: Option<MailAddress>,
-    recipient: Option<MailAddress>,
-}
-
-fn matches(rule: &ListRule, e: &Envelope) -> bool {
-    match rule.kind {
-        RuleKind::Ip | RuleKind::Subnet => rule.matches_ip(e.ip),
-        RuleKind::Sender => e.sender.as_ref().is_some_and(|a| a.key() == rule.value),
-        RuleKind::Recipient => e.recipient.as_ref().is_some_and(|a| a.key() == rule.value),
-        RuleKind::SenderDomain => e.sender.as_ref().is_some_and(|a| a.domain().as_str() == rule.value),
+    sender: &str,
+    recipient: &str,
+) -> EnvelopeListVerdict {
+    let sender_address = MailAddress::parse(sender).ok();
+    let mut ids = index.by_ip(ip);
+    if let Some(a) = &sender_address {
+        ids.extend_from_slice(index.by_sender(&a.key()));
+        ids.extend_from_slice(index.by_sender_domain(a.domain().as_str()));
     }
-}
-
-/// Checks client, sender and recipient against every rule: any whitelist
-/// match wins; among blacklist matches reject beats discard.
-pub fn check_envelope(rules: &RuleSets, ip: IpAddr, sender: &str, recipient: &str) -> EnvelopeListVerdict {
-    let e = Envelope { ip, sender: MailAddress::parse(sender).ok(), recipient: MailAddress::parse(recipient).ok() };
-    let mut black: Option<(u64, &ListRule)> = None;
-    for (id, rule) in rules.lists.iter().filter(|(_, r)| matches(r, &e)) {
+    if let Ok(a) = MailAddress::parse(recipient) {
+        ids.extend_from_slice(index.by_recipient(&a.key()));
+    }
+    ids.sort_unstable();
+    let mut black = None;
+    for id in ids {
+        let Some(rule) = rules.lists.get(&id) else { continue };
         match rule.list {
-            ListName::White => return EnvelopeListVerdict::Whitelisted(*id),
-            ListName::Black => {
-                let stronger =
-                    black.is_none_or(|(_, b)| b.action == BlackAction::Discard && rule.action == BlackAction::Reject);
-                if stronger {
-                    black = Some((*id, rule));
-                }
+            ListName::White => {
+                return EnvelopeListVerdict::Whitelisted { rule: id, skip: SkipChecks::for_whitelist(rule.kind) }
             }
+            ListName::Black => black = stronger(black, id, rule),
+            ListName::Greylist | ListName::Dnsbl => {}
         }
     }
     match black {
         None => EnvelopeListVerdict::Unlisted,
-        Some((rule, r)) if r.action == BlackAction::Discard => EnvelopeListVerdict::Discard { rule },
+        Some((rule, r)) if r.action == RuleAction::Discard => EnvelopeListVerdict::Discard { rule },
         Some((rule, r)) => {
             let text = match r.kind {
                 RuleKind::Recipient => format!("<{recipient}>: Recipient address rejected: blacklisted"),
@@ -123,31 +186,26 @@ pub fn check_envelope(rules: &RuleSets, ip: IpAddr, sender: &str, recipient: &st
 mod tests {
     use super::*;
     use consensus::command::Command;
-    use consensus::state::{ClusterState, ListRule, RuleKind};
+    use consensus::state::ClusterState;
 
-    fn state(rules: &[(ListName, RuleKind, &str, BlackAction)]) -> ClusterState {
+    fn state(rules: &[(ListName, RuleKind, &str, RuleAction)]) -> (ClusterState, RuleIndex) {
         let mut s = ClusterState::default();
         for (list, kind, value, action) in rules {
-            let rule = ListRule {
-                list: *list,
-                kind: *kind,
-                value: value.to_string(),
-                action: *action,
-                comment: String::new(),
-            };
+            let rule = ListRule { action: *action, ..ListRule::new(*list, *kind, value) };
             s.apply(&Command::AddListRule { rule }, 0).unwrap();
         }
-        s
+        let index = RuleIndex::build(&s.rules);
+        (s, index)
     }
 
     #[test]
     fn client_table() {
-        use BlackAction::*;
         use ListName::*;
+        use RuleAction::*;
         use RuleKind::*;
-        let s = state(&[
+        let (s, index) = state(&[
             (Black, Subnet, "192.0.2.0/24", Reject),    // 1
-            (White, Ip, "192.0.2.10", Reject),          // 2
+            (White, Ip, "192.0.2.10", Default),         // 2
             (Black, Ip, "198.51.100.7", Discard),       // 3
             (Black, Subnet, "198.51.100.0/28", Reject), // 4
             (Black, Subnet, "203.0.113.0/24", Discard), // 5
@@ -161,7 +219,7 @@ mod tests {
                     reply: Reply::new(554, "5.7.1", "Client host [192.0.2.99] blocked by blacklist rule 1"),
                 },
             ),
-            ("192.0.2.10", ClientListVerdict::Whitelisted(2)),
+            ("192.0.2.10", ClientListVerdict::Whitelisted { rule: 2, skip: SkipChecks::for_whitelist(Ip) }),
             (
                 "198.51.100.7",
                 ClientListVerdict::Refuse {
@@ -174,25 +232,26 @@ mod tests {
             ("::1", ClientListVerdict::Unlisted),
         ];
         for (ip, want) in table {
-            assert_eq!(&check_client(&s.rules, ip.parse().unwrap()), want, "{ip}");
+            assert_eq!(&check_client(&s.rules, &index, ip.parse().unwrap()), want, "{ip}");
         }
     }
 
     #[test]
     fn envelope_table() {
-        use BlackAction::*;
         use ListName::*;
+        use RuleAction::*;
         use RuleKind::*;
-        let s = state(&[
-            (Black, Sender, "spam@bad.example", Reject),          // 1
-            (Black, Recipient, "old@example.com", Reject),        // 2
-            (Black, Sender, "noise@bad.example", Discard),        // 3
-            (White, SenderDomain, "partner.example", Reject),     // 4
-            (Black, Sender, "boss@partner.example", Reject),      // 5 (whitelisted domain wins)
-            (White, Recipient, "postmaster@example.com", Reject), // 6
-            (Black, Recipient, "trap@example.com", Discard),      // 7
+        let (s, index) = state(&[
+            (Black, Sender, "spam@bad.example", Reject),           // 1
+            (Black, Recipient, "old@example.com", Reject),         // 2
+            (Black, Sender, "noise@bad.example", Discard),         // 3
+            (White, SenderDomain, "partner.example", Default),     // 4
+            (Black, Sender, "boss@partner.example", Reject),       // 5 (whitelisted domain wins)
+            (White, Recipient, "postmaster@example.com", Default), // 6
+            (Black, Recipient, "trap@example.com", Discard),       // 7
         ]);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let white = |rule, kind| EnvelopeListVerdict::Whitelisted { rule, skip: SkipChecks::for_whitelist(kind) };
         let reject = |rule, text: &str| EnvelopeListVerdict::Reject { rule, reply: Reply::new(554, "5.7.1", text) };
         let table: Vec<(&str, &str, EnvelopeListVerdict)> = vec![
             (
@@ -202,8 +261,8 @@ mod tests {
             ),
             ("x@y.org", "OLD@example.com", reject(2, "<OLD@example.com>: Recipient address rejected: blacklisted")),
             ("noise@bad.example", "a@example.com", EnvelopeListVerdict::Discard { rule: 3 }),
-            ("boss@partner.example", "a@example.com", EnvelopeListVerdict::Whitelisted(4)),
-            ("spam@bad.example", "postmaster@example.com", EnvelopeListVerdict::Whitelisted(6)),
+            ("boss@partner.example", "a@example.com", white(4, SenderDomain)),
+            ("spam@bad.example", "postmaster@example.com", white(6, Recipient)),
             ("x@y.org", "trap@example.com", EnvelopeListVerdict::Discard { rule: 7 }),
             (
                 "noise@bad.example",
@@ -214,7 +273,35 @@ mod tests {
             ("x@y.org", "a@example.com", EnvelopeListVerdict::Unlisted),
         ];
         for (sender, rcpt, want) in table {
-            assert_eq!(check_envelope(&s.rules, ip, sender, rcpt), want, "{sender} -> {rcpt}");
+            assert_eq!(check_envelope(&s.rules, &index, ip, sender, rcpt), want, "{sender} -> {rcpt}");
         }
+    }
+
+    #[test]
+    fn whitelist_skip_matrix_is_mailplus() {
+        use RuleKind::*;
+        // (kind, dnsbl, spf, antivirus, dkim, dmarc)
+        let table = [
+            (Ip, true, true, true, true, true),
+            (Subnet, true, true, false, true, true),
+            (Sender, false, true, true, false, false),
+            (Recipient, false, true, true, false, false),
+            (SenderDomain, false, true, true, true, true),
+        ];
+        for (kind, dnsbl, spf, antivirus, dkim, dmarc) in table {
+            let s = SkipChecks::for_whitelist(kind);
+            assert_eq!(
+                (s.dnsbl, s.spf, s.antivirus, s.dkim, s.dmarc),
+                (dnsbl, spf, antivirus, dkim, dmarc),
+                "{kind:?}"
+            );
+            assert!(s.greylist && !s.spam, "{kind:?}");
+        }
+        let t = SkipChecks::trusted_network();
+        assert!(t.spam && !t.spf && !t.dnsbl);
+        assert_eq!(
+            t.union(SkipChecks::for_whitelist(Ip)).names(),
+            ["dnsbl", "spf", "antivirus", "dkim", "dmarc", "spam", "greylist"]
+        );
     }
 }

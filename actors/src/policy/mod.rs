@@ -1,5 +1,9 @@
 //! Screening policies: pure functions of the replicated rules and what the
 //! connection or message says, each answering with a decision the screening
-//! actor carries out.
+//! actor carries out. docs/operations/screening.md gives the order they run in.
 
+pub mod connection;
+pub mod dnsbl;
+pub mod greylist;
 pub mod lists;
+pub mod names;

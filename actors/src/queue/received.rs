@@ -38,6 +38,7 @@ mod tests {
     #[test]
     fn header_shape() {
         let message = InboundMessage {
+            skip: Default::default(),
             peer: PeerInfo { ip: "192.0.2.9".parse().unwrap(), port: 1 },
             helo: "client.example.org".into(),
             esmtp: true,

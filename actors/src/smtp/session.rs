@@ -39,6 +39,13 @@ pub struct SessionConfig {
     pub require_auth: bool,
     /// An authenticated client may only use its own address as sender.
     pub sender_must_match_login: bool,
+    /// Refuse a client that talked before the greeting (postscreen's pregreet test).
+    pub reject_pregreet: bool,
+    /// Refuse a client that sends commands ahead without PIPELINING, or data
+    /// before the 354 (Postfix `reject_unauth_pipelining`).
+    pub reject_unauth_pipelining: bool,
+    /// NOOP, VRFY, ETRN and RSET allowed outside a successful transaction; 0: no limit.
+    pub junk_commands_max: u32,
 }
 
 impl SessionConfig {
@@ -53,6 +60,9 @@ impl SessionConfig {
             auth_available: false,
             require_auth: false,
             sender_must_match_login: false,
+            reject_pregreet: false,
+            reject_unauth_pipelining: false,
+            junk_commands_max: 0,
         }
     }
 }
@@ -82,6 +92,15 @@ pub enum Action {
         /// The transaction's reverse path (empty for `<>`), for sender rules.
         mail_from: String,
         authenticated: Option<String>,
+        /// The HELO/EHLO name, for HELO rules (checked at RCPT, as Postfix does).
+        helo: String,
+        /// Counts MAIL commands in this session: tells transactions apart.
+        transaction: u64,
+    },
+    /// Wait this long before reading further input (junk-command tarpit);
+    /// answer with `resume`.
+    Pause {
+        ms: u64,
     },
     /// Store this message durably; answer with `stored`.
     Store(Box<InboundMessage>),
@@ -125,6 +144,9 @@ pub struct InboundMessage {
     pub tls: bool,
     /// When the end of data arrived (ms since the epoch, from the shell).
     pub received_ms: u64,
+    /// Checks this message skips (whitelist matches, trusted network); set
+    /// by the shell, read by the authentication, content and spam stages.
+    pub skip: crate::policy::lists::SkipChecks,
 }
 
 #[derive(Debug)]
@@ -151,6 +173,10 @@ enum Waiting {
     /// STARTTLS accepted: everything received until the handshake is discarded.
     Tls,
     Auth,
+    /// The shell has not sent the greeting yet (connection checks running).
+    Greeting,
+    /// Tarpit: no input is read until `resume`.
+    Pause,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +202,12 @@ pub struct Session {
     tls_active: bool,
     authenticated: Option<String>,
     errors: u32,
+    /// Junk commands (NOOP, VRFY, ETRN, RSET) since the last stored message.
+    junk: u32,
+    /// The reply a tarpit pause holds back.
+    paused_reply: Option<Reply>,
+    /// MAIL commands accepted so far.
+    transactions: u64,
     started_ms: u64,
     last_input_ms: u64,
 }
@@ -191,6 +223,53 @@ impl Session {
         let mut session = Self::blank(config, peer, now_ms);
         session.send(greeting);
         session
+    }
+
+    /// A session whose greeting waits for the connection checks: input that
+    /// arrives meanwhile is kept (and is a pregreet); the shell calls `greet`
+    /// or `refuse`.
+    pub fn before_greeting(config: Arc<SessionConfig>, peer: PeerInfo, now_ms: u64) -> Self {
+        let mut session = Self::blank(config, peer, now_ms);
+        session.waiting = Waiting::Greeting;
+        session
+    }
+
+    /// Sends the 220 greeting, unless the client already talked and the
+    /// pregreet test is on.
+    pub fn greet(&mut self, now_ms: u64) {
+        if self.waiting != Waiting::Greeting {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        if self.config.reject_pregreet && !self.input.is_empty() {
+            return self.close_with(Reply::new(554, "5.5.1", "Protocol error: talking before the greeting"));
+        }
+        let greeting = Reply::new(220, "", &format!("{} {}", self.config.hostname, self.config.banner));
+        self.send(greeting);
+        self.last_input_ms = now_ms;
+        self.process(now_ms);
+    }
+
+    /// True once the client sent something before the greeting.
+    pub fn pregreeted(&self) -> bool {
+        self.waiting == Waiting::Greeting && !self.input.is_empty()
+    }
+
+    /// Refuses the connection instead of greeting (blacklist, DNSBL, rates).
+    pub fn refuse(&mut self, reply: Reply) {
+        self.waiting = Waiting::Nothing;
+        self.close_with(reply);
+    }
+
+    /// The end of an `Action::Pause`.
+    pub fn resume(&mut self, now_ms: u64) {
+        if self.waiting == Waiting::Pause {
+            self.waiting = Waiting::Nothing;
+            if let Some(reply) = self.paused_reply.take() {
+                self.send(reply);
+            }
+            self.process(now_ms);
+        }
     }
 
     /// A connection refused before the greeting (blacklist, DNSBL): the reply
@@ -216,6 +295,9 @@ impl Session {
             tls_active,
             authenticated: None,
             errors: 0,
+            junk: 0,
+            paused_reply: None,
+            transactions: 0,
             started_ms: now_ms,
             last_input_ms: now_ms,
         }
@@ -313,7 +395,10 @@ impl Session {
         self.waiting = Waiting::Nothing;
         self.transaction = None;
         match result {
-            Ok(queue_id) => self.send(ok(&format!("Ok: queued as {queue_id}"))),
+            Ok(queue_id) => {
+                self.junk = 0;
+                self.send(ok(&format!("Ok: queued as {queue_id}")))
+            }
             Err(reply) => self.send(reply),
         }
         self.process(now_ms);
@@ -346,10 +431,16 @@ impl Session {
                 Phase::Command => {
                     let (line, used) = self.line.take_line(&self.input, self.config.limits.command_line_bytes_max);
                     self.input.drain(..used);
-                    match line {
-                        Some(line) => self.command_line(line),
-                        None => return,
+                    let Some(line) = line else { return };
+                    let ahead = !self.input.is_empty();
+                    let was_data = matches!(&line, Line::Complete(b) if b.eq_ignore_ascii_case(b"DATA"));
+                    // RFC 2920: only an EHLO client may send ahead, and never past DATA.
+                    let esmtp = self.helo.as_ref().is_some_and(|(_, esmtp)| *esmtp);
+                    if self.config.reject_unauth_pipelining && ahead && (!esmtp || was_data) {
+                        self.close_with(Reply::new(554, "5.5.1", "Error: improper use of SMTP command pipelining"));
+                        return;
                     }
+                    self.command_line(line);
                     continue;
                 }
                 Phase::Auth(_) => {
@@ -417,26 +508,45 @@ impl Session {
             Request::Data => self.data(),
             Request::Rset => {
                 self.transaction = None;
-                self.send(ok("Ok"));
+                self.junk_command(ok("Ok"));
             }
-            Request::Noop { .. } => self.send(ok("Ok")),
+            Request::Noop { .. } => self.junk_command(ok("Ok")),
             Request::Quit => self.close_with(Reply::new(221, "2.0.0", "Bye")),
             Request::Help { .. } => self.send(Reply::new(
                 214,
                 "2.0.0",
                 "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY",
             )),
-            Request::Vrfy { .. } => {
-                self.send(Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
-            }
+            Request::Vrfy { .. } => self.junk_command(Reply::new(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Request::Etrn { .. } => self.junk_command(Reply::new(502, "5.5.1", "Command not implemented")),
             Request::Expn { .. } => self.error(Reply::new(502, "5.5.1", "EXPN not available")),
             Request::StartTls => self.start_tls(),
             Request::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response),
             Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
-            Request::Burl { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Lhlo { .. } => {
+            Request::Burl { .. } | Request::Atrn { .. } | Request::Lhlo { .. } => {
                 self.error(Reply::new(502, "5.5.1", "Command not implemented"))
             }
         }
+    }
+
+    /// NOOP, VRFY, ETRN, RSET: answered, counted; every tenth answered a
+    /// second late (Postfix's tarpit), and past the limit the client goes.
+    fn junk_command(&mut self, reply: Reply) {
+        self.junk += 1;
+        let max = self.config.junk_commands_max;
+        if max > 0 && self.junk > max {
+            return self.close_with(Reply::new(421, "4.7.0", "Too many junk commands; closing connection"));
+        }
+        if max > 0 && self.junk % 10 == 0 {
+            self.waiting = Waiting::Pause;
+            self.paused_reply = Some(reply);
+            return self.actions.push_back(Action::Pause { ms: 1000 });
+        }
+        self.send(reply);
     }
 
     fn hello(&mut self, host: String, esmtp: bool) {
@@ -537,6 +647,7 @@ impl Session {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
         self.transaction = Some(Transaction { mail_from: from.address, smtputf8, recipients: Vec::new(), bdat: None });
+        self.transactions += 1;
         self.send(Reply::new(250, "2.1.0", "Ok"));
     }
 
@@ -554,7 +665,9 @@ impl Session {
         let mail_from = tx.mail_from.clone();
         self.waiting = Waiting::Recipient(address.clone());
         let authenticated = self.authenticated.clone();
-        self.actions.push_back(Action::CheckRecipient { address, mail_from, authenticated });
+        let helo = self.helo.as_ref().map(|(h, _)| h.clone()).unwrap_or_default();
+        let transaction = self.transactions;
+        self.actions.push_back(Action::CheckRecipient { address, mail_from, authenticated, helo, transaction });
     }
 
     fn data(&mut self) {
@@ -631,6 +744,7 @@ impl Session {
             authenticated: self.authenticated.clone(),
             tls: self.tls_active,
             received_ms: now_ms,
+            skip: Default::default(),
         };
         self.waiting = Waiting::Stored;
         self.actions.push_back(Action::Store(Box::new(message)));

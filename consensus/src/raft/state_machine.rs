@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::frame::{decode, encode};
 use super::{storage_io, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::command::ClusterResponse;
-use crate::read_handle::{AppliedState, ReadHandle};
+use crate::read_handle::ReadHandle;
 use crate::state::ClusterState;
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
@@ -109,7 +109,7 @@ impl StateMachineStore {
 
     fn publish(&self) {
         let applied_index = self.last_applied.map(|l| l.index).unwrap_or(0);
-        self.read.publish(AppliedState { applied_index, state: self.state.clone() });
+        self.read.publish(applied_index, self.state.clone());
     }
 }
 

@@ -19,6 +19,25 @@ pub struct GreylistTriplet {
     pub attempts: u32,
 }
 
+/// A client network whose triplets passed greylisting often enough that
+/// its new triplets pass at once (postgrey's auto-whitelist of clients).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GreylistClient {
+    /// Triplets from this network that passed.
+    pub passes: u32,
+    /// The record is forgotten after the pass lifetime since the last pass.
+    pub expires_ms: u64,
+}
+
+/// Recipients that do not exist, counted per client IP for intrusion
+/// prevention (a dictionary attack).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownRecipients {
+    pub window_start_ms: u64,
+    pub count: u32,
+    pub expires_ms: u64,
+}
+
 /// A user's outbound count for one UTC day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyQuota {
@@ -49,6 +68,10 @@ pub struct Counters {
     pub daily_quota: BTreeMap<String, DailyQuota>,
     pub hijack: BTreeMap<String, HijackCounter>,
     pub blocked_ips: BTreeMap<String, BlockedIp>,
+    #[serde(default)]
+    pub greylist_clients: BTreeMap<String, GreylistClient>,
+    #[serde(default)]
+    pub unknown_recipients: BTreeMap<String, UnknownRecipients>,
 }
 
 pub const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -61,11 +84,18 @@ impl Counters {
         let today = now_ms / DAY_MS;
         self.daily_quota.retain(|_, q| q.day >= today);
         self.blocked_ips.retain(|_, b| b.until_ms > now_ms);
+        self.greylist_clients.retain(|_, c| c.expires_ms > now_ms);
+        self.unknown_recipients.retain(|_, c| c.expires_ms > now_ms);
         before - self.len()
     }
 
     pub fn len(&self) -> usize {
-        self.greylist.len() + self.daily_quota.len() + self.hijack.len() + self.blocked_ips.len()
+        self.greylist.len()
+            + self.daily_quota.len()
+            + self.hijack.len()
+            + self.blocked_ips.len()
+            + self.greylist_clients.len()
+            + self.unknown_recipients.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,15 +7,19 @@
 
 pub mod counters;
 pub mod directory;
+pub mod rule_index;
 pub mod rules;
 pub mod settings;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use counters::{BlockedIp, Counters, DailyQuota, GreylistTriplet, HijackCounter};
+pub use counters::{
+    BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnknownRecipients,
+};
 pub use directory::{Alias, Directory, Domain, Group, User, UserOverrides};
-pub use rules::{BlackAction, ListName, ListRule, RuleKind, RuleSets};
+pub use rule_index::RuleIndex;
+pub use rules::{ListName, ListRule, RuleAction, RuleKind, RuleSets};
 pub use settings::{SettingSpec, Settings, SETTING_SPECS};
 
 /// A join token waiting to be redeemed. Only its SHA-256 is stored, so a copy
@@ -83,7 +87,8 @@ impl ClusterState {
             version: CONFIG_DOCUMENT_VERSION,
             settings: self.settings.clone(),
             directory: self.directory.clone(),
-            rules: self.rules.clone(),
+            // The version is this node's change counter, not configuration.
+            rules: RuleSets { version: 0, ..self.rules.clone() },
         }
     }
 }

@@ -1,22 +1,28 @@
-//! Black and white lists (MailPlus "Security > Black and white list", Kerio
-//! "Spam filter > Black/white lists"): rules by client IP, IP network,
-//! sender, recipient or (whitelist only) sender domain. Values are
-//! normalised on the way in, so one rule can never exist in two spellings.
+//! Screening rules, one table with one id space: black and white lists
+//! (MailPlus "Security > Black and white list", Kerio "Spam filter >
+//! Black/white lists"), greylisting rules and DNSBL zones. Each rule names
+//! its list, its kind and a value; `normalised` checks that the combination
+//! makes sense and puts the value in canonical form, so one rule can never
+//! exist in two spellings.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::address::{DomainName, MailAddress};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListName {
     Black,
     White,
+    /// Greylisting rules: which clients are greylisted, never, or always.
+    Greylist,
+    /// DNS blocklist zones with their scores.
+    Dnsbl,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleKind {
     Ip,
@@ -24,41 +30,66 @@ pub enum RuleKind {
     Sender,
     Recipient,
     SenderDomain,
+    /// A DNSBL zone (`zen.example.org`).
+    Zone,
 }
 
-/// What a blacklist match does; whitelist rules carry `Reject` and ignore it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// What a match does. `Default` is what an operator leaves out; it is
+/// replaced by the list's default when the rule is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum BlackAction {
+pub enum RuleAction {
     #[default]
+    Default,
+    /// Blacklist: refuse (the blacklist default).
     Reject,
-    /// Accept and drop silently (logged).
+    /// Blacklist: accept and drop silently (logged).
     Discard,
+    /// Whitelist: accept and skip later checks.
+    Accept,
+    /// Greylist rule: greylist these clients (the greylist default).
+    Greylist,
+    /// Greylist rule: never greylist these clients.
+    Never,
+    /// Greylist rule: greylist even clients that a whitelist or the
+    /// auto-whitelist would let through.
+    Always,
+    /// DNSBL zone: a listing adds the zone's score.
+    Score,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListRule {
     pub list: ListName,
     pub kind: RuleKind,
-    /// Canonical value: an IP, a CIDR network, a mailbox key or a domain.
+    /// Canonical value: an IP, a CIDR network, a mailbox key, a domain or a zone.
     pub value: String,
     #[serde(default)]
-    pub action: BlackAction,
+    pub action: RuleAction,
+    /// DNSBL only: what a listing adds to the client's score (default 1).
+    #[serde(default)]
+    pub score: u32,
+    /// DNSBL only: the answers that count, `127.0.0.2` or `127.0.0.2-127.0.0.11`;
+    /// empty means any answer.
+    #[serde(default)]
+    pub reply: String,
     #[serde(default)]
     pub comment: String,
 }
 
-/// The rule sets that screening, authentication and content stages read.
-/// Each stage adds its own typed table here, so that it replicates and
-/// exports with the rest.
+/// The rule table that screening, authentication and content stages read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSets {
-    /// Black and white list rules by id.
+    /// Every rule by id.
     #[serde(default)]
     pub lists: BTreeMap<u64, ListRule>,
     /// The id the next rule gets (ids are never reused).
     #[serde(default)]
     pub next_rule_id: u64,
+    /// Bumped by every change to the rules, so readers can tell when an index
+    /// built from them is stale.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Why a rule was refused: the field at fault and why.
@@ -84,9 +115,34 @@ pub fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl ListRule {
+    /// A rule with the list's default action and no DNSBL fields.
+    pub fn new(list: ListName, kind: RuleKind, value: &str) -> Self {
+        Self {
+            list,
+            kind,
+            value: value.into(),
+            action: RuleAction::Default,
+            score: 0,
+            reply: String::new(),
+            comment: String::new(),
+        }
+    }
+
     /// Checks and normalises a rule as an operator wrote it.
     pub fn normalised(mut self) -> Result<Self, RuleError> {
+        use ListName::*;
+        use RuleAction as A;
         let bad = |field, reason: String| RuleError { field, reason };
+        let kinds: &[RuleKind] = match self.list {
+            Black => &[RuleKind::Ip, RuleKind::Subnet, RuleKind::Sender, RuleKind::Recipient],
+            White => &[RuleKind::Ip, RuleKind::Subnet, RuleKind::Sender, RuleKind::Recipient, RuleKind::SenderDomain],
+            Greylist => &[RuleKind::Ip, RuleKind::Subnet, RuleKind::SenderDomain],
+            Dnsbl => &[RuleKind::Zone],
+        };
+        if !kinds.contains(&self.kind) {
+            let names: Vec<String> = kinds.iter().map(|k| kind_name(*k)).collect();
+            return Err(bad("kind", format!("the {} list takes {}", list_name(self.list), names.join(", "))));
+        }
         let raw = self.value.trim().to_string();
         self.value = match self.kind {
             RuleKind::Ip => {
@@ -97,12 +153,37 @@ impl ListRule {
                 MailAddress::parse(&raw).map_err(|e| bad("value", e.to_string()))?.key()
             }
             RuleKind::SenderDomain => DomainName::parse(&raw).map_err(|e| bad("value", e.to_string()))?.to_string(),
+            // Zones are queried in ASCII: keep the A-label form.
+            RuleKind::Zone => DomainName::parse(&raw).map_err(|e| bad("value", e.to_string()))?.ascii(),
         };
-        if self.kind == RuleKind::SenderDomain && self.list == ListName::Black {
-            return Err(bad("kind", "sender-domain rules exist only in the whitelist".into()));
+        let allowed: &[RuleAction] = match self.list {
+            Black => &[A::Reject, A::Discard],
+            White => &[A::Accept],
+            Greylist => &[A::Greylist, A::Never, A::Always],
+            Dnsbl => &[A::Score],
+        };
+        if self.action == A::Default {
+            self.action = allowed[0];
         }
-        if self.list == ListName::White {
-            self.action = BlackAction::Reject;
+        if !allowed.contains(&self.action) {
+            let names: Vec<String> = allowed.iter().map(|a| action_name(*a)).collect();
+            return Err(bad("action", format!("the {} list takes {}", list_name(self.list), names.join(", "))));
+        }
+        if self.list == Dnsbl {
+            if self.score == 0 {
+                self.score = 1;
+            }
+            if self.score > 1000 {
+                return Err(bad("score", format!("{} is above 1000", self.score)));
+            }
+            self.reply = match parse_reply_filter(self.reply.trim()).map_err(|e| bad("reply", e))? {
+                None => String::new(),
+                Some((a, b)) if a == b => a.to_string(),
+                Some((a, b)) => format!("{a}-{b}"),
+            };
+        } else if self.score != 0 || !self.reply.is_empty() {
+            let field = if self.score != 0 { "score" } else { "reply" };
+            return Err(bad(field, "only DNSBL zones have a score and a reply filter".into()));
         }
         if self.comment.len() > 200 || self.comment.chars().any(char::is_control) {
             return Err(bad("comment", "at most 200 bytes, no control characters".into()));
@@ -118,6 +199,70 @@ impl ListRule {
             _ => false,
         }
     }
+
+    /// For a DNSBL zone: the range of answers that count, `None` for any.
+    pub fn reply_filter(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        parse_reply_filter(&self.reply).ok().flatten()
+    }
+
+    /// True when two rules are the same rule (whatever their comments).
+    pub fn same_as(&self, other: &ListRule) -> bool {
+        self.list == other.list && self.kind == other.kind && self.value == other.value
+    }
+}
+
+/// `127.0.0.2` or `127.0.0.2-127.0.0.11`; empty is no filter.
+pub fn parse_reply_filter(text: &str) -> Result<Option<(Ipv4Addr, Ipv4Addr)>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let parse = |t: &str| t.trim().parse::<Ipv4Addr>().map_err(|_| format!("{t:?} is not an IPv4 address"));
+    let (a, b) = (parse(a)?, parse(b)?);
+    if a > b {
+        return Err(format!("{a} is above {b}"));
+    }
+    Ok(Some((a, b)))
+}
+
+pub fn list_name(list: ListName) -> String {
+    serde_json::to_value(list).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+pub fn kind_name(kind: RuleKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+pub fn action_name(action: RuleAction) -> String {
+    serde_json::to_value(action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+impl RuleSets {
+    /// Adds a normalised rule under the next id; refuses a duplicate.
+    pub fn add(&mut self, rule: ListRule) -> Result<u64, AddRuleError> {
+        let rule = rule.normalised().map_err(AddRuleError::Bad)?;
+        if let Some((id, _)) = self.lists.iter().find(|(_, r)| r.same_as(&rule)) {
+            return Err(AddRuleError::Exists(*id));
+        }
+        let id = self.next_rule_id.max(1);
+        self.next_rule_id = id + 1;
+        self.lists.insert(id, rule);
+        self.version += 1;
+        Ok(id)
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<ListRule> {
+        let removed = self.lists.remove(&id)?;
+        self.version += 1;
+        Some(removed)
+    }
+}
+
+/// Why `RuleSets::add` refused a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddRuleError {
+    Bad(RuleError),
+    Exists(u64),
 }
 
 #[cfg(test)]
@@ -125,7 +270,7 @@ mod tests {
     use super::*;
 
     fn rule(list: ListName, kind: RuleKind, value: &str) -> ListRule {
-        ListRule { list, kind, value: value.into(), action: BlackAction::Reject, comment: String::new() }
+        ListRule::new(list, kind, value)
     }
 
     #[test]

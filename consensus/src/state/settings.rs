@@ -22,6 +22,10 @@ pub enum SettingKind {
     Hostname,
     /// A comma-separated list of networks: CIDR (`10.0.0.0/8`) or single addresses.
     Networks,
+    /// One word out of a fixed set.
+    Choice {
+        options: &'static [&'static str],
+    },
 }
 
 /// One known setting.
@@ -143,6 +147,132 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "3110400",
         doc: "How long a passed triplet stays whitelisted (36 days).",
     },
+    SettingSpec {
+        key: "greylist.default_action",
+        kind: SettingKind::Choice { options: &["never", "greylist"] },
+        default: "never",
+        doc: "Whether clients no greylist rule names are greylisted. Off by default, as in MailPlus and Kerio: greylisting delays first mail by minutes.",
+    },
+    SettingSpec {
+        key: "greylist.auto_whitelist_passes",
+        kind: SettingKind::Integer { min: 0, max: 1000 },
+        default: "5",
+        doc: "After this many passed triplets, a client network's new triplets pass at once (postgrey --auto-whitelist-clients); 0 turns the auto-whitelist off.",
+    },
+    SettingSpec {
+        key: "smtp.proxy_peers",
+        kind: SettingKind::Networks,
+        default: "",
+        doc: "Load balancers allowed to send a PROXY protocol v1/v2 header; a connection from them must start with one, and screening sees the client address it names. Empty: no PROXY protocol.",
+    },
+    SettingSpec {
+        key: "dnsbl.threshold",
+        kind: SettingKind::Integer { min: 1, max: 1000 },
+        default: "1",
+        doc: "A client whose DNSBL scores sum to this or more is refused at connect (postscreen_dnsbl_threshold).",
+    },
+    SettingSpec {
+        key: "dnsbl.timeout_ms",
+        kind: SettingKind::Integer { min: 100, max: 30000 },
+        default: "2000",
+        doc: "How long the DNSBL queries of one connection may take; lists that have not answered count as not listed.",
+    },
+    SettingSpec {
+        key: "sender.reject_non_fqdn",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse MAIL FROM addresses whose domain is not fully qualified (Postfix reject_non_fqdn_sender).",
+    },
+    SettingSpec {
+        key: "sender.reject_unknown_domain",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse MAIL FROM addresses whose domain has no MX, A or AAAA record (Postfix reject_unknown_sender_domain); a DNS failure gives 450, not 550.",
+    },
+    SettingSpec {
+        key: "connection.reject_unknown_client",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse clients whose address has no PTR record (Postfix reject_unknown_reverse_client_hostname).",
+    },
+    SettingSpec {
+        key: "connection.require_forward_confirmed",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "With connection.reject_unknown_client: the PTR name must also resolve back to the client's address (Postfix reject_unknown_client_hostname).",
+    },
+    SettingSpec {
+        key: "connection.per_ip_max",
+        kind: SettingKind::Integer { min: 0, max: 100000 },
+        default: "50",
+        doc: "Simultaneous connections one client IP may hold on this node (Postfix smtpd_client_connection_count_limit); 0 means no limit.",
+    },
+    SettingSpec {
+        key: "connection.connections_per_minute_max",
+        kind: SettingKind::Integer { min: 0, max: 1000000 },
+        default: "0",
+        doc: "New connections one client IP may open per minute on this node; past it, refused until the minute ends (smtpd_client_connection_rate_limit); 0 means no limit.",
+    },
+    SettingSpec {
+        key: "connection.messages_per_minute_max",
+        kind: SettingKind::Integer { min: 0, max: 1000000 },
+        default: "0",
+        doc: "Messages one client IP may send per minute on this node (smtpd_client_message_rate_limit); 0 means no limit.",
+    },
+    SettingSpec {
+        key: "smtp.reject_unauth_pipelining",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse and disconnect clients that send commands ahead without PIPELINING (after HELO or before EHLO) or send data before the 354 (Postfix reject_unauth_pipelining).",
+    },
+    SettingSpec {
+        key: "smtp.greet_wait_ms",
+        kind: SettingKind::Integer { min: 0, max: 30000 },
+        default: "0",
+        doc: "Hold the 220 greeting this long and refuse clients that talk first (postscreen's pregreet test); 0 sends the greeting at once.",
+    },
+    SettingSpec {
+        key: "helo.reject_non_fqdn",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse HELO/EHLO names that are not fully qualified domain names or address literals (Postfix reject_non_fqdn_helo_hostname).",
+    },
+    SettingSpec {
+        key: "helo.reject_unknown",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse HELO/EHLO names with no A or AAAA record (Postfix reject_unknown_helo_hostname); a DNS failure gives 450.",
+    },
+    SettingSpec {
+        key: "smtp.junk_commands_max",
+        kind: SettingKind::Integer { min: 0, max: 100000 },
+        default: "100",
+        doc: "NOOP, VRFY, ETRN and RSET allowed before a transaction; every 10th is answered a second late, and past the limit the client is disconnected (smtpd_junk_command_limit); 0 means no limit.",
+    },
+    SettingSpec {
+        key: "intrusion.unknown_recipients_max",
+        kind: SettingKind::Integer { min: 0, max: 100000 },
+        default: "0",
+        doc: "Block a client IP on every node after this many recipients that do not exist within intrusion.window_s (a dictionary attack; Kerio intrusion prevention); 0 turns it off.",
+    },
+    SettingSpec {
+        key: "intrusion.window_s",
+        kind: SettingKind::Integer { min: 60, max: 604800 },
+        default: "3600",
+        doc: "The window in which unknown recipients are counted.",
+    },
+    SettingSpec {
+        key: "intrusion.block_s",
+        kind: SettingKind::Integer { min: 60, max: 2592000 },
+        default: "86400",
+        doc: "How long a blocked IP stays blocked (a day).",
+    },
+    SettingSpec {
+        key: "intrusion.block_all_sessions",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "A blocked IP is refused on every listener; when false, only on the MX listener (port 25), so its users can still log in on the submission ports.",
+    },
 ];
 
 /// A settings value after validation.
@@ -199,7 +329,25 @@ impl Settings {
                 crate::address::DomainName::parse(value).map(|d| d.to_string()).map_err(|e| bad(e.to_string()))
             }
             SettingKind::Networks => parse_networks(value).map(|nets| join_networks(&nets)).map_err(bad),
+            SettingKind::Choice { options } => {
+                let word = value.trim().to_ascii_lowercase();
+                if options.contains(&word.as_str()) {
+                    Ok(word)
+                } else {
+                    Err(bad(format!("{value:?} is not one of {}", options.join(", "))))
+                }
+            }
         }
+    }
+
+    /// A boolean setting; anything unreadable counts as false.
+    pub fn get_bool(&self, key: &str) -> bool {
+        self.get(key).is_ok_and(|v| v == "true")
+    }
+
+    /// An integer setting as u64 (negative values read as 0).
+    pub fn get_u64(&self, key: &str) -> u64 {
+        self.get_i64(key).map_or(0, |n| n.max(0) as u64)
     }
 
     /// A `Networks` setting as parsed networks.

@@ -1,0 +1,435 @@
+//! The screening actor: one per SMTP connection, a thin shell around the
+//! sans-IO `Session`. A small IO task (`io`) owns the socket; the actor owns
+//! the session, runs the connection checks before the greeting, answers the
+//! session's questions (the recipient checks, logins off-thread, storage
+//! through the delivery queue) and drives its timers. The decisions are the
+//! pure functions of `crate::policy`; this module only gathers their inputs
+//! (state snapshot, DNS answers, counters) and carries their outcomes out.
+//! docs/operations/screening.md lists the order of the checks.
+
+mod io;
+pub mod lookups;
+pub mod proxy;
+mod recipient;
+
+use actix::prelude::*;
+use consensus::{AppliedState, Command, Outcome, Proposer, ReadHandle};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::login::verify_login;
+use crate::policy::connection::{blocked, Anvil, ClientLimits};
+use crate::policy::dnsbl::{self, DnsblVerdict};
+use crate::policy::lists::{check_client, ClientListVerdict, SkipChecks};
+use crate::policy::names::client_reverse;
+use crate::queue::{now_ms, DeliveryQueue, Enqueue};
+use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
+
+/// What kind of port a connection arrived on.
+#[derive(Clone)]
+pub struct ListenerRole {
+    pub name: &'static str,
+    pub limits: SmtpLimits,
+    /// The certificate for STARTTLS or implicit TLS; `None` disables both.
+    pub tls: Option<TlsAcceptor>,
+    /// TLS from the first byte (port 465).
+    pub implicit_tls: bool,
+    /// AUTH is offered (after TLS).
+    pub auth: bool,
+    /// MAIL needs AUTH first (submission).
+    pub require_auth: bool,
+}
+
+impl ListenerRole {
+    /// The MX port: where unauthenticated mail from the Internet arrives,
+    /// and where DNSBL, reverse-DNS and greylisting apply.
+    pub fn is_mx(&self) -> bool {
+        !self.require_auth
+    }
+}
+
+/// What every connection of a node shares.
+pub struct ScreeningServices {
+    pub read: ReadHandle,
+    pub proposer: Proposer,
+    pub queue: Addr<DeliveryQueue>,
+    /// DNS servers for DNSBL, reverse and sender checks (empty: the system's).
+    pub nameservers: Vec<SocketAddr>,
+    /// Per-client connection and message counts on this node.
+    pub anvil: Mutex<Anvil>,
+}
+
+impl ScreeningServices {
+    /// Sends a write to the cluster without waiting for it: inbound mail
+    /// never waits for a commit (greylist attempts, unknown-recipient counts).
+    fn propose_in_background(&self, command: Command, client: IpAddr) {
+        let proposer = self.proposer.clone();
+        actix::spawn(async move {
+            match proposer.propose(command).await {
+                Ok(Outcome::UnknownRecipientCounted { count, blocked: true }) => {
+                    tracing::warn!(%client, count, "client blocked on every node: too many unknown recipients");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%client, error = %e, "screening write not committed"),
+            }
+        });
+    }
+
+    fn client_limits(state: &AppliedState) -> ClientLimits {
+        let s = &state.state.settings;
+        let n = |key| s.get_u64(key).min(u32::MAX as u64) as u32;
+        ClientLimits {
+            connections_max: n("connection.per_ip_max"),
+            connections_per_minute_max: n("connection.connections_per_minute_max"),
+            messages_per_minute_max: n("connection.messages_per_minute_max"),
+        }
+    }
+}
+
+enum IoCommand {
+    Write(Vec<u8>),
+    StartTls,
+    Close,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+enum IoEvent {
+    Received(Vec<u8>),
+    TlsStarted,
+    Closed,
+}
+
+/// What the connection checks established about the client.
+#[derive(Debug, Clone)]
+struct ClientFacts {
+    ip: IpAddr,
+    /// In `smtp.trusted_networks`: may relay without AUTH, skips spam
+    /// scoring, greylisting and the rate limits.
+    trusted: bool,
+    /// Whitelisted by an ip or subnet rule.
+    whitelisted: bool,
+    /// A blacklist rule with the discard action matched: every message is dropped.
+    discard_rule: Option<u64>,
+    /// Checks this client's messages skip.
+    skip: SkipChecks,
+    mx: bool,
+}
+
+pub struct Screening {
+    session: Session,
+    io: mpsc::UnboundedSender<IoCommand>,
+    services: Arc<ScreeningServices>,
+    client: ClientFacts,
+    /// Why the connection is refused before any lookup (lists, blocks, rates).
+    refusal: Option<Reply>,
+    /// This connection counts against the client's open connections.
+    counted_open: bool,
+    /// The MAIL transaction whose message rate was counted.
+    counted_transaction: u64,
+    /// Checks the current transaction skips, from whitelisted envelopes.
+    envelope_skip: SkipChecks,
+}
+
+impl Screening {
+    /// Takes an accepted connection: reads its PROXY header first when it
+    /// comes from a configured load balancer, then starts the actor.
+    pub fn accept(mut stream: TcpStream, tcp_peer: PeerInfo, services: Arc<ScreeningServices>, role: ListenerRole) {
+        let proxied = services
+            .read
+            .load()
+            .state
+            .settings
+            .get_networks("smtp.proxy_peers")
+            .is_ok_and(|nets| nets.iter().any(|n| n.contains(&tcp_peer.ip)));
+        if !proxied {
+            return Self::begin(stream, tcp_peer, Vec::new(), services, role);
+        }
+        actix::spawn(async move {
+            match proxy::read_header(&mut stream, Duration::from_secs(10)).await {
+                Ok((client, early)) => Self::begin(stream, client.unwrap_or(tcp_peer), early, services, role),
+                Err(e) => tracing::info!(peer = %tcp_peer.ip, error = %e, "PROXY protocol: connection dropped"),
+            }
+        });
+    }
+
+    fn begin(stream: TcpStream, peer: PeerInfo, early: Vec<u8>, services: Arc<ScreeningServices>, role: ListenerRole) {
+        Screening::create(move |ctx| {
+            let (io, commands) = mpsc::unbounded_channel();
+            actix::spawn(io::connection_io(stream, role.tls.clone(), role.implicit_tls, commands, ctx.address()));
+            let state = services.read.load();
+            let settings = &state.state.settings;
+            let trusted = settings
+                .get_networks("smtp.trusted_networks")
+                .is_ok_and(|nets| nets.iter().any(|n| n.contains(&peer.ip)));
+            let skip_auth = trusted && settings.get_bool("smtp.skip_auth_local_network");
+            let config = SessionConfig {
+                hostname: settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
+                banner: settings.get("smtp.banner").unwrap_or_default(),
+                limits: role.limits.clone(),
+                tls_available: role.tls.is_some() && !role.implicit_tls,
+                tls_active: role.implicit_tls,
+                auth_available: role.auth,
+                require_auth: role.require_auth && !skip_auth,
+                sender_must_match_login: settings.get_bool("smtp.sender_must_match_login"),
+                reject_pregreet: role.is_mx() && settings.get_u64("smtp.greet_wait_ms") > 0,
+                reject_unauth_pipelining: settings.get_bool("smtp.reject_unauth_pipelining"),
+                junk_commands_max: settings.get_u64("smtp.junk_commands_max").min(u32::MAX as u64) as u32,
+            };
+            let now = now_ms();
+            let mut session = Session::before_greeting(Arc::new(config), peer.clone(), now);
+            if !early.is_empty() {
+                session.receive(&early, now);
+            }
+            let mut client = ClientFacts {
+                ip: peer.ip,
+                trusted,
+                whitelisted: false,
+                discard_rule: None,
+                skip: if trusted { SkipChecks::trusted_network() } else { SkipChecks::default() },
+                mx: role.is_mx(),
+            };
+            let mut screening = Screening {
+                session,
+                io,
+                services: services.clone(),
+                client: client.clone(),
+                refusal: None,
+                counted_open: false,
+                counted_transaction: 0,
+                envelope_skip: SkipChecks::default(),
+            };
+            // Lists first: a whitelisted client skips the blocks and the limits.
+            match check_client(&state.state.rules, &state.rules, peer.ip) {
+                ClientListVerdict::Refuse { rule, reply } => {
+                    tracing::info!(client = %peer.ip, rule, "refused by blacklist");
+                    screening.refusal = Some(reply);
+                    return screening;
+                }
+                ClientListVerdict::Discard { rule } => client.discard_rule = Some(rule),
+                ClientListVerdict::Whitelisted { skip, .. } => {
+                    client.whitelisted = true;
+                    client.skip = client.skip.union(skip);
+                }
+                ClientListVerdict::Unlisted => {}
+            }
+            screening.client = client.clone();
+            if client.whitelisted {
+                return screening;
+            }
+            let block_all = settings.get_bool("intrusion.block_all_sessions");
+            if let Some(reply) = blocked(&state.state.counters, peer.ip, now).filter(|_| block_all || client.mx) {
+                tracing::info!(client = %peer.ip, "refused: blocked IP");
+                screening.refusal = Some(reply);
+                return screening;
+            }
+            if !trusted {
+                let limits = ScreeningServices::client_limits(&state);
+                let counted = match services.anvil.lock() {
+                    Ok(mut anvil) => anvil.connect(peer.ip, now, &limits),
+                    Err(_) => Ok(()),
+                };
+                match counted {
+                    Ok(()) => screening.counted_open = true,
+                    Err(reply) => {
+                        tracing::info!(client = %peer.ip, reply = %reply.text, "refused: connection limit");
+                        screening.refusal = Some(reply);
+                    }
+                }
+            }
+            screening
+        });
+    }
+
+    /// DNSBL and reverse DNS (MX port only), and the pregreet wait, all at
+    /// once; then the greeting or the refusal.
+    fn connection_lookups(&mut self, ctx: &mut Context<Self>) {
+        let state = self.services.read.load();
+        let settings = &state.state.settings;
+        let c = &self.client;
+        let lookups_apply = c.mx && !c.trusted && !c.whitelisted;
+        let queries = if lookups_apply && !c.skip.dnsbl {
+            dnsbl::queries(&state.state.rules, &state.rules, c.ip)
+        } else {
+            Vec::new()
+        };
+        let threshold = settings.get_u64("dnsbl.threshold").min(u32::MAX as u64) as u32;
+        let timeout = Duration::from_millis(settings.get_u64("dnsbl.timeout_ms").max(1));
+        let reverse = (lookups_apply && settings.get_bool("connection.reject_unknown_client"))
+            .then(|| settings.get_bool("connection.require_forward_confirmed"));
+        let greet_wait = Duration::from_millis(if c.mx { settings.get_u64("smtp.greet_wait_ms") } else { 0 });
+        let ip = c.ip;
+        if queries.is_empty() && reverse.is_none() && greet_wait.is_zero() {
+            self.session.greet(now_ms());
+            return;
+        }
+        let resolver = lookups::resolver(&self.services.nameservers);
+        let checks = async move {
+            let resolver = match resolver {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DNS resolver: DNSBL and reverse checks skipped");
+                    tokio::time::sleep(greet_wait).await;
+                    return None;
+                }
+            };
+            let dnsbl = async {
+                if queries.is_empty() {
+                    return None;
+                }
+                let answers = lookups::dnsbl_answers(&resolver, &queries, timeout).await;
+                match dnsbl::score(ip, &queries, &answers, threshold) {
+                    DnsblVerdict::Refuse { score, reply } => {
+                        tracing::info!(client = %ip, score, "refused by DNSBL");
+                        Some(reply)
+                    }
+                    DnsblVerdict::Pass { score, listed } => {
+                        if !listed.is_empty() {
+                            tracing::info!(client = %ip, score, ?listed, "DNSBL score below the threshold");
+                        }
+                        None
+                    }
+                }
+            };
+            let reverse_check = async {
+                let forward_confirmed = reverse?;
+                let answer = lookups::reverse_dns(&resolver, ip, timeout).await;
+                client_reverse(ip, &answer, forward_confirmed).err()
+            };
+            let (_, listed, unknown) = futures::join!(tokio::time::sleep(greet_wait), dnsbl, reverse_check);
+            listed.or(unknown)
+        };
+        ctx.spawn(checks.into_actor(self).map(|refusal, act, ctx| {
+            match refusal {
+                Some(reply) => act.session.refuse(reply),
+                None => {
+                    if act.session.pregreeted() {
+                        tracing::info!(client = %act.client.ip, "pregreet: client talked before the greeting");
+                    }
+                    act.session.greet(now_ms())
+                }
+            }
+            act.drain(ctx);
+        }));
+    }
+
+    /// Carries out everything the session asked for.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Send(bytes) => {
+                    let _ = self.io.send(IoCommand::Write(bytes));
+                }
+                Action::StartTls => {
+                    let _ = self.io.send(IoCommand::StartTls);
+                }
+                Action::Pause { ms } => {
+                    ctx.run_later(Duration::from_millis(ms), |act, ctx| {
+                        act.session.resume(now_ms());
+                        act.drain(ctx);
+                    });
+                }
+                Action::Authenticate { username, password } => {
+                    let read = self.services.read.clone();
+                    let check = tokio::task::spawn_blocking(move || {
+                        verify_login(&read.load().state.directory, &username, &password)
+                    });
+                    ctx.spawn(check.into_actor(self).map(|joined, act, ctx| {
+                        let result = joined
+                            .unwrap_or_else(|_| Err(Reply::new(454, "4.7.0", "Temporary authentication failure")));
+                        act.session.auth_result(result, now_ms());
+                        act.drain(ctx);
+                    }));
+                }
+                Action::CheckRecipient { address, mail_from, authenticated, helo, transaction } => {
+                    if transaction != self.counted_transaction {
+                        self.envelope_skip = SkipChecks::default();
+                    }
+                    let first_of_transaction =
+                        std::mem::replace(&mut self.counted_transaction, transaction) != transaction;
+                    let request = recipient::RecipientRequest {
+                        services: self.services.clone(),
+                        client: self.client.clone(),
+                        address,
+                        mail_from,
+                        authenticated,
+                        helo,
+                        first_of_transaction,
+                    };
+                    ctx.spawn(recipient::check(request).into_actor(self).map(|outcome, act, ctx| {
+                        act.envelope_skip = act.envelope_skip.union(outcome.skip);
+                        act.session.recipient_verdict(outcome.verdict, now_ms());
+                        act.drain(ctx);
+                    }));
+                }
+                Action::Store(message)
+                    if self.client.discard_rule.is_some()
+                        || message.recipients.iter().all(|r| r.deliver_to.is_empty()) =>
+                {
+                    // Blacklist "discard": the client sees a normal acceptance.
+                    let id = format!("{:011X}D", message.received_ms);
+                    tracing::info!(client = %message.peer.ip, from = %message.mail_from, rule = ?self.client.discard_rule, queue_id = %id, "message discarded by blacklist");
+                    self.session.stored(Ok(id), now_ms());
+                }
+                Action::Store(mut message) => {
+                    message.skip = self.client.skip.union(std::mem::take(&mut self.envelope_skip));
+                    if message.skip != SkipChecks::default() {
+                        tracing::debug!(client = %message.peer.ip, skip = ?message.skip.names(), "message skips checks");
+                    }
+                    let stored = self.services.queue.send(Enqueue(message));
+                    ctx.spawn(stored.into_actor(self).map(|result, act, ctx| {
+                        let result = result
+                            .unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")));
+                        act.session.stored(result, now_ms());
+                        act.drain(ctx);
+                    }));
+                }
+                Action::Close => {
+                    let _ = self.io.send(IoCommand::Close);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Screening {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.refusal.take() {
+            Some(reply) => self.session.refuse(reply),
+            None => self.connection_lookups(ctx),
+        }
+        self.drain(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.session.timeout(now_ms());
+            act.drain(ctx);
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.counted_open {
+            if let Ok(mut anvil) = self.services.anvil.lock() {
+                anvil.disconnect(self.client.ip);
+                anvil.sweep(now_ms());
+            }
+        }
+    }
+}
+
+impl Handler<IoEvent> for Screening {
+    type Result = ();
+
+    fn handle(&mut self, event: IoEvent, ctx: &mut Context<Self>) {
+        match event {
+            IoEvent::Received(bytes) => self.session.receive(&bytes, now_ms()),
+            IoEvent::TlsStarted => self.session.tls_started(now_ms()),
+            IoEvent::Closed => return ctx.stop(),
+        }
+        self.drain(ctx);
+    }
+}
