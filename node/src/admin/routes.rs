@@ -45,7 +45,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/import", web::post().to(import))
             .route("/rules", web::get().to(super::rules::list))
             .route("/rules", web::post().to(super::rules::add))
+            .route("/rules/import", web::post().to(super::rules::import))
             .route("/rules/{id}", web::delete().to(super::rules::remove))
+            .route("/greylist", web::get().to(super::rules::greylist))
+            .route("/greylist/authorize", web::post().to(super::rules::authorize))
+            .route("/blocked", web::get().to(super::rules::blocked))
+            .route("/blocked", web::post().to(super::rules::block))
+            .route("/blocked/{ip}", web::delete().to(super::rules::unblock))
             .route("/queue", web::get().to(super::queue::list))
             .route("/queue/{id}", web::get().to(super::queue::show))
             .route("/queue/{id}/{action}", web::post().to(super::queue::control)),

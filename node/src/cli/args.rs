@@ -49,6 +49,12 @@ pub enum Command {
     /// This node's delivery queue (postqueue/postsuper).
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Greylist triplets: list them, let a pending one pass.
+    #[command(subcommand)]
+    Greylist(GreylistCmd),
+    /// Client IPs blocked on every node (intrusion prevention).
+    #[command(subcommand)]
+    Blocked(BlockedCmd),
     /// Print the whole configuration (settings, directory, rules) as one JSON document.
     Export {
         /// Write to this file instead of standard output.
@@ -201,22 +207,76 @@ pub enum QueueCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCmd {
-    /// Every black and white list rule with its id.
+    /// Every rule (black, white, greylist, DNSBL) with its id.
     List,
-    /// Add a rule, e.g. `rules add --list black --kind subnet 192.0.2.0/24`.
+    /// Add a rule, e.g. `rules add --list black --kind subnet 192.0.2.0/24`,
+    /// `rules add --list greylist --kind sender-domain partner.example --action never`,
+    /// `rules add --list dnsbl zen.example.org --score 2 --reply 127.0.0.2-127.0.0.11`.
     Add {
-        #[arg(long, value_parser = ["black", "white"])]
+        #[arg(long, value_parser = ["black", "white", "greylist", "dnsbl"])]
         list: String,
-        #[arg(long, value_parser = ["ip", "subnet", "sender", "recipient", "sender-domain"])]
-        kind: String,
-        /// The IP, network (CIDR or address/mask), address or domain.
+        /// Required except for DNSBL zones.
+        #[arg(long, value_parser = ["ip", "subnet", "sender", "recipient", "sender-domain", "zone"])]
+        kind: Option<String>,
+        /// The IP, network (CIDR or address/mask), address, domain or DNSBL zone.
         value: String,
-        /// What a blacklist match does.
-        #[arg(long, default_value = "reject", value_parser = ["reject", "discard"])]
-        action: String,
+        /// black: reject (default) or discard; greylist: greylist (default), never or always.
+        #[arg(long, value_parser = ["reject", "discard", "greylist", "never", "always"])]
+        action: Option<String>,
+        /// DNSBL: what a listing adds to the client's score (default 1).
+        #[arg(long)]
+        score: Option<u32>,
+        /// DNSBL: the answers that count, `127.0.0.2` or `127.0.0.2-127.0.0.11` (default: any).
+        #[arg(long)]
+        reply: Option<String>,
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Remove the rule with this id.
     Remove { id: u64 },
+    /// Print every rule as a JSON array, the format `rules import` reads.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Add the rules of a JSON array (from `rules export`), all or nothing;
+    /// rules already present are skipped.
+    Import {
+        file: PathBuf,
+        /// Replace every existing rule with the file's.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GreylistCmd {
+    /// Triplets still waiting for their retry.
+    Pending,
+    /// Every triplet, pending and passed.
+    List,
+    /// Let a pending triplet pass now: `greylist authorize 192.0.2.0/24 from@example.org to@example.com`.
+    Authorize {
+        /// The triplet as `list` prints it: network, sender, recipient.
+        #[arg(num_args = 1..=3, required = true)]
+        triplet: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockedCmd {
+    /// Blocked IPs, until when and why.
+    List,
+    /// Block an IP on every node.
+    Add {
+        ip: String,
+        /// For how long, in seconds (default: `intrusion.block_s`).
+        #[arg(long)]
+        seconds: Option<u64>,
+        #[arg(long, default_value = "blocked by the operator")]
+        reason: String,
+    },
+    /// Lift a block.
+    Remove { ip: String },
 }

@@ -6,7 +6,8 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use super::args::{
-    AliasCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GroupCmd, PasswordArgs, QueueCmd, RulesCmd, UserCmd,
+    AliasCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GreylistCmd, GroupCmd, PasswordArgs, QueueCmd,
+    RulesCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -95,11 +96,50 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         },
         Command::Rules(c) => match c {
             RulesCmd::List => client.get("rules"),
-            RulesCmd::Add { list, kind, value, action, comment } => client.post(
-                "rules",
-                json!({ "list": list, "kind": kind, "value": value, "action": action, "comment": comment }),
-            ),
+            RulesCmd::Add { list, kind, value, action, score, reply, comment } => {
+                let kind = match (kind, list.as_str()) {
+                    (Some(k), _) => k.clone(),
+                    (None, "dnsbl") => "zone".into(),
+                    (None, _) => anyhow::bail!("kind: --kind is required for the {list} list"),
+                };
+                let mut rule = json!({ "list": list, "kind": kind, "value": value, "comment": comment });
+                if let Some(a) = action {
+                    rule["action"] = json!(a);
+                }
+                if let Some(s) = score {
+                    rule["score"] = json!(s);
+                }
+                if let Some(r) = reply {
+                    rule["reply"] = json!(r);
+                }
+                client.post("rules", rule)
+            }
             RulesCmd::Remove { id } => client.delete(&p(&["rules", &id.to_string()])),
+            RulesCmd::Export { output } => {
+                let rules = client.get("rules")?;
+                write_or_return(rules, output.as_deref())
+            }
+            RulesCmd::Import { file, replace } => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let rules: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a JSON array of rules", file.display()))?;
+                anyhow::ensure!(rules.is_array(), "{}: not a JSON array of rules", file.display());
+                client.post("rules/import", json!({ "rules": rules, "replace": replace }))
+            }
+        },
+        Command::Greylist(c) => match c {
+            GreylistCmd::Pending => client.get("greylist?pending=true"),
+            GreylistCmd::List => client.get("greylist"),
+            GreylistCmd::Authorize { triplet } => {
+                client.post("greylist/authorize", json!({ "triplet": triplet.join(" ") }))
+            }
+        },
+        Command::Blocked(c) => match c {
+            BlockedCmd::List => client.get("blocked"),
+            BlockedCmd::Add { ip, seconds, reason } => {
+                client.post("blocked", json!({ "ip": ip, "seconds": seconds, "reason": reason }))
+            }
+            BlockedCmd::Remove { ip } => client.delete(&p(&["blocked", ip])),
         },
         Command::Queue(c) => match c {
             QueueCmd::List => client.get("queue"),
@@ -113,12 +153,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         },
         Command::Export { output } => {
             let document = client.get("export")?;
-            if let Some(path) = output {
-                std::fs::write(path, serde_json::to_vec_pretty(&document)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                return Ok(json!({ "ok": true, "written": path }));
-            }
-            Ok(document)
+            write_or_return(document, output.as_deref())
         }
         Command::Import { file } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -128,6 +163,14 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         }
         Command::Serve | Command::Join { .. } => anyhow::bail!("serve and join run the node"),
     }
+}
+
+/// Writes a document to a file (and says so), or returns it for printing.
+fn write_or_return(document: Value, output: Option<&std::path::Path>) -> anyhow::Result<Value> {
+    let Some(path) = output else { return Ok(document) };
+    std::fs::write(path, serde_json::to_vec_pretty(&document)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(json!({ "ok": true, "written": path }))
 }
 
 fn read_password(args: &PasswordArgs) -> anyhow::Result<String> {

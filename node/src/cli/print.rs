@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use super::args::{AliasCmd, ClusterCmd, Command, DomainCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd};
+use super::args::{
+    AliasCmd, BlockedCmd, ClusterCmd, Command, DomainCmd, GreylistCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd,
+};
 
 fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
@@ -81,12 +83,45 @@ pub fn human(command: &Command, reply: &Value) {
             items(reply)
                 .iter()
                 .map(|r| {
-                    let action = if s(r, "list") == "white" { "-".to_string() } else { s(r, "action") };
+                    let action = match s(r, "list").as_str() {
+                        "white" => "-".to_string(),
+                        "dnsbl" if s(r, "reply").is_empty() => format!("score {}", s(r, "score")),
+                        "dnsbl" => format!("score {} if {}", s(r, "score"), s(r, "reply")),
+                        _ => s(r, "action"),
+                    };
                     vec![s(r, "id"), s(r, "list"), s(r, "kind"), s(r, "value"), action, s(r, "comment")]
                 })
                 .collect(),
         ),
         Command::Rules(RulesCmd::Add { .. }) => println!("ok: rule {}", s(reply, "id")),
+        Command::Rules(RulesCmd::Export { output: None }) => {
+            println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default())
+        }
+        Command::Rules(RulesCmd::Import { .. }) => {
+            println!("ok: {} rule(s) added, {} already present", s(reply, "added"), s(reply, "skipped"))
+        }
+        Command::Greylist(GreylistCmd::Pending | GreylistCmd::List) => table(
+            &["NETWORK", "SENDER", "RECIPIENT", "STATE", "ATTEMPTS", "FIRST SEEN", "EXPIRES"],
+            items(reply)
+                .iter()
+                .map(|t| {
+                    let state = if t.get("passed_ms").is_some_and(|v| !v.is_null()) { "passed" } else { "pending" };
+                    vec![
+                        s(t, "network"),
+                        s(t, "sender"),
+                        s(t, "recipient"),
+                        state.to_string(),
+                        s(t, "attempts"),
+                        time_text(t, "first_seen_ms"),
+                        time_text(t, "expires_ms"),
+                    ]
+                })
+                .collect(),
+        ),
+        Command::Blocked(BlockedCmd::List) => table(
+            &["IP", "UNTIL", "REASON"],
+            items(reply).iter().map(|b| vec![s(b, "ip"), time_text(b, "until_ms"), s(b, "reason")]).collect(),
+        ),
         Command::Queue(QueueCmd::List) => queue_list(reply),
         Command::Queue(QueueCmd::Show { .. }) => {
             if let Some(entry) = reply.get("entry") {
@@ -205,4 +240,9 @@ fn queue_entry(e: &Value) {
 /// RFC 5322 date (the same form as the Received header).
 fn utc(ms: u64) -> String {
     mail_builder::headers::date::Date::new((ms / 1000) as i64).to_rfc822()
+}
+
+/// A `*_ms` field as a date, or "-".
+fn time_text(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_u64).map(utc).unwrap_or_else(|| "-".into())
 }
