@@ -45,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn runtime<T>(config: &NodeConfig, fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
 }
