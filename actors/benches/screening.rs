@@ -18,9 +18,9 @@ fn state_with_rules(n: u32) -> ClusterState {
     let mut s = ClusterState::default();
     let mut rules = Vec::new();
     for i in 0..n {
-        let (b, c) = ((i >> 8) as u8, i as u8);
+        let (b, c) = ((i >> 8) as u8, i as u8); // i < 65,536
         let rule = match i % 100 {
-            0..=39 => ListRule::new(ListName::Black, RuleKind::Ip, &format!("10.{a}.{b}.{c}")),
+            0..=39 => ListRule::new(ListName::Black, RuleKind::Ip, &format!("10.0.{b}.{c}")),
             40..=69 => {
                 let (hi, lo) = (64 + (i >> 8), i & 255);
                 ListRule::new(ListName::Black, RuleKind::Subnet, &format!("100.{hi}.{lo}.0/{}", 24 + i % 7))
