@@ -84,7 +84,7 @@ fn greylisting_intrusion_prevention_and_dnsbl_across_the_cluster() {
     .collect();
     let _dns = dns_server(dns_port, &records);
     let extra = format!("[dns]\nnameservers = [\"127.0.0.1:{dns_port}\"]\n");
-    let nodes = three_nodes(root.path(), &extra);
+    let mut nodes = three_nodes(root.path(), &extra);
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     n1.ok(&["domain", "add", "example.com"]);
     n1.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
@@ -194,4 +194,18 @@ fn greylisting_intrusion_prevention_and_dnsbl_across_the_cluster() {
     std::fs::write(&bad, r#"[{"list": "dnsbl", "kind": "zone", "value": "x.example", "reply": "banana"}]"#).unwrap();
     let err = n3.try_ok(&["rules", "import", bad.to_str().unwrap()]).unwrap_err();
     assert!(err.contains("rules[0].reply"), "{err}");
+
+    // Without quorum, node 1 still decides from what it knows: the passed
+    // triplet passes, a new one is deferred, and neither waits for the cluster.
+    set(n1, "greylist.default_action", "greylist");
+    caught_up(n1, &[n2, n3]);
+    nodes[1].kill9();
+    nodes[2].kill9();
+    let n1 = &nodes[0];
+    let started = Instant::now();
+    let out = converse(n1.smtp_ports.smtp, "127.0.0.21", "sender@remote.example", &["alice@example.com"]);
+    assert!(out.contains("RCPT 250") && out.contains("DATA 250"), "passed triplet refused without quorum: {out}");
+    let out = converse(n1.smtp_ports.smtp, "127.0.0.23", "new@remote.example", &["alice@example.com"]);
+    assert!(out.contains("RCPT 451 4.7.1"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(3), "inbound waited for a commit: {:?}", started.elapsed());
 }
