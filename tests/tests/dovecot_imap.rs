@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn id(flag: &str) -> String {
@@ -78,21 +78,10 @@ fn start_dovecot(
     );
     let conf_path = dir.join("dovecot.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new("dovecot")
-        .arg("-F")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dovecot (scripts/test installs dovecot-imapd)");
-    let up = wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    assert!(
-        up.is_some(),
-        "dovecot did not listen: {}",
-        std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
-    );
-    Daemon(child)
+    let mut command = Command::new("dovecot");
+    command.arg("-F").arg("-c").arg(&conf_path);
+    Daemon::start(&mut command, port, "dovecot (scripts/test installs dovecot-imapd)")
+        .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()))
 }
 
 #[test]

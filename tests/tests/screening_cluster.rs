@@ -10,42 +10,6 @@ use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// One SMTP conversation from `source`: the greeting, then (if it was 220)
-/// EHLO, MAIL FROM `sender`, a RCPT per recipient, DATA if any was accepted.
-/// Prints one line per reply: `GREETING 220 ...`, `RCPT 451 ...`, `DATA 250 ...`.
-fn converse(port: u16, source: &str, sender: &str, rcpts: &[&str]) -> String {
-    let rcpts: Vec<String> = rcpts.iter().map(|r| format!("{r:?}")).collect();
-    let script = format!(
-        r#"
-import smtplib
-s = smtplib.SMTP(timeout=10, source_address=("{source}", 0))
-code, text = s.connect("127.0.0.1", {port})
-print("GREETING", code, text.decode())
-if code == 220:
-    s.ehlo("client.example.org")
-    s.mail("{sender}")
-    ok = 0
-    for r in [{rcpts}]:
-        code, text = s.rcpt(r)
-        print("RCPT", code, text.decode())
-        ok += code == 250
-    if ok:
-        code, text = s.data(b"Subject: screening\r\n\r\nhello\r\n")
-        print("DATA", code, text.decode())
-    s.quit()
-"#,
-        rcpts = rcpts.join(", ")
-    );
-    let out = python(&script);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success() || stdout.starts_with("GREETING"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() && !stdout.contains("GREETING 220") {
-        return stdout;
-    }
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
-
 fn set(n: &Node, key: &str, value: &str) {
     n.ok(&["config", "set", key, value]);
 }

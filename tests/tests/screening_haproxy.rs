@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn haproxy(root: &std::path::Path, port: u16, backends: &[u16]) -> Daemon {
@@ -22,37 +22,9 @@ fn haproxy(root: &std::path::Path, port: u16, backends: &[u16]) -> Daemon {
     );
     let path = root.join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy (scripts/test installs it)");
-    let daemon = Daemon(child);
-    let up = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    assert!(up.is_some(), "haproxy did not listen on {port}");
-    daemon
-}
-
-/// Sends one message from `source` through `port`; prints the greeting and the outcome.
-fn send_from(port: u16, source: &str, subject: &str) -> String {
-    let script = format!(
-        r#"
-import smtplib
-s = smtplib.SMTP(timeout=10, source_address=("{source}", 0))
-code, text = s.connect("127.0.0.1", {port})
-print("GREETING", code, text.decode())
-if code == 220:
-    print("SENT", s.sendmail("x@remote.example", ["alice@example.com"], b"Subject: {subject}\r\n\r\nhi\r\n"))
-    s.quit()
-"#
-    );
-    let out = python(&script);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(stdout.starts_with("GREETING"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    let mut command = Command::new("haproxy");
+    command.arg("-db").arg("-f").arg(&path);
+    Daemon::start(&mut command, port, "haproxy (scripts/test installs it)").unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -72,12 +44,12 @@ fn haproxy_send_proxy_v2_shows_the_real_client() {
 
     // Round robin: two tries each reach both nodes.
     for _ in 0..2 {
-        let out = send_from(lb_port, "127.0.0.66", "blocked");
+        let out = converse(lb_port, "127.0.0.66", "x@remote.example", &["alice@example.com"]);
         assert!(out.contains("GREETING 554") && out.contains("[127.0.0.66]"), "{out}");
     }
-    for i in 0..2 {
-        let out = send_from(lb_port, "127.0.0.67", &format!("clean {i}"));
-        assert!(out.contains("GREETING 220") && out.contains("SENT {}"), "{out}");
+    for _ in 0..2 {
+        let out = converse(lb_port, "127.0.0.67", "x@remote.example", &["alice@example.com"]);
+        assert!(out.contains("GREETING 220") && out.contains("DATA 250"), "{out}");
     }
     for n in [n1, n2] {
         assert!(n.log_text().contains("client=127.0.0.66"), "{} never saw the real client", n.name);

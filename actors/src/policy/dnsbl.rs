@@ -120,7 +120,8 @@ mod tests {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let qs = [q("one.example", 1, None), q("two.example", 2, Some(("127.0.0.2", "127.0.0.11")))];
         // (answers for one, for two, threshold, refused?, score)
-        let table: &[(&[&str], &[&str], u32, bool, u32)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], u32, bool, u32);
+        let table: &[Case] = &[
             (&[], &[], 2, false, 0),
             (&["127.0.0.2"], &[], 2, false, 1),            // below the threshold
             (&[], &["127.0.0.4"], 2, true, 2),             // at the threshold

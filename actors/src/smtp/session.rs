@@ -541,7 +541,7 @@ impl Session {
         if max > 0 && self.junk > max {
             return self.close_with(Reply::new(421, "4.7.0", "Too many junk commands; closing connection"));
         }
-        if max > 0 && self.junk % 10 == 0 {
+        if max > 0 && self.junk.is_multiple_of(10) {
             self.waiting = Waiting::Pause;
             self.paused_reply = Some(reply);
             return self.actions.push_back(Action::Pause { ms: 1000 });

@@ -312,20 +312,64 @@ impl Drop for Daemon {
     }
 }
 
+impl Daemon {
+    /// Starts `command` (output discarded) and waits until it accepts TCP on
+    /// 127.0.0.1:`port`; `what` names it (and its package) in failures.
+    pub fn start(command: &mut Command, port: u16, what: &str) -> Result<Daemon, String> {
+        let child =
+            command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let daemon = Daemon(child);
+        let up = wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        match up {
+            Some(_) => Ok(daemon),
+            None => Err(format!("{what} did not listen on port {port}")),
+        }
+    }
+}
+
 /// dnsmasq on 127.0.0.1:`port` serving only the records given as dnsmasq
 /// options (`--mx-host=...`, `--host-record=...`, `--txt-record=...`).
 pub fn dns_server(port: u16, records: &[String]) -> Daemon {
-    let child = Command::new("dnsmasq")
+    let mut command = Command::new("dnsmasq");
+    command
         .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
         .args(["--listen-address=127.0.0.1", "--user=root", "--pid-file=", "--log-facility=-"])
         .arg(format!("--port={port}"))
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (scripts/test installs dnsmasq-base)");
-    let daemon = Daemon(child);
-    let ready = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    assert!(ready.is_some(), "dnsmasq did not start on port {port}");
-    daemon
+        .args(records);
+    Daemon::start(&mut command, port, "dnsmasq (scripts/test installs dnsmasq-base)").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One SMTP conversation from the client address `source` to 127.0.0.1:`port`:
+/// the greeting, then (if it was 220) EHLO, MAIL FROM `sender`, a RCPT per
+/// recipient, and DATA if any was accepted. One line per reply:
+/// `GREETING 220 ...`, `RCPT 451 ...`, `DATA 250 ...`.
+pub fn converse(port: u16, source: &str, sender: &str, rcpts: &[&str]) -> String {
+    let rcpts: Vec<String> = rcpts.iter().map(|r| format!("{r:?}")).collect();
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP(timeout=10, source_address=("{source}", 0))
+code, text = s.connect("127.0.0.1", {port})
+print("GREETING", code, text.decode())
+if code == 220:
+    s.ehlo("client.example.org")
+    s.mail("{sender}")
+    ok = 0
+    for r in [{rcpts}]:
+        code, text = s.rcpt(r)
+        print("RCPT", code, text.decode())
+        ok += code == 250
+    if ok:
+        code, text = s.data(b"Subject: screening\r\n\r\nhello\r\n")
+        print("DATA", code, text.decode())
+    s.quit()
+"#,
+        rcpts = rcpts.join(", ")
+    );
+    let out = python(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A refused greeting closes the connection, which smtplib may report as an error.
+    let refused_at_greeting = stdout.starts_with("GREETING") && !stdout.contains("GREETING 220");
+    assert!(out.status.success() || refused_at_greeting, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
 }
