@@ -10,6 +10,7 @@
 //! Policies read cluster state through `consensus`'s read handle; this crate
 //! knows nothing of how Raft replicates it.
 
+pub mod auth;
 pub mod delivery;
 pub mod listener;
 pub mod login;

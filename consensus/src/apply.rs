@@ -10,12 +10,13 @@ use std::net::IpAddr;
 use crate::address::{DomainName, MailAddress};
 use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 use crate::state::counters::DAY_MS;
+use crate::state::dkim::valid_selector;
 use crate::state::rules::AddRuleError;
 use crate::state::{
     Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, Settings,
     User, CONFIG_DOCUMENT_VERSION,
 };
-use crate::state::{BlockedIp, GreylistClient, GreylistTriplet, ListRule, RuleSets, UnknownRecipients};
+use crate::state::{BlockedIp, DkimKey, GreylistClient, GreylistTriplet, ListRule, RuleSets, UnknownRecipients};
 
 type Applied = Result<Outcome, ApplyError>;
 
@@ -93,6 +94,29 @@ impl ClusterState {
                 self.directory.aliases.remove(&key).map(|_| Outcome::Done).ok_or(ApplyError::UnknownAlias(key))
             }
             ImportConfig { document } => self.import(document),
+            AddDkimKey { domain, selector, key } => self.add_dkim_key(domain, selector, key),
+            ActivateDkimKey { domain, selector } => {
+                let domain = self::domain("domain", domain)?;
+                let keys = self.dkim.domains.get_mut(&domain);
+                let Some(keys) = keys.filter(|k| k.contains_key(selector)) else {
+                    return Err(ApplyError::UnknownSelector { domain, selector: selector.clone() });
+                };
+                for (s, k) in keys.iter_mut() {
+                    k.active = s == selector;
+                }
+                Ok(Outcome::Done)
+            }
+            RemoveDkimKey { domain, selector } => {
+                let domain = self::domain("domain", domain)?;
+                let removed = self.dkim.domains.get_mut(&domain).and_then(|k| k.remove(selector));
+                if removed.is_none() {
+                    return Err(ApplyError::UnknownSelector { domain, selector: selector.clone() });
+                }
+                if self.dkim.domains.get(&domain).is_some_and(|k| k.is_empty()) {
+                    self.dkim.domains.remove(&domain);
+                }
+                Ok(Outcome::Done)
+            }
             RecordGreylistAttempt { triplet, delay_ms, retry_window_ms, pass_ttl_ms } => {
                 self.greylist_attempt(triplet, *delay_ms, *retry_window_ms, *pass_ttl_ms, at_ms)
             }
@@ -145,6 +169,30 @@ impl ClusterState {
         }
     }
 
+    fn add_dkim_key(&mut self, domain: &str, selector: &str, key: &DkimKey) -> Applied {
+        let domain = self::domain("domain", domain)?;
+        if !self.directory.domains.contains_key(&domain) {
+            return Err(ApplyError::UnknownDomain(domain));
+        }
+        if !valid_selector(selector) {
+            return Err(ApplyError::BadSelector(selector.to_string()));
+        }
+        let b64 = |text: &str| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text).is_ok();
+        if !b64(&key.private_key) || !b64(&key.public_key) || key.public_key.is_empty() {
+            return Err(ApplyError::BadDkimKey("private_key and public_key must be base64".into()));
+        }
+        let keys = self.dkim.domains.entry(domain.clone()).or_default();
+        if keys.contains_key(selector) {
+            return Err(ApplyError::SelectorExists { domain, selector: selector.to_string() });
+        }
+        let first = keys.is_empty();
+        if key.active {
+            keys.values_mut().for_each(|k| k.active = false);
+        }
+        keys.insert(selector.to_string(), DkimKey { active: key.active || first, ..key.clone() });
+        Ok(Outcome::Done)
+    }
+
     fn add_domain(&mut self, name: &str, at_ms: u64) -> Applied {
         let name = domain("name", name)?;
         if self.directory.is_local_domain(&name) {
@@ -163,6 +211,7 @@ impl ClusterState {
             return Err(ApplyError::DomainInUse(name));
         }
         self.directory.domains.remove(&name);
+        self.dkim.domains.remove(&name);
         Ok(Outcome::Done)
     }
 
@@ -278,6 +327,7 @@ impl ClusterState {
         let after_last = staged.rules.lists.keys().next_back().map_or(0, |id| id + 1);
         staged.rules.next_rule_id = document.rules.next_rule_id.max(after_last);
         staged.rules.version = self.rules.version + 1;
+        staged.dkim = document.dkim.clone();
         staged.commands_applied = self.commands_applied;
         *self = staged;
         Ok(Outcome::Done)

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::{ConfigDocument, ListRule, UserOverrides};
+use crate::state::{ConfigDocument, DkimKey, ListRule, UserOverrides};
 
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +95,23 @@ pub enum Command {
     ImportRules {
         rules: Vec<ListRule>,
         replace: bool,
+    },
+
+    /// Adds a DKIM key for a local domain. The first key of a domain (or one
+    /// added with `activate`) becomes the active one.
+    AddDkimKey {
+        domain: String,
+        selector: String,
+        key: DkimKey,
+    },
+    /// Makes this selector the domain's signing key.
+    ActivateDkimKey {
+        domain: String,
+        selector: String,
+    },
+    RemoveDkimKey {
+        domain: String,
+        selector: String,
     },
 
     /// Replaces settings, directory and rules with the document's, all or nothing.
@@ -266,6 +283,14 @@ pub enum ApplyError {
     RuleExists(u64),
     #[error("id: no rule {0}")]
     UnknownRule(u64),
+    #[error("selector: {0:?} is not a DNS label (letters, digits, hyphens; dots between labels)")]
+    BadSelector(String),
+    #[error("selector: {domain} already has a key with selector {selector}")]
+    SelectorExists { domain: String, selector: String },
+    #[error("selector: {domain} has no key with selector {selector}")]
+    UnknownSelector { domain: String, selector: String },
+    #[error("key: {0}")]
+    BadDkimKey(String),
 }
 
 impl ApplyError {
@@ -292,6 +317,8 @@ impl ApplyError {
             BadRule { field, .. } => field.clone(),
             RuleExists(_) => "value".into(),
             UnknownRule(_) => "id".into(),
+            BadSelector(_) | SelectorExists { .. } | UnknownSelector { .. } => "selector".into(),
+            BadDkimKey(_) => "key".into(),
         }
     }
 
@@ -308,6 +335,7 @@ impl ApplyError {
                 | UnknownNode(_)
                 | UnknownRule(_)
                 | UnknownTriplet(_)
+                | UnknownSelector { .. }
         )
     }
 
@@ -319,6 +347,7 @@ impl ApplyError {
                 | ApplyError::AddressInUse(_)
                 | ApplyError::DomainInUse(_)
                 | ApplyError::RuleExists(_)
+                | ApplyError::SelectorExists { .. }
         )
     }
 }

@@ -39,6 +39,8 @@ mod tests {
     fn header_shape() {
         let message = InboundMessage {
             skip: Default::default(),
+            junk: false,
+            spam_score: 0,
             peer: PeerInfo { ip: "192.0.2.9".parse().unwrap(), port: 1 },
             helo: "client.example.org".into(),
             esmtp: true,

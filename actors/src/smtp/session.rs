@@ -147,6 +147,10 @@ pub struct InboundMessage {
     /// Checks this message skips (whitelist matches, trusted network); set
     /// by the shell, read by the authentication, content and spam stages.
     pub skip: crate::policy::lists::SkipChecks,
+    /// Deliver to the recipients' Junk folder (DKIM failure, DMARC quarantine).
+    pub junk: bool,
+    /// Spam score added by the checks so far (SPF softfail/fail), for the spam stage.
+    pub spam_score: i32,
 }
 
 #[derive(Debug)]
@@ -745,6 +749,8 @@ impl Session {
             tls: self.tls_active,
             received_ms: now_ms,
             skip: Default::default(),
+            junk: false,
+            spam_score: 0,
         };
         self.waiting = Waiting::Stored;
         self.actions.push_back(Action::Store(Box::new(message)));

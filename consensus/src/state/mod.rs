@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod directory;
+pub mod dkim;
 pub mod rule_index;
 pub mod rules;
 pub mod settings;
@@ -18,6 +19,7 @@ pub use counters::{
     BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnknownRecipients,
 };
 pub use directory::{Alias, Directory, Domain, Group, User, UserOverrides};
+pub use dkim::{DkimAlgorithm, DkimKey, DkimKeys};
 pub use rule_index::RuleIndex;
 pub use rules::{ListName, ListRule, RuleAction, RuleKind, RuleSets};
 pub use settings::{SettingSpec, Settings, SETTING_SPECS};
@@ -60,6 +62,9 @@ pub struct ClusterState {
     pub settings: Settings,
     pub directory: Directory,
     pub rules: RuleSets,
+    /// DKIM signing keys by domain and selector.
+    #[serde(default)]
+    pub dkim: DkimKeys,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and
@@ -77,6 +82,9 @@ pub struct ConfigDocument {
     pub settings: Settings,
     pub directory: Directory,
     pub rules: RuleSets,
+    /// DKIM keys, private halves included: an export restores signing.
+    #[serde(default)]
+    pub dkim: DkimKeys,
 }
 
 pub const CONFIG_DOCUMENT_VERSION: u32 = 1;
@@ -89,6 +97,7 @@ impl ClusterState {
             directory: self.directory.clone(),
             // The version is this node's change counter, not configuration.
             rules: RuleSets { version: 0, ..self.rules.clone() },
+            dkim: self.dkim.clone(),
         }
     }
 }

@@ -273,6 +273,72 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "true",
         doc: "A blocked IP is refused on every listener; when false, only on the MX listener (port 25), so its users can still log in on the submission ports.",
     },
+    SettingSpec {
+        key: "spf.verify",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Check SPF (RFC 7208) for mail from clients that are neither authenticated nor trusted: MAIL FROM, or HELO for the null sender.",
+    },
+    SettingSpec {
+        key: "spf.reject_fail",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Refuse an SPF fail with 550 5.7.23 at RCPT; when false, a fail adds spf.fail_score to the spam score.",
+    },
+    SettingSpec {
+        key: "spf.reject_softfail",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse an SPF softfail with 550 5.7.23 too (MailPlus: reject SPF softfail); otherwise it adds spf.softfail_score.",
+    },
+    SettingSpec {
+        key: "spf.fail_score",
+        kind: SettingKind::Integer { min: 0, max: 100 },
+        default: "5",
+        doc: "Spam score an SPF fail adds when it is not refused.",
+    },
+    SettingSpec {
+        key: "spf.softfail_score",
+        kind: SettingKind::Integer { min: 0, max: 100 },
+        default: "2",
+        doc: "Spam score an SPF softfail adds when it is not refused.",
+    },
+    SettingSpec {
+        key: "dkim.verify",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Verify DKIM signatures (RFC 6376) of inbound mail.",
+    },
+    SettingSpec {
+        key: "dkim.min_key_bits",
+        kind: SettingKind::Integer { min: 512, max: 4096 },
+        default: "1024",
+        doc: "Signatures made with shorter RSA keys count as failed (RFC 8301 sets 1024).",
+    },
+    SettingSpec {
+        key: "dkim.fail_to_junk",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "A message whose DKIM signatures all fail goes to the recipients' Junk folder with a warning header.",
+    },
+    SettingSpec {
+        key: "dkim.sign_networks",
+        kind: SettingKind::Networks,
+        default: "",
+        doc: "Hosts and subnets whose mail is DKIM-signed although they do not log in (MailPlus DKIM whitelist); they must also be in smtp.trusted_networks to relay.",
+    },
+    SettingSpec {
+        key: "dmarc.verify",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Apply the DMARC policy (RFC 7489) of the From domain: reject gives 550 5.7.1, quarantine the Junk folder.",
+    },
+    SettingSpec {
+        key: "arc.trusted_sealers",
+        kind: SettingKind::Text { bytes_max: 1000 },
+        default: "",
+        doc: "Comma-separated domains whose valid ARC seal (RFC 8617) overrides a DMARC failure, for mailing lists and forwarders you trust.",
+    },
 ];
 
 /// A settings value after validation.
