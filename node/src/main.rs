@@ -38,6 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("initialised cluster {cluster_id} in {}", config.data_dir.display());
             Ok(())
         }
+        Command::Dmarc(cli::args::DmarcCmd::Record { domain, policy, rua, pct }) => {
+            cli::dmarc::print_record(&domain, &policy, rua.as_deref(), pct, cli.json)
+        }
         other => cli::run_admin_command(&other, &config, cli.json),
     }
 }

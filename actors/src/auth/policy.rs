@@ -185,10 +185,15 @@ pub fn message_decision(f: &MessageFindings, skip: &SkipChecks, s: &AuthSettings
     let dkim_checked = s.dkim_verify && !skip.dkim;
     let dkim = effective_dkim(&f.dkim, s.dkim_min_key_bits);
     let any_pass = dkim.iter().any(|d| d.result == DkimStatus::Pass);
-    let failed: Vec<&str> = dkim
+    let failed: Vec<String> = dkim
         .iter()
         .filter(|d| matches!(d.result, DkimStatus::Fail | DkimStatus::PermError))
-        .map(|d| d.domain.as_str())
+        .map(|d| match d.key_bits {
+            Some(bits) if bits < s.dkim_min_key_bits => {
+                format!("{} (a {bits}-bit key, under the minimum of {})", d.domain, s.dkim_min_key_bits)
+            }
+            _ => d.domain.clone(),
+        })
         .collect();
     if dkim_checked && !any_pass && !failed.is_empty() {
         warnings.push(format!("DKIM signature verification failed for {}", failed.join(", ")));
@@ -303,7 +308,8 @@ mod tests {
         let none = ArcFinding::default();
         let unsigned = vec![];
         // (dkim, dmarc, arc, roll, expected)
-        let table: Vec<(&Vec<DkimFinding>, Option<DmarcFinding>, &ArcFinding, u8, Want)> = vec![
+        type Case<'a> = (&'a Vec<DkimFinding>, Option<DmarcFinding>, &'a ArcFinding, u8, Want);
+        let table: Vec<Case> = vec![
             (&pass, dmarc(P::Reject, true, 100), &none, 0, Want::Inbox),
             (&unsigned, None, &none, 0, Want::Inbox),
             (&fail, None, &none, 0, Want::Junk),

@@ -39,11 +39,13 @@ fn tag(queue_id: &str, index: usize) -> String {
     format!("G{queue_id}_{index}")
 }
 
-/// True if this queue id and recipient index already has a file in `new/` or `cur/`.
+/// True if this queue id and recipient index already has a file in `new/`
+/// or `cur/`, of the inbox or of the Junk folder.
 pub fn already_delivered(dir: &Path, queue_id: &str, index: usize) -> io::Result<bool> {
     let needle = format!(".{}.", tag(queue_id, index));
-    for sub in ["new", "cur"] {
-        let entries = match fs::read_dir(dir.join(sub)) {
+    let junk = dir.join(".Junk");
+    for sub in [dir.join("new"), dir.join("cur"), junk.join("new"), junk.join("cur")] {
+        let entries = match fs::read_dir(sub) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
@@ -57,17 +59,21 @@ pub fn already_delivered(dir: &Path, queue_id: &str, index: usize) -> io::Result
     Ok(false)
 }
 
-/// Writes one message into `dir/new` (creating the Maildir if needed).
-/// `now_s` and `hostname` make the name unique in the maildir(5) way.
+/// Writes one message into `dir/new`, or `dir/.Junk/new` (creating the
+/// Maildir if needed). `now_s` and `hostname` make the name unique in the
+/// maildir(5) way.
 pub fn deliver(
-    dir: &Path,
+    mailbox: &Path,
+    junk: bool,
     queue_id: &str,
     index: usize,
     data: &[u8],
     now_s: u64,
     hostname: &str,
 ) -> io::Result<PathBuf> {
-    ensure_maildir(dir)?;
+    ensure_maildir(mailbox)?;
+    let junk_dir = mailbox.join(".Junk");
+    let dir = if junk { junk_dir.as_path() } else { mailbox };
     let host = hostname.replace(['/', ':'], "_");
     let name = format!("{now_s}.{}.{host},S={}", tag(queue_id, index), data.len());
     let tmp = dir.join("tmp").join(&name);
@@ -91,7 +97,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = mailbox_dir(root.path(), "alice@example.com").unwrap();
         assert!(!already_delivered(&dir, "Q1", 0).unwrap());
-        let path = deliver(&dir, "Q1", 0, b"Subject: x\r\n\r\nhi\r\n", 1_700_000_000, "mx.example.com").unwrap();
+        let path = deliver(&dir, false, "Q1", 0, b"Subject: x\r\n\r\nhi\r\n", 1_700_000_000, "mx.example.com").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
         assert!(path.starts_with(dir.join("new")));
         assert!(dir.join(".Junk/new").is_dir());
@@ -99,6 +105,9 @@ mod tests {
         assert!(already_delivered(&dir, "Q1", 0).unwrap());
         assert!(!already_delivered(&dir, "Q1", 1).unwrap());
         assert!(!already_delivered(&dir, "Q", 0).unwrap(), "ids must not match by prefix");
+        let junk = deliver(&dir, true, "Q1", 1, b"Subject: y\r\n\r\nhi\r\n", 1_700_000_000, "mx.example.com").unwrap();
+        assert!(junk.starts_with(dir.join(".Junk/new")), "{}", junk.display());
+        assert!(already_delivered(&dir, "Q1", 1).unwrap(), "a copy in Junk counts as delivered");
         assert!(mailbox_dir(root.path(), "../x@example.com").is_err());
         assert!(mailbox_dir(root.path(), "a@..").is_err());
     }

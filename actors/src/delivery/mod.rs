@@ -19,6 +19,8 @@ pub struct DeliverLocal {
     pub data: Arc<Vec<u8>>,
     /// After a crash: skip if this copy already reached the Maildir.
     pub recovering: bool,
+    /// Into the Junk folder (`.Junk`, Maildir++ as Dovecot reads it).
+    pub junk: bool,
     pub now_s: u64,
 }
 
@@ -40,7 +42,7 @@ impl Handler<DeliverLocal> for LocalDelivery {
         if msg.recovering && maildir::already_delivered(&dir, &msg.queue_id, msg.index).map_err(|e| e.to_string())? {
             return Ok(());
         }
-        maildir::deliver(&dir, &msg.queue_id, msg.index, &msg.data, msg.now_s, &self.hostname)
+        maildir::deliver(&dir, msg.junk, &msg.queue_id, msg.index, &msg.data, msg.now_s, &self.hostname)
             .map(
                 |path| tracing::info!(queue_id = %msg.queue_id, to = %msg.mailbox, path = %path.display(), "delivered"),
             )

@@ -140,7 +140,11 @@ impl DeliveryQueue {
             .iter()
             .flat_map(|r| r.deliver_to.iter().map(|to| SpooledRecipient::new(&r.address, to)))
             .collect();
-        SpooledMessage::new(queue_id, message.mail_from, recipients, data, message.received_ms)
+        let junk = message.junk;
+        SpooledMessage {
+            junk,
+            ..SpooledMessage::new(queue_id, message.mail_from, recipients, data, message.received_ms)
+        }
     }
 
     fn commit_pending(&mut self, ctx: &mut Context<Self>) {
@@ -233,6 +237,7 @@ impl DeliveryQueue {
                     mailbox: r.deliver_to.clone(),
                     data: data.clone(),
                     recovering: recovering || message.attempts > 0,
+                    junk: message.junk,
                     now_s,
                 };
                 local.push((index, maildir.send(request)));

@@ -92,6 +92,9 @@ pub struct SpooledMessage {
     pub next_attempt_ms: u64,
     /// Put on hold by an operator: no attempts until released.
     pub held: bool,
+    /// Local copies go to the Junk folder (authentication verdict).
+    #[serde(default)]
+    pub junk: bool,
 }
 
 impl SpooledMessage {
@@ -102,7 +105,17 @@ impl SpooledMessage {
         data: Vec<u8>,
         received_ms: u64,
     ) -> Self {
-        Self { queue_id, mail_from, recipients, data, received_ms, attempts: 0, next_attempt_ms: 0, held: false }
+        Self {
+            queue_id,
+            mail_from,
+            recipients,
+            data,
+            received_ms,
+            attempts: 0,
+            next_attempt_ms: 0,
+            held: false,
+            junk: false,
+        }
     }
 
     /// True once no recipient waits for an attempt.
@@ -232,6 +245,7 @@ mod tests {
             attempts: 0,
             next_attempt_ms: 0,
             held: false,
+            junk: false,
         }
     }
 

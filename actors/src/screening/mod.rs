@@ -133,6 +133,8 @@ pub struct Screening {
     counted_transaction: u64,
     /// Checks the current transaction skips, from whitelisted envelopes.
     envelope_skip: SkipChecks,
+    /// The current transaction's SPF result, once a RCPT checked it.
+    transaction_spf: Option<mail_auth::SpfOutput>,
 }
 
 impl Screening {
@@ -202,6 +204,7 @@ impl Screening {
                 counted_open: false,
                 counted_transaction: 0,
                 envelope_skip: SkipChecks::default(),
+                transaction_spf: None,
             };
             // Lists first: a whitelisted client skips the blocks and the limits.
             match check_client(&state.state.rules, &state.rules, peer.ip) {
@@ -348,6 +351,7 @@ impl Screening {
                 Action::CheckRecipient { address, mail_from, authenticated, helo, transaction } => {
                     if transaction != self.counted_transaction {
                         self.envelope_skip = SkipChecks::default();
+                        self.transaction_spf = None;
                     }
                     let first_of_transaction =
                         std::mem::replace(&mut self.counted_transaction, transaction) != transaction;
@@ -359,9 +363,13 @@ impl Screening {
                         authenticated,
                         helo,
                         first_of_transaction,
+                        spf: self.transaction_spf.clone(),
                     };
                     ctx.spawn(recipient::check(request).into_actor(self).map(|outcome, act, ctx| {
                         act.envelope_skip = act.envelope_skip.union(outcome.skip);
+                        if outcome.spf.is_some() {
+                            act.transaction_spf = outcome.spf;
+                        }
                         act.session.recipient_verdict(outcome.verdict, now_ms());
                         act.drain(ctx);
                     }));
@@ -380,10 +388,23 @@ impl Screening {
                     if message.skip != SkipChecks::default() {
                         tracing::debug!(client = %message.peer.ip, skip = ?message.skip.names(), "message skips checks");
                     }
-                    let stored = self.services.queue.send(Enqueue(message));
+                    let auth = crate::auth::AuthContext {
+                        state: self.services.read.load(),
+                        nameservers: self.services.nameservers.clone(),
+                        client: self.client.ip,
+                        own_mail: message.authenticated.is_some() || self.client.trusted,
+                        spf: self.transaction_spf.take(),
+                    };
+                    let queue = self.services.queue.clone();
+                    // Authentication first (it may refuse), then the queue: the 250 waits for both.
+                    let stored = async move {
+                        let message = crate::auth::run(auth, message).await?;
+                        queue
+                            .send(Enqueue(message))
+                            .await
+                            .unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")))
+                    };
                     ctx.spawn(stored.into_actor(self).map(|result, act, ctx| {
-                        let result = result
-                            .unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")));
                         act.session.stored(result, now_ms());
                         act.drain(ctx);
                     }));

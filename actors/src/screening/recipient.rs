@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{lookups, ClientFacts, ScreeningServices};
+use crate::auth::policy::{spf_decision, AuthSettings, SpfDecision};
+use crate::auth::verify::{check_spf as check_spf_lookup, spf_of};
 use crate::policy::connection::blocked;
 use crate::policy::greylist::{self, GreylistDecision, GreylistRequest, GreylistSettings};
 use crate::policy::lists::{check_envelope, EnvelopeListVerdict, SkipChecks};
@@ -16,6 +18,7 @@ use crate::policy::names::{self, DnsExistence};
 use crate::queue::now_ms;
 use crate::recipient::resolve_recipient;
 use crate::smtp::{RecipientVerdict, Reply};
+use mail_auth::SpfOutput;
 
 pub(super) struct RecipientRequest {
     pub services: Arc<ScreeningServices>,
@@ -26,16 +29,16 @@ pub(super) struct RecipientRequest {
     pub helo: String,
     /// The first RCPT of its MAIL transaction: counts one message.
     pub first_of_transaction: bool,
+    /// SPF as an earlier RCPT of this transaction found it.
+    pub spf: Option<SpfOutput>,
 }
 
 pub(super) struct RecipientOutcome {
     pub verdict: RecipientVerdict,
     /// Checks the message skips because of a whitelisted envelope.
     pub skip: SkipChecks,
-}
-
-fn reject(reply: Reply) -> RecipientOutcome {
-    RecipientOutcome { verdict: RecipientVerdict::Reject(reply), skip: SkipChecks::default() }
+    /// The transaction's SPF result, once checked.
+    pub spf: Option<SpfOutput>,
 }
 
 /// DNS lookups at RCPT share the DNSBL timeout: one knob for "how long may
@@ -43,6 +46,17 @@ fn reject(reply: Reply) -> RecipientOutcome {
 const DNS_TIMEOUT_KEY: &str = "dnsbl.timeout_ms";
 
 pub(super) async fn check(r: RecipientRequest) -> RecipientOutcome {
+    let mut spf = r.spf.clone();
+    let mut outcome = decide(&r, &mut spf).await;
+    outcome.spf = spf;
+    outcome
+}
+
+fn reject(reply: Reply) -> RecipientOutcome {
+    RecipientOutcome { verdict: RecipientVerdict::Reject(reply), skip: SkipChecks::default(), spf: None }
+}
+
+async fn decide(r: &RecipientRequest, spf: &mut Option<SpfOutput>) -> RecipientOutcome {
     let state = r.services.read.load();
     let settings = &state.state.settings;
     let now = now_ms();
@@ -68,9 +82,21 @@ pub(super) async fn check(r: RecipientRequest) -> RecipientOutcome {
         if let Some(reply) = blocked(&state.state.counters, ip, now) {
             return reject(reply);
         }
-        if let Err(reply) = helo_and_sender(&r, settings).await {
+        if let Err(reply) = helo_and_sender(r, settings).await {
             tracing::info!(client = %ip, helo = %r.helo, from = %r.mail_from, reply = %reply.text, "refused by HELO/sender policy");
             return reject(reply);
+        }
+        let auth = AuthSettings::from_settings(settings);
+        if auth.spf_verify && !r.client.skip.spf && !skip.spf {
+            if spf.is_none() {
+                *spf = check_spf(r, settings).await;
+            }
+            if let Some(out) = spf.as_ref() {
+                if let SpfDecision::Reject(reply) = spf_decision(spf_of(out.result()), out.domain(), ip, &auth) {
+                    tracing::info!(client = %ip, from = %r.mail_from, to = %r.address, "refused by SPF");
+                    return reject(reply);
+                }
+            }
         }
     }
 
@@ -88,7 +114,7 @@ pub(super) async fn check(r: RecipientRequest) -> RecipientOutcome {
             };
             r.services.propose_in_background(command, ip);
         }
-        return RecipientOutcome { verdict, skip };
+        return RecipientOutcome { verdict, skip, spf: None };
     }
 
     if r.first_of_transaction && !authenticated && !r.client.trusted {
@@ -127,10 +153,26 @@ pub(super) async fn check(r: RecipientRequest) -> RecipientOutcome {
     match verdict {
         RecipientVerdict::Accept { .. } if discard => {
             tracing::info!(client = %ip, from = %r.mail_from, to = %r.address, "recipient discarded by blacklist");
-            RecipientOutcome { verdict: RecipientVerdict::Accept { deliver_to: Vec::new() }, skip }
+            RecipientOutcome { verdict: RecipientVerdict::Accept { deliver_to: Vec::new() }, skip, spf: None }
         }
-        verdict => RecipientOutcome { verdict, skip },
+        verdict => RecipientOutcome { verdict, skip, spf: None },
     }
+}
+
+/// SPF for this transaction; `None` when there is no resolver.
+async fn check_spf(r: &RecipientRequest, settings: &consensus::state::Settings) -> Option<SpfOutput> {
+    let authenticator = match crate::auth::verify::authenticator(&r.services.nameservers) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS resolver: SPF not checked");
+            return None;
+        }
+    };
+    let hostname = settings.get("smtp.hostname").unwrap_or_default();
+    let timeout = Duration::from_millis(settings.get_u64(DNS_TIMEOUT_KEY).max(1));
+    let out = check_spf_lookup(&authenticator, r.client.ip, &r.helo, &r.mail_from, &hostname, timeout).await;
+    tracing::debug!(client = %r.client.ip, from = %r.mail_from, result = ?out.result(), "SPF");
+    Some(out)
 }
 
 /// The HELO and sender rules that are switched on, syntax first, then DNS.

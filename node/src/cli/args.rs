@@ -55,6 +55,12 @@ pub enum Command {
     /// Client IPs blocked on every node (intrusion prevention).
     #[command(subcommand)]
     Blocked(BlockedCmd),
+    /// DKIM signing keys of the local domains (replicated: every node signs).
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+    /// DMARC helpers.
+    #[command(subcommand)]
+    Dmarc(DmarcCmd),
     /// Print the whole configuration (settings, directory, rules) as one JSON document.
     Export {
         /// Write to this file instead of standard output.
@@ -279,4 +285,42 @@ pub enum BlockedCmd {
     },
     /// Lift a block.
     Remove { ip: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCmd {
+    /// Make a key pair for DOMAIN and print the TXT record to publish.
+    Generate {
+        domain: String,
+        /// Default: the first free of gh1, gh2, ...
+        #[arg(long)]
+        selector: Option<String>,
+        #[arg(long, default_value = "rsa-2048", value_parser = ["rsa-2048", "ed25519"])]
+        algorithm: String,
+        /// Sign with the new key at once (the first key of a domain always is active).
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Every key: domain, selector, algorithm, active, and its DNS record.
+    List,
+    /// Sign DOMAIN's mail with SELECTOR from now on (publish its record first).
+    Activate { domain: String, selector: String },
+    /// Delete a key (after rotation; keep its DNS record until mail signed with it has arrived).
+    Remove { domain: String, selector: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DmarcCmd {
+    /// Print a suggested DMARC TXT record for DOMAIN (computed here; nothing is sent).
+    Record {
+        domain: String,
+        #[arg(long, default_value = "none", value_parser = ["none", "quarantine", "reject"])]
+        policy: String,
+        /// Where aggregate reports go (default: mailto:dmarc-reports@DOMAIN).
+        #[arg(long)]
+        rua: Option<String>,
+        /// Share of failing mail the policy applies to.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+        pct: u8,
+    },
 }

@@ -6,8 +6,8 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use super::args::{
-    AliasCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, DomainCmd, GreylistCmd, GroupCmd, PasswordArgs, QueueCmd,
-    RulesCmd, UserCmd,
+    AliasCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, DkimCmd, DomainCmd, GreylistCmd, GroupCmd, PasswordArgs,
+    QueueCmd, RulesCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -134,6 +134,18 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("greylist/authorize", json!({ "triplet": triplet.join(" ") }))
             }
         },
+        Command::Dkim(c) => match c {
+            DkimCmd::Generate { domain, selector, algorithm, activate } => client.post(
+                "dkim",
+                json!({ "domain": domain, "selector": selector, "algorithm": algorithm, "activate": activate }),
+            ),
+            DkimCmd::List => client.get("dkim"),
+            DkimCmd::Activate { domain, selector } => {
+                client.post(&p(&["dkim", domain, selector, "activate"]), json!({}))
+            }
+            DkimCmd::Remove { domain, selector } => client.delete(&p(&["dkim", domain, selector])),
+        },
+        Command::Dmarc(_) => anyhow::bail!("dmarc record runs locally"),
         Command::Blocked(c) => match c {
             BlockedCmd::List => client.get("blocked"),
             BlockedCmd::Add { ip, seconds, reason } => {

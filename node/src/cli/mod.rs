@@ -6,6 +6,7 @@
 pub mod args;
 pub mod client;
 mod commands;
+pub mod dmarc;
 mod print;
 
 pub use commands::run_admin_command;

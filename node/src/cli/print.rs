@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::args::{
-    AliasCmd, BlockedCmd, ClusterCmd, Command, DomainCmd, GreylistCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd,
+    AliasCmd, BlockedCmd, ClusterCmd, Command, DkimCmd, DomainCmd, GreylistCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -116,6 +116,19 @@ pub fn human(command: &Command, reply: &Value) {
                         time_text(t, "expires_ms"),
                     ]
                 })
+                .collect(),
+        ),
+        Command::Dkim(DkimCmd::Generate { .. }) => {
+            let state = if reply["active"].as_bool() == Some(true) { "active" } else { "not active yet" };
+            println!("key {} for {} ({}, {state})", s(reply, "selector"), s(reply, "domain"), s(reply, "algorithm"));
+            println!("publish this TXT record:\n");
+            println!("{} IN TXT {}", s(reply, "record_name"), zone_text(&s(reply, "record")));
+        }
+        Command::Dkim(DkimCmd::List) => table(
+            &["DOMAIN", "SELECTOR", "ALGORITHM", "ACTIVE", "RECORD NAME"],
+            items(reply)
+                .iter()
+                .map(|k| vec![s(k, "domain"), s(k, "selector"), s(k, "algorithm"), s(k, "active"), s(k, "record_name")])
                 .collect(),
         ),
         Command::Blocked(BlockedCmd::List) => table(
@@ -245,4 +258,15 @@ fn utc(ms: u64) -> String {
 /// A `*_ms` field as a date, or "-".
 fn time_text(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_u64).map(utc).unwrap_or_else(|| "-".into())
+}
+
+/// A TXT value as a zone file writes it: quoted strings of at most 255 bytes.
+pub fn zone_text(value: &str) -> String {
+    let chunks: Vec<String> =
+        value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    if chunks.len() == 1 {
+        chunks.concat()
+    } else {
+        format!("( {} )", chunks.join(" "))
+    }
 }
