@@ -7,6 +7,7 @@
 pub mod headers;
 pub mod policy;
 pub mod sign;
+pub mod spf_record;
 pub mod verify;
 
 use consensus::AppliedState;

@@ -49,6 +49,25 @@ pub async fn check_spf(
         SpfParameters::verify_mail_from(ip, helo, hostname, sender)
     };
     let domain = if sender.is_empty() { helo } else { sender.rsplit_once('@').map_or(helo, |(_, d)| d) };
+    // RFC 7208 §4.5/§4.6 checks mail-auth skips; the lookup lands in the
+    // resolver's cache, where mail-auth's own finds it.
+    let fqdn = format!("{}.", domain.trim_end_matches('.'));
+    if let Ok(Ok(lookup)) = tokio::time::timeout(timeout, auth.0.txt_lookup(fqdn.as_str())).await {
+        let txt: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_resolver::proto::rr::RData::TXT(t) => {
+                    Some(t.txt_data.iter().map(|d| String::from_utf8_lossy(d).into_owned()).collect::<String>())
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(why) = super::spf_record::permerror(&txt) {
+            tracing::debug!(%domain, %why, "SPF permerror");
+            return SpfOutput::new(domain.to_string()).with_result(SpfResult::PermError);
+        }
+    }
     match tokio::time::timeout(timeout, auth.verify_spf(params)).await {
         Ok(output) => output,
         Err(_) => SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
