@@ -283,7 +283,10 @@ s.quit()
     debian_python(&script);
     let bob = n.dir.join("data/mail/example.com/bob/new");
     let printed = wait_for(Duration::from_secs(5), || {
-        files_in(&bob).into_iter().map(|f| String::from_utf8_lossy(&f).into_owned()).find(|t| t.contains("from-printer"))
+        files_in(&bob)
+            .into_iter()
+            .map(|f| String::from_utf8_lossy(&f).into_owned())
+            .find(|t| t.contains("from-printer"))
     })
     .expect("delivered");
     assert!(printed.contains("DKIM-Signature:") && printed.contains("s=ed;"), "{printed}");

@@ -1,7 +1,7 @@
 //! DKIM signing of outbound mail with the domain's active replicated key.
 
 use consensus::state::{DkimAlgorithm, DkimKey};
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
@@ -33,26 +33,29 @@ pub fn sign(message: &[u8], domain: &str, selector: &str, key: &DkimKey) -> Resu
         DkimAlgorithm::RsaSha256 => {
             let pk = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)))
                 .map_err(|e| e.to_string())?;
-            DkimSigner::from_key(pk)
-                .domain(domain)
-                .selector(selector)
-                .headers(SIGNED_HEADERS.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
+            sign_with(pk, message, domain, selector)
         }
         DkimAlgorithm::Ed25519Sha256 => {
             let pk = Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?;
-            DkimSigner::from_key(pk)
-                .domain(domain)
-                .selector(selector)
-                .headers(SIGNED_HEADERS.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
+            sign_with(pk, message, domain, selector)
         }
     };
     signature.map(|s| s.to_header()).map_err(|e| e.to_string())
+}
+
+fn sign_with<K: SigningKey>(
+    key: K,
+    message: &[u8],
+    domain: &str,
+    selector: &str,
+) -> mail_auth::Result<mail_auth::dkim::Signature> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(SIGNED_HEADERS.iter().copied())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
 }
 
 /// A new key pair as the state stores it (base64 DER halves).

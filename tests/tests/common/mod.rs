@@ -69,6 +69,8 @@ pub struct Node {
     pub smtp_ports: SmtpPorts,
     log: PathBuf,
     child: Option<Child>,
+    /// The node's empty DNS server, when the test gave it none.
+    _dns: Option<Daemon>,
 }
 
 impl Node {
@@ -86,11 +88,21 @@ impl Node {
         let admin = format!("127.0.0.1:{}", free_port());
         let config = root.join(format!("{name}.toml"));
         let smtp_ports = SmtpPorts { smtp: smtp_port, submission: free_port(), smtps: free_port() };
+        // Tests never ask the machine's resolver: a test that needs records
+        // starts dnsmasq and names it in `extra`; every other node gets its
+        // own dnsmasq that answers NXDOMAIN to everything, at once.
+        let (dns, dns_daemon) = if extra.contains("[dns]") {
+            (String::new(), None)
+        } else {
+            let port = free_port();
+            let daemon = dns_server(port, &["--local=/#/".to_string()]);
+            (format!("[dns]\nnameservers = [\"127.0.0.1:{port}\"]\n"), Some(daemon))
+        };
         let text = format!(
             "data_dir = {:?}\n[admin]\nlisten = {admin:?}\n[log]\nfilter = \"info,openraft=warn\"\n\
              [smtp]\nlisten = \"{smtp_ip}:{}\"\nsubmission_listen = \"127.0.0.1:{}\"\nsmtps_listen = \"127.0.0.1:{}\"\n\
              [cluster]\nraft_listen = {raft:?}\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
-             election_timeout_max_ms = 600\n{extra}\n",
+             election_timeout_max_ms = 600\n{extra}\n{dns}",
             dir.join("data"),
             smtp_ports.smtp,
             smtp_ports.submission,
@@ -98,7 +110,7 @@ impl Node {
         );
         std::fs::write(&config, text).expect("write config");
         let log = root.join(format!("{name}.log"));
-        Self { name: name.into(), dir, config, raft, admin, smtp_ports, log, child: None }
+        Self { name: name.into(), dir, config, raft, admin, smtp_ports, log, child: None, _dns: dns_daemon }
     }
 
     /// Adds a line to the config's `[smtp]` table (before the node starts).
