@@ -129,6 +129,14 @@ fn spf_dkim_dmarc_and_arc_verdicts_and_dkim_signing() {
     n.ok(&["config", "set", "spf.reject_softfail", "true"]);
     let out = send(port, 11, "a@softfail.test", &message("a@softfail.test", "spf-softfail-2"), "");
     assert!(out.contains("RCPT 550 5.7.23"), "{out}");
+    let out = send(port, 11, "a@none.test", &message("a@none.test", "spf-none"), "");
+    assert!(out.contains("DATA 250"), "{out}");
+    assert!(delivered(&n, "spf-none").0.contains("spf=none"));
+    // The whitelist skip matrix: a whitelisted sender skips SPF.
+    n.ok(&["rules", "add", "--list", "white", "--kind", "sender", "a@fail.test"]);
+    let out = send(port, 11, "a@fail.test", &message("a@fail.test", "spf-whitelisted"), "");
+    assert!(out.contains("RCPT 250") && out.contains("DATA 250"), "{out}");
+    assert!(!delivered(&n, "spf-whitelisted").0.contains("spf=fail"));
 
     // DKIM from dkimpy, RSA and Ed25519, with DMARC p=reject passing on alignment.
     let out = send(port, 12, "a@pass.test", &message("a@signed.test", "dkim-rsa"), &rsa);
