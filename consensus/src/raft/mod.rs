@@ -5,6 +5,7 @@ pub mod frame;
 pub mod log_store;
 pub mod network;
 pub mod rpc;
+pub mod runtime;
 pub mod server;
 pub mod state_machine;
 pub mod tls;
@@ -40,7 +41,7 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::SeededTokio,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
