@@ -435,8 +435,12 @@ impl ClusterState {
         recipients_max: u32,
         at_ms: u64,
     ) -> Outcome {
-        let day = at_ms / DAY_MS;
         let entry = self.counters.daily_quota.entry(user.to_string()).or_default();
+        // Proposers' clocks disagree a little. Around midnight a lagging one
+        // would move the day back and reset the count; the day only goes
+        // forward, so a skewed charge counts against the newer day instead.
+        // (The simulator found this: see docs/operations/simulator.md.)
+        let day = (at_ms / DAY_MS).max(entry.day);
         if entry.day != day {
             *entry = DailyQuota { day, messages: 0, recipients: 0 };
         }

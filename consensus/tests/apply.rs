@@ -355,3 +355,24 @@ fn rules_import_merges_or_replaces_all_or_nothing() {
     assert_eq!(s.rules.lists.len(), 1);
     assert!(s.rules.lists.keys().all(|id| *id > 2), "ids are never reused");
 }
+
+#[test]
+fn a_lagging_clock_never_moves_the_quota_day_back() {
+    let mut s = ClusterState::default();
+    let charge = |s: &mut ClusterState, at| {
+        s.apply(
+            &Command::ChargeDailyQuota {
+                user: "u@example.com".into(),
+                recipients: 1,
+                messages_max: 2,
+                recipients_max: 9,
+            },
+            at,
+        )
+    };
+    let midnight = 20_000 * gatehouse_consensus::state::counters::DAY_MS;
+    assert!(matches!(charge(&mut s, midnight + 1_000), Ok(Outcome::QuotaCharged { messages: 1, .. })));
+    // A proposer 3 s behind still sees yesterday: it must not reset today's count.
+    assert!(matches!(charge(&mut s, midnight - 2_000), Ok(Outcome::QuotaCharged { messages: 2, .. })));
+    assert!(matches!(charge(&mut s, midnight - 1_000), Ok(Outcome::QuotaExceeded { .. })));
+}

@@ -1,0 +1,133 @@
+//! A disk with crash semantics for redb: writes land in a volatile image,
+//! `sync_data` makes them durable, and a crash throws away everything not
+//! yet synced. The broken variant skips the sync, which the invariants must
+//! catch.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+struct Images {
+    durable: Vec<u8>,
+    volatile: Vec<u8>,
+    /// Writes since the last sync (offset, bytes), replayed onto `durable` by
+    /// the next sync: cheaper than copying the image at every commit.
+    unsynced: Vec<(usize, Vec<u8>)>,
+    /// Bumped by every crash: backends of an earlier incarnation fail all IO,
+    /// so a node's leftover tasks can never write after its crash.
+    generation: u64,
+}
+
+/// One node's disk; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk {
+    images: Arc<Mutex<Images>>,
+    /// Test-only fault: fsync does nothing, so a crash loses acknowledged writes.
+    skip_fsync: bool,
+}
+
+fn lock(images: &Mutex<Images>) -> std::sync::MutexGuard<'_, Images> {
+    images.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimDisk {
+    pub fn new(skip_fsync: bool) -> Self {
+        Self { images: Default::default(), skip_fsync }
+    }
+
+    /// The power goes: unsynced writes are lost, and the running
+    /// incarnation's backends fail from now on.
+    pub fn crash(&self) {
+        let mut i = lock(&self.images);
+        i.volatile = i.durable.clone();
+        i.unsynced.clear();
+        i.generation += 1;
+    }
+
+    /// A backend for one redb database on this disk, for the current incarnation.
+    pub fn backend(&self) -> SimBackend {
+        let generation = lock(&self.images).generation;
+        SimBackend { disk: self.clone(), generation }
+    }
+
+    /// Bytes on the disk (durable image), for the timeline.
+    pub fn durable_len(&self) -> usize {
+        lock(&self.images).durable.len()
+    }
+}
+
+#[derive(Debug)]
+pub struct SimBackend {
+    disk: SimDisk,
+    generation: u64,
+}
+
+fn down() -> io::Error {
+    io::Error::other("simulated disk is down (node crashed)")
+}
+
+impl redb::StorageBackend for SimBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        let i = lock(&self.disk.images);
+        if i.generation != self.generation {
+            return Err(down());
+        }
+        Ok(i.volatile.len() as u64)
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, io::Error> {
+        let i = lock(&self.disk.images);
+        if i.generation != self.generation {
+            return Err(down());
+        }
+        let start = offset as usize;
+        let end = start.checked_add(len).filter(|e| *e <= i.volatile.len());
+        match end {
+            Some(end) => Ok(i.volatile[start..end].to_vec()),
+            None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end")),
+        }
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        let mut i = lock(&self.disk.images);
+        if i.generation != self.generation {
+            return Err(down());
+        }
+        i.volatile.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), io::Error> {
+        let mut i = lock(&self.disk.images);
+        if i.generation != self.generation {
+            return Err(down());
+        }
+        if self.disk.skip_fsync {
+            return Ok(());
+        }
+        let len = i.volatile.len();
+        let writes = std::mem::take(&mut i.unsynced);
+        i.durable.resize(len, 0);
+        for (offset, bytes) in writes {
+            let end = (offset + bytes.len()).min(len);
+            if offset < end {
+                i.durable[offset..end].copy_from_slice(&bytes[..end - offset]);
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        let mut i = lock(&self.disk.images);
+        if i.generation != self.generation {
+            return Err(down());
+        }
+        let end = offset as usize + data.len();
+        if i.volatile.len() < end {
+            i.volatile.resize(end, 0);
+        }
+        i.volatile[offset as usize..end].copy_from_slice(data);
+        i.unsynced.push((offset as usize, data.to_vec()));
+        Ok(())
+    }
+}
