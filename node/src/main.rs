@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod mail;
 mod serve;
+mod simulate;
 mod smtp_tls;
 
 use clap::Parser;
@@ -37,6 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cluster_id = runtime(&config, serve::init_only(config.clone()))?;
             println!("initialised cluster {cluster_id} in {}", config.data_dir.display());
             Ok(())
+        }
+        Command::Simulate { seed, seeds, nodes, faults, steps } => {
+            simulate::run(seed, seeds.as_deref(), nodes as usize, &faults, steps, cli.json)
         }
         Command::Dmarc(cli::args::DmarcCmd::Record { domain, policy, rua, pct }) => {
             cli::dmarc::print_record(&domain, &policy, rua.as_deref(), pct, cli.json)

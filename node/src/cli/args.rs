@@ -61,6 +61,24 @@ pub enum Command {
     /// DMARC helpers.
     #[command(subcommand)]
     Dmarc(DmarcCmd),
+    /// Rehearse failures on a simulated cluster (deterministic: a seed replays exactly).
+    Simulate {
+        /// The run to replay or explore.
+        #[arg(long, default_value_t = 1, conflicts_with = "seeds")]
+        seed: u64,
+        /// A sweep instead of one run: `A..B` (B excluded). Prints one line per failing seed.
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Cluster size, 3 to 7.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=7))]
+        nodes: u64,
+        /// Faults to inject: crash, partition, loss, skew, all, none (comma-separated).
+        #[arg(long, default_value = "crash,partition,loss")]
+        faults: String,
+        /// Steps of 50 ms of virtual time before the faults stop.
+        #[arg(long, default_value_t = 200)]
+        steps: u32,
+    },
     /// Print the whole configuration (settings, directory, rules) as one JSON document.
     Export {
         /// Write to this file instead of standard output.

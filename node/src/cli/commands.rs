@@ -146,6 +146,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             DkimCmd::Remove { domain, selector } => client.delete(&p(&["dkim", domain, selector])),
         },
         Command::Dmarc(_) => anyhow::bail!("dmarc record runs locally"),
+        Command::Simulate { .. } => anyhow::bail!("simulate runs locally"),
         Command::Blocked(c) => match c {
             BlockedCmd::List => client.get("blocked"),
             BlockedCmd::Add { ip, seconds, reason } => {
