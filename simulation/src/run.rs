@@ -360,9 +360,30 @@ impl Sim {
                 return Some(self.now_ms() - began);
             }
             if self.now_ms() - began > CONVERGENCE_BOUND_MS {
+                let detail: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| match &n.raft {
+                        None => format!("node {}: down", n.id),
+                        Some(r) => {
+                            let m = r.metrics().borrow().clone();
+                            format!(
+                                "node {}: {:?} term {} applied {:?} last log {:?} snapshot {:?} purged {:?}{}",
+                                n.id,
+                                m.state,
+                                m.current_term,
+                                m.last_applied.map(|l| l.index),
+                                m.last_log_index,
+                                m.snapshot.map(|l| l.index),
+                                m.purged.map(|l| l.index),
+                                m.running_state.as_ref().err().map(|e| format!(" STOPPED: {e}")).unwrap_or_default()
+                            )
+                        }
+                    })
+                    .collect();
                 self.violations.push(format!(
-                    "no convergence within {CONVERGENCE_BOUND_MS} ms after the faults stopped: {:?}",
-                    views.iter().map(|v| v.0).collect::<Vec<_>>()
+                    "no convergence within {CONVERGENCE_BOUND_MS} ms after the faults stopped: {}",
+                    detail.join("; ")
                 ));
                 return None;
             }

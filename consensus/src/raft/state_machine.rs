@@ -10,7 +10,7 @@
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta as RaftSnapshotMeta};
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,14 +113,31 @@ impl StateMachineStore {
     }
 }
 
-/// Makes `stored` the current snapshot, durably (the commit fsyncs).
+/// Makes `stored` the current snapshot, durably (the commit fsyncs) —
+/// unless the stored one is newer. Building runs beside the state machine:
+/// a snapshot built from index 20 can finish after one of index 40 was
+/// installed from the leader, and openraft may by then have purged the logs
+/// up to 40; letting the older one win would leave a restart with a gap
+/// between snapshot and log.
 fn write_snapshot(db: &Database, stored: &StoredSnapshot) -> Result<(), StorageError> {
     let bytes = encode(stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let txn = db.begin_write().map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    txn.open_table(SNAPSHOT)
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?
-        .insert(KEY_CURRENT, bytes.as_slice())
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    {
+        let mut table = txn.open_table(SNAPSHOT).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let current = table.get(KEY_CURRENT).map_err(|e| snap_err(ErrorVerb::Read, e))?.map(|v| v.value().to_vec());
+        let newer_stored = match current {
+            Some(v) => {
+                let existing: StoredSnapshot = decode(&v).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                existing.meta.last_log_id > stored.meta.last_log_id
+            }
+            None => false,
+        };
+        if newer_stored {
+            tracing::debug!(snapshot = %stored.meta.snapshot_id, "older snapshot not stored over a newer one");
+        } else {
+            table.insert(KEY_CURRENT, bytes.as_slice()).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        }
+    }
     txn.commit().map_err(|e| snap_err(ErrorVerb::Write, e))
 }
 
