@@ -128,23 +128,28 @@ fn remote<T, E: std::error::Error>(to: NodeId, r: Result<T, RaftError<NodeId, E>
     r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(to, e)))
 }
 
+impl SimClient {
+    /// One RPC over the simulated network: the target's answer, or unreachable.
+    async fn rpc<Req, T, E, Fut>(&self, rpc: Req, ttl: Duration, call: impl Fn(Raft, Req) -> Fut) -> RpcResult<T, E>
+    where
+        Req: Clone,
+        E: std::error::Error,
+        Fut: std::future::Future<Output = Result<T, RaftError<NodeId, E>>>,
+    {
+        match self.net.carry(self.from, self.to, ttl, |r| call(r, rpc.clone())).await {
+            Some(answer) => remote(self.to, answer),
+            None => Err(unreachable(self.from, self.to)),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for SimClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        let answer = self
-            .net
-            .carry(self.from, self.to, option.hard_ttl(), |r| {
-                let rpc = rpc.clone();
-                async move { r.append_entries(rpc).await }
-            })
-            .await;
-        match answer {
-            Some(r) => remote(self.to, r),
-            None => Err(unreachable(self.from, self.to)),
-        }
+        self.rpc(rpc, option.hard_ttl(), |r, rpc| async move { r.append_entries(rpc).await }).await
     }
 
     async fn install_snapshot(
@@ -152,30 +157,10 @@ impl RaftNetwork<TypeConfig> for SimClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let answer = self
-            .net
-            .carry(self.from, self.to, option.hard_ttl(), |r| {
-                let rpc = rpc.clone();
-                async move { r.install_snapshot(rpc).await }
-            })
-            .await;
-        match answer {
-            Some(r) => remote(self.to, r),
-            None => Err(unreachable(self.from, self.to)),
-        }
+        self.rpc(rpc, option.hard_ttl(), |r, rpc| async move { r.install_snapshot(rpc).await }).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        let answer = self
-            .net
-            .carry(self.from, self.to, option.hard_ttl(), |r| {
-                let rpc = rpc.clone();
-                async move { r.vote(rpc).await }
-            })
-            .await;
-        match answer {
-            Some(r) => remote(self.to, r),
-            None => Err(unreachable(self.from, self.to)),
-        }
+        self.rpc(rpc, option.hard_ttl(), |r, rpc| async move { r.vote(rpc).await }).await
     }
 }
