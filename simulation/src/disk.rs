@@ -6,13 +6,21 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
+#[derive(Debug)]
+enum Change {
+    Write(usize, Vec<u8>),
+    /// Resizing matters in order: a write, a shrink over it and a regrow
+    /// leave zeros, not the write.
+    SetLen(usize),
+}
+
 #[derive(Debug, Default)]
 struct Images {
     durable: Vec<u8>,
     volatile: Vec<u8>,
-    /// Writes since the last sync (offset, bytes), replayed onto `durable` by
-    /// the next sync: cheaper than copying the image at every commit.
-    unsynced: Vec<(usize, Vec<u8>)>,
+    /// Changes since the last sync, replayed in order onto `durable` by the
+    /// next sync: cheaper than copying the image at every commit.
+    unsynced: Vec<Change>,
     /// Bumped by every crash: backends of an earlier incarnation fail all IO,
     /// so a node's leftover tasks can never write after its crash.
     generation: u64,
@@ -94,6 +102,7 @@ impl redb::StorageBackend for SimBackend {
             return Err(down());
         }
         i.volatile.resize(len as usize, 0);
+        i.unsynced.push(Change::SetLen(len as usize));
         Ok(())
     }
 
@@ -105,15 +114,20 @@ impl redb::StorageBackend for SimBackend {
         if self.disk.skip_fsync {
             return Ok(());
         }
-        let len = i.volatile.len();
-        let writes = std::mem::take(&mut i.unsynced);
-        i.durable.resize(len, 0);
-        for (offset, bytes) in writes {
-            let end = (offset + bytes.len()).min(len);
-            if offset < end {
-                i.durable[offset..end].copy_from_slice(&bytes[..end - offset]);
+        let changes = std::mem::take(&mut i.unsynced);
+        for change in changes {
+            match change {
+                Change::SetLen(len) => i.durable.resize(len, 0),
+                Change::Write(offset, bytes) => {
+                    let end = offset + bytes.len();
+                    if i.durable.len() < end {
+                        i.durable.resize(end, 0);
+                    }
+                    i.durable[offset..end].copy_from_slice(&bytes);
+                }
             }
         }
+        debug_assert!(i.durable == i.volatile, "a sync must make the durable image what was written");
         Ok(())
     }
 
@@ -127,7 +141,7 @@ impl redb::StorageBackend for SimBackend {
             i.volatile.resize(end, 0);
         }
         i.volatile[offset as usize..end].copy_from_slice(data);
-        i.unsynced.push((offset as usize, data.to_vec()));
+        i.unsynced.push(Change::Write(offset as usize, data.to_vec()));
         Ok(())
     }
 }

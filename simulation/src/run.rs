@@ -360,10 +360,12 @@ impl Sim {
                 return Some(self.now_ms() - began);
             }
             if self.now_ms() - began > CONVERGENCE_BOUND_MS {
+                let registered: Vec<NodeId> = self.net.state().nodes.keys().copied().collect();
                 let detail: Vec<String> = self
                     .nodes
                     .iter()
                     .map(|n| match &n.raft {
+                        Some(_) if !registered.contains(&n.id) => format!("node {}: up but off the network", n.id),
                         None => format!("node {}: down", n.id),
                         Some(r) => {
                             let m = r.metrics().borrow().clone();
