@@ -163,17 +163,20 @@ pub enum MessageDecision {
     },
 }
 
-/// DKIM signatures whose key is shorter than the minimum count as failed
-/// (RFC 8301 forbids accepting keys under 1024 bits; MailPlus lets the
-/// operator ask for more).
+/// A passing signature made with a key shorter than the minimum (RFC 8301
+/// forbids accepting keys under 1024 bits; MailPlus lets the operator ask
+/// for more).
+pub fn key_too_short(f: &DkimFinding, min_key_bits: usize) -> bool {
+    f.result == DkimStatus::Pass && f.key_bits.is_some_and(|bits| bits < min_key_bits)
+}
+
+/// The findings as judged: signatures whose key is too short count as failed.
 pub fn effective_dkim(findings: &[DkimFinding], min_key_bits: usize) -> Vec<DkimFinding> {
     findings
         .iter()
-        .map(|f| match (f.result, f.key_bits) {
-            (DkimStatus::Pass, Some(bits)) if bits < min_key_bits => {
-                DkimFinding { result: DkimStatus::Fail, ..f.clone() }
-            }
-            _ => f.clone(),
+        .map(|f| match key_too_short(f, min_key_bits) {
+            true => DkimFinding { result: DkimStatus::Fail, ..f.clone() },
+            false => f.clone(),
         })
         .collect()
 }

@@ -122,38 +122,36 @@ pub async fn check_message(
     } else {
         tokio::time::timeout(timeout, auth.verify_dkim(&message)).await.unwrap_or_default()
     };
+    // One pass builds both the finding and the output the header and DMARC
+    // see, so they stay paired: a signature whose key is too short is
+    // reported as failed, as it is judged.
+    let mut dkim_for_results = Vec::with_capacity(dkim.len());
     for output in &dkim {
-        let Some(sig) = output.signature() else { continue };
         let result = match output.result() {
-            DkimResult::Pass => DkimStatus::Pass,
-            DkimResult::Fail(_) => DkimStatus::Fail,
-            DkimResult::Neutral(_) => DkimStatus::Neutral,
-            DkimResult::TempError(_) => DkimStatus::TempError,
-            DkimResult::PermError(_) => DkimStatus::PermError,
-            DkimResult::None => continue,
+            DkimResult::Pass => Some(DkimStatus::Pass),
+            DkimResult::Fail(_) => Some(DkimStatus::Fail),
+            DkimResult::Neutral(_) => Some(DkimStatus::Neutral),
+            DkimResult::TempError(_) => Some(DkimStatus::TempError),
+            DkimResult::PermError(_) => Some(DkimStatus::PermError),
+            DkimResult::None => None,
+        };
+        let (Some(sig), Some(result)) = (output.signature(), result) else {
+            dkim_for_results.push(output.clone());
+            continue;
         };
         let key_bits = match result {
             DkimStatus::Pass => key_bits(auth, &sig.s, &sig.d, timeout).await,
             _ => None,
         };
-        findings.dkim.push(DkimFinding { domain: sig.d.to_ascii_lowercase(), result, key_bits });
+        let finding = DkimFinding { domain: sig.d.to_ascii_lowercase(), result, key_bits };
+        if super::policy::key_too_short(&finding, ctx.min_key_bits) {
+            let short = CryptoError::Library("key shorter than the minimum".into());
+            dkim_for_results.push(mail_auth::DkimOutput::fail(mail_auth::Error::Crypto(short)).with_signature(sig));
+        } else {
+            dkim_for_results.push(output.clone());
+        }
+        findings.dkim.push(finding);
     }
-    // A signature whose key is too short is reported as failed, as it is judged.
-    let judged = super::policy::effective_dkim(&findings.dkim, ctx.min_key_bits);
-    let dkim_for_results: Vec<_> = dkim
-        .iter()
-        .zip(findings.dkim.iter().zip(&judged))
-        .map(|(o, (before, after))| {
-            if before.result != after.result {
-                mail_auth::DkimOutput::fail(mail_auth::Error::Crypto(CryptoError::Library(
-                    "key shorter than the minimum".into(),
-                )))
-                .with_signature(o.signature().unwrap_or(&DEFAULT_SIGNATURE))
-            } else {
-                o.clone()
-            }
-        })
-        .collect();
     if !dkim.is_empty() {
         results = results.with_dkim_results(&dkim_for_results, &header_from);
     }
@@ -188,8 +186,6 @@ pub async fn check_message(
     }
     (findings, results.to_header())
 }
-
-static DEFAULT_SIGNATURE: std::sync::LazyLock<mail_auth::dkim::Signature> = std::sync::LazyLock::new(Default::default);
 
 /// The size of the key a passing signature used (cached by the resolver).
 async fn key_bits(auth: &MessageAuthenticator, selector: &str, domain: &str, timeout: Duration) -> Option<usize> {
