@@ -94,24 +94,41 @@ fn stronger<'a>(best: Option<(u64, &'a ListRule)>, id: u64, rule: &'a ListRule) 
     }
 }
 
-pub fn check_client(rules: &RuleSets, index: &RuleIndex, ip: IpAddr) -> ClientListVerdict {
-    let mut ids = index.by_ip(ip);
+/// What the matching rules add up to, before a verdict is worded.
+enum ListMatch<'a> {
+    None,
+    /// The lowest-numbered whitelist rule: a whitelist match wins.
+    White {
+        rule: u64,
+        skip: SkipChecks,
+    },
+    /// The strongest blacklist rule.
+    Black {
+        rule: u64,
+        r: &'a ListRule,
+    },
+}
+
+fn first_match(rules: &RuleSets, mut ids: Vec<u64>) -> ListMatch<'_> {
     ids.sort_unstable();
     let mut black = None;
     for id in ids {
         let Some(rule) = rules.lists.get(&id) else { continue };
         match rule.list {
-            ListName::White => {
-                return ClientListVerdict::Whitelisted { rule: id, skip: SkipChecks::for_whitelist(rule.kind) }
-            }
+            ListName::White => return ListMatch::White { rule: id, skip: SkipChecks::for_whitelist(rule.kind) },
             ListName::Black => black = stronger(black, id, rule),
             ListName::Greylist | ListName::Dnsbl => {}
         }
     }
-    match black {
-        None => ClientListVerdict::Unlisted,
-        Some((rule, r)) if r.action == RuleAction::Discard => ClientListVerdict::Discard { rule },
-        Some((rule, _)) => {
+    black.map_or(ListMatch::None, |(rule, r)| ListMatch::Black { rule, r })
+}
+
+pub fn check_client(rules: &RuleSets, index: &RuleIndex, ip: IpAddr) -> ClientListVerdict {
+    match first_match(rules, index.by_ip(ip)) {
+        ListMatch::None => ClientListVerdict::Unlisted,
+        ListMatch::White { rule, skip } => ClientListVerdict::Whitelisted { rule, skip },
+        ListMatch::Black { rule, r } if r.action == RuleAction::Discard => ClientListVerdict::Discard { rule },
+        ListMatch::Black { rule, .. } => {
             let text = format!("Client host [{ip}] blocked by blacklist rule {rule}");
             ClientListVerdict::Refuse { rule, reply: Reply::new(554, "5.7.1", &text) }
         }
@@ -156,22 +173,11 @@ pub fn check_envelope(
     if let Ok(a) = MailAddress::parse(recipient) {
         ids.extend_from_slice(index.by_recipient(&a.key()));
     }
-    ids.sort_unstable();
-    let mut black = None;
-    for id in ids {
-        let Some(rule) = rules.lists.get(&id) else { continue };
-        match rule.list {
-            ListName::White => {
-                return EnvelopeListVerdict::Whitelisted { rule: id, skip: SkipChecks::for_whitelist(rule.kind) }
-            }
-            ListName::Black => black = stronger(black, id, rule),
-            ListName::Greylist | ListName::Dnsbl => {}
-        }
-    }
-    match black {
-        None => EnvelopeListVerdict::Unlisted,
-        Some((rule, r)) if r.action == RuleAction::Discard => EnvelopeListVerdict::Discard { rule },
-        Some((rule, r)) => {
+    match first_match(rules, ids) {
+        ListMatch::None => EnvelopeListVerdict::Unlisted,
+        ListMatch::White { rule, skip } => EnvelopeListVerdict::Whitelisted { rule, skip },
+        ListMatch::Black { rule, r } if r.action == RuleAction::Discard => EnvelopeListVerdict::Discard { rule },
+        ListMatch::Black { rule, r } => {
             let text = match r.kind {
                 RuleKind::Recipient => format!("<{recipient}>: Recipient address rejected: blacklisted"),
                 RuleKind::Sender => format!("<{sender}>: Sender address rejected: blacklisted"),

@@ -187,7 +187,7 @@ impl Screening {
             if !early.is_empty() {
                 session.receive(&early, now);
             }
-            let mut client = ClientFacts {
+            let client = ClientFacts {
                 ip: peer.ip,
                 trusted,
                 whitelisted: false,
@@ -199,7 +199,7 @@ impl Screening {
                 session,
                 io,
                 services: services.clone(),
-                client: client.clone(),
+                client,
                 refusal: None,
                 counted_open: false,
                 counted_transaction: 0,
@@ -213,19 +213,17 @@ impl Screening {
                     screening.refusal = Some(reply);
                     return screening;
                 }
-                ClientListVerdict::Discard { rule } => client.discard_rule = Some(rule),
+                ClientListVerdict::Discard { rule } => screening.client.discard_rule = Some(rule),
                 ClientListVerdict::Whitelisted { skip, .. } => {
-                    client.whitelisted = true;
-                    client.skip = client.skip.union(skip);
+                    screening.client.whitelisted = true;
+                    screening.client.skip = screening.client.skip.union(skip);
+                    return screening;
                 }
                 ClientListVerdict::Unlisted => {}
             }
-            screening.client = client.clone();
-            if client.whitelisted {
-                return screening;
-            }
             let block_all = settings.get_bool("intrusion.block_all_sessions");
-            if let Some(reply) = blocked(&state.state.counters, peer.ip, now).filter(|_| block_all || client.mx) {
+            let mx = screening.client.mx;
+            if let Some(reply) = blocked(&state.state.counters, peer.ip, now).filter(|_| block_all || mx) {
                 tracing::info!(client = %peer.ip, "refused: blocked IP");
                 screening.refusal = Some(reply);
                 return screening;
