@@ -287,6 +287,10 @@ impl Sim {
 
     async fn restart(&mut self, id: NodeId) {
         let net = self.net.clone();
+        // Real processes do not share their timers' phase: without this, every
+        // node's election tick lands on the same virtual instant, and equal
+        // (tick-rounded) timeouts collide election after election.
+        tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..STEP_MS))).await;
         let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) else { return };
         match node.start(&net).await {
             Ok(()) => self.event(format!("RESTART node {id}")),
@@ -466,6 +470,7 @@ async fn run(config: SimConfig) -> SimReport {
         heal_at: None,
     };
     for node in sim.nodes.iter_mut() {
+        tokio::time::sleep(Duration::from_millis(sim.rng.gen_range(0..STEP_MS))).await;
         if let Err(e) = node.start(&net).await {
             return failed(config.seed, format!("node {} did not start: {e}", node.id));
         }

@@ -88,6 +88,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    /// What replication sends: only the run of entries that starts exactly
+    /// at `start`, or nothing. A deposed leader's replication task can finish
+    /// its batch after the node, now a follower, purged up to an installed
+    /// snapshot; a plain range read would then hand it the entries behind
+    /// the purge point as if they followed `start - 1`. Nothing makes openraft
+    /// send a heartbeat instead and let the stream close.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        let entries = self.try_get_log_entries(start..end).await?;
+        Ok(contiguous_from(start, entries))
+    }
+}
+
+/// The prefix of `entries` whose indexes run `start, start + 1, …`.
+fn contiguous_from(start: u64, entries: Vec<Entry>) -> Vec<Entry> {
+    let run = entries.iter().zip(start..).take_while(|(e, want)| e.log_id.index == *want).count();
+    let mut entries = entries;
+    entries.truncate(run);
+    entries
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -156,5 +175,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.open_table(LOGS).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entries(indexes: &[u64]) -> Vec<Entry> {
+        indexes
+            .iter()
+            .map(|&i| Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), i), payload: EntryPayload::Blank })
+            .collect()
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn replication_reads_only_the_run_that_starts_at_the_start() {
+        let cases: &[(u64, &[u64], &[u64])] = &[
+            (8, &[8, 9, 10], &[8, 9, 10]),
+            (8, &[36, 37, 38], &[]), // start purged: entries behind the hole are not "next"
+            (8, &[8, 9, 12, 13], &[8, 9]),
+            (8, &[], &[]),
+            (0, &[0, 1], &[0, 1]),
+        ];
+        for (start, stored, want) in cases {
+            assert_eq!(indexes(&contiguous_from(*start, entries(stored))), *want, "start {start}, stored {stored:?}");
+        }
     }
 }
