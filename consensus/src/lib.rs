@@ -23,6 +23,9 @@ pub mod raft;
 pub mod read_handle;
 pub mod state;
 
+#[cfg(all(test, feature = "loom"))]
+mod loom_models;
+
 pub use cluster::{wall_clock, ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus};
 pub use command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 pub use proposer::{Clock, ProposeError, Proposer, ProposerLimits};

@@ -117,10 +117,23 @@ async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
     }
 }
 
-fn deliver(
-    outcome: Result<ClusterResponse, ProposeError>,
-    replies: Vec<oneshot::Sender<Result<Outcome, ProposeError>>>,
-) {
+/// Where one caller waits for its outcome: a oneshot sender here, a loom
+/// slot in the model of `tests` under the `loom` feature.
+pub(crate) trait ReplySlot {
+    /// Hands the result over; a caller that stopped waiting is not an error.
+    fn fill(self, result: Result<Outcome, ProposeError>);
+}
+
+impl ReplySlot for oneshot::Sender<Result<Outcome, ProposeError>> {
+    fn fill(self, result: Result<Outcome, ProposeError>) {
+        let _ = self.send(result);
+    }
+}
+
+/// Hands each caller the result at its own position in the batch's
+/// response; a response shorter than the batch fails the callers past its
+/// end rather than shifting anyone onto another's result.
+pub(crate) fn deliver<S: ReplySlot>(outcome: Result<ClusterResponse, ProposeError>, replies: Vec<S>) {
     match outcome {
         Ok(response) => {
             let mut results = response.results.into_iter();
@@ -128,12 +141,12 @@ fn deliver(
                 let result = results.next().unwrap_or_else(|| {
                     Err(ApplyError::InvalidSetting { key: "batch".into(), reason: "missing result".into() })
                 });
-                let _ = reply.send(result.map_err(ProposeError::Rejected));
+                reply.fill(result.map_err(ProposeError::Rejected));
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                reply.fill(Err(e.clone()));
             }
         }
     }
