@@ -86,6 +86,9 @@ fn readers_see_whole_versions_in_order_while_the_state_machine_publishes() {
 
 type Result1 = Result<Outcome, ProposeError>;
 
+/// The proposer's queue: waiting commands with their callers' slots.
+type Queue = Arc<(Mutex<VecDeque<(Command, Slot)>>, Condvar)>;
+
 /// A caller's wait for its outcome, as loom sees it.
 #[derive(Clone)]
 struct Slot(Arc<(Mutex<Option<Result1>>, Condvar)>);
@@ -131,8 +134,7 @@ fn charge(recipients: u32) -> Command {
 #[test]
 fn each_caller_gets_its_own_result_when_batches_finish_in_any_order() {
     model(|| {
-        let queue: Arc<(Mutex<VecDeque<(Command, Slot)>>, Condvar)> =
-            Arc::new((Mutex::new(VecDeque::new()), Condvar::new()));
+        let queue: Queue = Arc::new((Mutex::new(VecDeque::new()), Condvar::new()));
         let leader = Arc::new(Mutex::new(ClusterState::default()));
         let submit = |batch: Vec<(Command, Slot)>, leader: Arc<Mutex<ClusterState>>| {
             thread::spawn(move || {
