@@ -2,10 +2,11 @@
 //! the seed, and the invariants checked as it runs and at the end.
 
 use consensus::command::{ClusterRequest, Command, Outcome};
-use consensus::raft::{NodeId, Raft};
+use consensus::raft::{Entry, LogId, NodeId, Raft};
 use consensus::state::counters::DAY_MS;
 use consensus::state::{ListName, ListRule, RuleKind};
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::RaftLogReader;
 use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -94,6 +95,8 @@ struct Ledger {
     triplets: BTreeSet<String>,
     /// Quota charges acknowledged as charged: (user, proposer's clock).
     charged: Vec<(String, u64)>,
+    /// Acknowledged writes: log index → the entry's log id and request.
+    acked: BTreeMap<u64, (LogId, ClusterRequest)>,
     writes: usize,
     events: Vec<(u64, String)>,
 }
@@ -109,6 +112,13 @@ struct Sim {
     leaders: BTreeMap<u64, NodeId>,
     /// applied index → state hash, as first seen on any node.
     states: BTreeMap<u64, String>,
+    /// log index → the committed entry's id and payload digest, as first
+    /// seen in an applied part of any node's log.
+    committed: BTreeMap<u64, (LogId, String)>,
+    /// Per node, the applied index up to which its log was already compared:
+    /// those entries are committed and cannot change, so later checks start
+    /// there. A restart starts the node over from 0.
+    log_checked: BTreeMap<NodeId, u64>,
     /// Crashed node → step at which it comes back.
     down_until: BTreeMap<NodeId, u32>,
     heal_at: Option<u32>,
@@ -196,6 +206,7 @@ impl Sim {
                     Ok(Ok(response)) => {
                         let outcome = response.data.results.first().cloned();
                         let mut l = lock(&ledger);
+                        l.acked.insert(response.log_id.index, (response.log_id, request.clone()));
                         l.writes += 1;
                         let t = start.elapsed().as_millis() as u64;
                         l.events
@@ -293,7 +304,10 @@ impl Sim {
         tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..STEP_MS))).await;
         let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) else { return };
         match node.start(&net).await {
-            Ok(()) => self.event(format!("RESTART node {id}")),
+            Ok(()) => {
+                self.log_checked.remove(&id);
+                self.event(format!("RESTART node {id}"))
+            }
             Err(e) => self.violations.push(format!("node {id} could not restart from its disk: {e}")),
         }
         self.down_until.remove(&id);
@@ -346,12 +360,65 @@ impl Sim {
         }
     }
 
+    /// The log invariants: each node's stored log runs without holes and
+    /// its terms never go back; every entry a node has applied is the one
+    /// every other node applied at that index; an acknowledged write sits at
+    /// the index it was acknowledged at. Entries past a node's applied index
+    /// may still be replaced (an old leader's tail), so they are not compared.
+    async fn check_logs(&mut self) {
+        let mut found = Vec::new();
+        let acked = lock(&self.ledger).acked.clone();
+        for node in self.nodes.iter_mut() {
+            let (Some(raft), Some(log)) = (&node.raft, node.log.as_mut()) else { continue };
+            let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+            let from = self.log_checked.get(&node.id).copied().unwrap_or(0);
+            let Ok(entries) = log.try_get_log_entries(from..).await else { continue };
+            self.log_checked.insert(node.id, applied.max(from));
+            for pair in entries.windows(2) {
+                let (a, b) = (&pair[0].log_id, &pair[1].log_id);
+                if b.index != a.index + 1 {
+                    found.push(format!("node {}: hole in the log between {} and {}", node.id, a.index, b.index));
+                }
+                if b.leader_id < a.leader_id {
+                    found.push(format!("node {}: term goes back at index {} ({} after {})", node.id, b.index, b, a));
+                }
+            }
+            for entry in entries.iter().filter(|e| e.log_id.index <= applied) {
+                let seen = (entry.log_id, entry_digest(entry));
+                match self.committed.get(&entry.log_id.index) {
+                    Some(first) if *first != seen => found.push(format!(
+                        "node {}: committed entry at index {} is {}, another node applied {}",
+                        node.id, entry.log_id.index, entry.log_id, first.0
+                    )),
+                    Some(_) => {}
+                    None => {
+                        self.committed.insert(entry.log_id.index, seen);
+                    }
+                }
+                if let Some((log_id, request)) = acked.get(&entry.log_id.index) {
+                    let same = *log_id == entry.log_id
+                        && matches!(&entry.payload, openraft::EntryPayload::Normal(r) if r == request);
+                    if !same {
+                        found.push(format!(
+                            "node {}: acknowledged write {log_id} replaced by {} in the log",
+                            node.id, entry.log_id
+                        ));
+                    }
+                }
+            }
+        }
+        for v in found {
+            self.violation(v);
+        }
+    }
+
     /// After the faults stop: everyone up, same applied index and state,
     /// and every acknowledged write present on every node.
     async fn converge(&mut self) -> Option<u64> {
         let began = self.now_ms();
         loop {
             self.check();
+            self.check_logs().await;
             let views: Vec<(u64, String)> = self
                 .nodes
                 .iter()
@@ -419,6 +486,11 @@ impl Sim {
     }
 }
 
+fn entry_digest(entry: &Entry) -> String {
+    let bytes = bincode::serde::encode_to_vec(&entry.payload, bincode::config::standard()).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..8])
+}
+
 fn state_hash(state: &consensus::ClusterState) -> String {
     let bytes = bincode::serde::encode_to_vec(state, bincode::config::standard()).unwrap_or_default();
     hex::encode(&Sha256::digest(&bytes)[..8])
@@ -466,6 +538,8 @@ async fn run(config: SimConfig) -> SimReport {
         violations: Vec::new(),
         leaders: BTreeMap::new(),
         states: BTreeMap::new(),
+        committed: BTreeMap::new(),
+        log_checked: BTreeMap::new(),
         down_until: BTreeMap::new(),
         heal_at: None,
     };
@@ -496,6 +570,7 @@ async fn run(config: SimConfig) -> SimReport {
             sim.inject_fault(step, config.faults).await;
         }
         sim.check();
+        sim.check_logs().await;
     }
 
     // Faults stop: heal, bring everyone back, let the writes in flight finish.

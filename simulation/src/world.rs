@@ -16,6 +16,8 @@ pub struct SimNode {
     pub disk: SimDisk,
     pub raft: Option<Raft>,
     pub read: ReadHandle,
+    /// A reader over the running incarnation's log, for the log invariants.
+    pub log: Option<LogStore>,
 }
 
 pub fn raft_config() -> Arc<openraft::Config> {
@@ -38,7 +40,7 @@ pub fn info(id: NodeId) -> NodeInfo {
 
 impl SimNode {
     pub fn new(id: NodeId, skip_fsync: bool) -> Self {
-        Self { id, disk: SimDisk::new(skip_fsync), raft: None, read: ReadHandle::default() }
+        Self { id, disk: SimDisk::new(skip_fsync), raft: None, read: ReadHandle::default(), log: None }
     }
 
     /// Opens the storage on the disk as it is and starts Raft.
@@ -46,6 +48,7 @@ impl SimNode {
         let db = redb::Database::builder().create_with_backend(self.disk.backend()).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
         let log = LogStore::open(db.clone()).map_err(|e| e.to_string())?;
+        let reader = log.clone();
         self.read = ReadHandle::default();
         let sm = StateMachineStore::open(db, self.read.clone(), Arc::new(SnapshotStats::default()))
             .map_err(|e| e.to_string())?;
@@ -53,6 +56,7 @@ impl SimNode {
         let raft = Raft::new(self.id, raft_config(), network, log, sm).await.map_err(|e| e.to_string())?;
         net.state().nodes.insert(self.id, raft.clone());
         self.raft = Some(raft);
+        self.log = Some(reader);
         Ok(())
     }
 
@@ -60,6 +64,7 @@ impl SimNode {
     pub async fn crash(&mut self, net: &SimNet) {
         net.state().nodes.remove(&self.id);
         self.disk.crash();
+        self.log = None;
         if let Some(raft) = self.raft.take() {
             let _ = raft.shutdown().await;
         }
