@@ -239,7 +239,7 @@ impl ClusterNode {
             .map_err(|e| ClusterError::Storage(format!("{}: {e}", db_path.display())))?;
         let db = Arc::new(db);
         let storage = |e: crate::raft::StorageError| ClusterError::Storage(e.to_string());
-        let log_store = LogStore::open(db.clone()).map_err(storage)?;
+        let log_store = LogStore::open(db.clone()).map_err(storage)?.purge_after_snapshot();
         let read = ReadHandle::default();
         let stats = Arc::new(SnapshotStats::default());
         let state_machine = StateMachineStore::open(db, read.clone(), stats.clone()).map_err(storage)?;

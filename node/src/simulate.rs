@@ -18,20 +18,24 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
         let failing: Vec<_> = reports.iter().filter(|r| !r.violations.is_empty()).collect();
         let writes: usize = reports.iter().map(|r| r.writes_acknowledged).sum();
         let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
+        let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
+        let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
         if json {
             let failed: Vec<_> =
                 failing.iter().map(|r| serde_json::json!({ "seed": r.seed, "violations": r.violations })).collect();
             println!(
                 "{}",
                 serde_json::json!({ "seeds": reports.len(), "failed": failed, "writes_acknowledged": writes,
-                    "slowest_convergence_ms": slowest, "seconds": started.elapsed().as_secs_f64() })
+                    "slowest_convergence_ms": slowest, "snapshots_installed": installs,
+                    "install_crashes": install_crashes, "seconds": started.elapsed().as_secs_f64() })
             );
         } else {
             for r in &failing {
                 println!("seed {}: {}", r.seed, r.violations.join("; "));
             }
             println!(
-                "{} seeds, {} failed, {writes} writes acknowledged, slowest convergence {slowest} ms, {:.1} s",
+                "{} seeds, {} failed, {writes} writes acknowledged, slowest convergence {slowest} ms, \
+                 {installs} snapshots installed, {install_crashes} crashes inside an install, {:.1} s",
                 reports.len(),
                 failing.len(),
                 started.elapsed().as_secs_f64()
@@ -60,6 +64,10 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
         println!();
         println!("leaders by term: {:?}", report.leaders);
         println!("writes acknowledged: {}", report.writes_acknowledged);
+        println!(
+            "snapshots installed: {} ({} crashes inside an install)",
+            report.snapshots_installed, report.install_crashes
+        );
         println!("trace hash: {}", report.trace_hash);
         if report.violations.is_empty() {
             println!("invariants: all held");

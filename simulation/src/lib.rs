@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod net;
 pub mod run;
+pub mod storage;
 pub mod world;
 
 pub use run::{simulate, Faults, SimConfig, SimReport};

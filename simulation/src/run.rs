@@ -12,10 +12,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::net::{NetState, SimNet};
+use crate::storage::InstallTrap;
 use crate::world::{initialise, SimNode};
 
 /// Which faults a run may inject.
@@ -26,14 +28,18 @@ pub struct Faults {
     pub loss: bool,
     /// Proposers' clocks disagree by up to a few seconds.
     pub skew: bool,
+    /// A node's disk takes 20–200 ms per write until the network heals.
+    pub slow_disk: bool,
+    /// A node is crashed in the middle of its next snapshot install.
+    pub snapshot_crash: bool,
 }
 
 impl Faults {
     pub fn all() -> Self {
-        Faults { crash: true, partition: true, loss: true, skew: true }
+        Faults { crash: true, partition: true, loss: true, skew: true, slow_disk: true, snapshot_crash: true }
     }
 
-    /// `crash,partition,loss,skew` (or `all`, or `none`).
+    /// `crash,partition,loss,skew,slow-disk,snapshot-crash` (or `all`, or `none`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut f = Faults::default();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -42,10 +48,12 @@ impl Faults {
                 "partition" => f.partition = true,
                 "loss" => f.loss = true,
                 "skew" => f.skew = true,
+                "slow-disk" => f.slow_disk = true,
+                "snapshot-crash" => f.snapshot_crash = true,
                 "all" => f = Faults::all(),
                 "none" => {}
                 other => {
-                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, all, none)"))
+                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, slow-disk, snapshot-crash, all, none)"))
                 }
             }
         }
@@ -77,6 +85,10 @@ pub struct SimReport {
     pub leaders: BTreeMap<u64, NodeId>,
     /// Virtual milliseconds the cluster took to converge once faults stopped.
     pub converged_after_ms: Option<u64>,
+    /// Snapshots installed from a leader, over all nodes and restarts.
+    pub snapshots_installed: u64,
+    /// Crashes that landed inside a snapshot install.
+    pub install_crashes: u32,
 }
 
 /// Virtual ms between two steps.
@@ -122,6 +134,7 @@ struct Sim {
     /// Crashed node → step at which it comes back.
     down_until: BTreeMap<NodeId, u32>,
     heal_at: Option<u32>,
+    install_crashes: u32,
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -234,7 +247,7 @@ impl Sim {
     }
 
     async fn inject_fault(&mut self, step: u32, faults: Faults) {
-        let kind = self.rng.gen_range(0..4);
+        let kind = self.rng.gen_range(0..6);
         match kind {
             0 if faults.crash => {
                 let live = self.live();
@@ -282,6 +295,25 @@ impl Sim {
                 self.skew_ms.insert(id, skew);
                 self.event(format!("SKEW node {id} clock by {skew} ms"));
             }
+            4 if faults.slow_disk => {
+                let id = self.nodes[self.rng.gen_range(0..self.nodes.len())].id;
+                let ms = self.rng.gen_range(20..200);
+                let heal = step + self.rng.gen_range(5..40);
+                self.nodes.iter().filter(|n| n.id == id).for_each(|n| n.faults.slow_ms.store(ms, Ordering::Relaxed));
+                self.event(format!("SLOW DISK node {id}: {ms} ms per write (heals at step {heal})"));
+                self.heal_at = Some(heal);
+            }
+            5 if faults.snapshot_crash => {
+                // A node that is behind is the one that will install: prefer a
+                // node that is down or cut off over the leader.
+                let leader = self.leader();
+                let candidates: Vec<NodeId> =
+                    self.nodes.iter().map(|n| n.id).filter(|id| Some(*id) != leader).collect();
+                let id = candidates[self.rng.gen_range(0..candidates.len())];
+                let trap = if self.rng.gen_bool(0.5) { InstallTrap::BeforeApply } else { InstallTrap::AfterApply };
+                self.nodes.iter().filter(|n| n.id == id).for_each(|n| n.faults.arm(trap));
+                self.event(format!("ARM node {id}: crash during its next snapshot install ({trap:?})"));
+            }
             _ => {}
         }
     }
@@ -292,8 +324,26 @@ impl Sim {
         s.loss = 0.0;
         s.duplication = 0.0;
         drop(s);
+        for node in &self.nodes {
+            node.faults.slow_ms.store(0, Ordering::Relaxed);
+        }
         self.heal_at = None;
-        self.event("HEAL network".into());
+        self.event("HEAL network and disks".into());
+    }
+
+    /// Crashes the nodes whose snapshot install reached its trap.
+    async fn spring_traps(&mut self, step: u32) {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].faults.trapped.swap(false, Ordering::Relaxed) || !self.nodes[i].is_up() {
+                continue;
+            }
+            let id = self.nodes[i].id;
+            self.nodes[i].crash(&self.net).await;
+            self.install_crashes += 1;
+            let back = step + self.rng.gen_range(5..40);
+            self.down_until.insert(id, back);
+            self.event(format!("CRASH node {id} inside a snapshot install (back at step {back})"));
+        }
     }
 
     async fn restart(&mut self, id: NodeId) {
@@ -515,6 +565,8 @@ fn failed(seed: u64, why: String) -> SimReport {
         writes_acknowledged: 0,
         leaders: BTreeMap::new(),
         converged_after_ms: None,
+        snapshots_installed: 0,
+        install_crashes: 0,
     }
 }
 
@@ -542,6 +594,7 @@ async fn run(config: SimConfig) -> SimReport {
         log_checked: BTreeMap::new(),
         down_until: BTreeMap::new(),
         heal_at: None,
+        install_crashes: 0,
     };
     for node in sim.nodes.iter_mut() {
         tokio::time::sleep(Duration::from_millis(sim.rng.gen_range(0..STEP_MS))).await;
@@ -563,6 +616,7 @@ async fn run(config: SimConfig) -> SimReport {
         if sim.heal_at.is_some_and(|h| h <= step) {
             sim.heal_network().await;
         }
+        sim.spring_traps(step).await;
         let roll = sim.rng.gen_range(0..100);
         if roll < 60 {
             sim.submit();
@@ -573,8 +627,12 @@ async fn run(config: SimConfig) -> SimReport {
         sim.check_logs().await;
     }
 
-    // Faults stop: heal, bring everyone back, let the writes in flight finish.
+    // Faults stop: heal, disarm, bring everyone back, let the writes in flight finish.
     sim.heal_network().await;
+    for node in &sim.nodes {
+        node.faults.take_armed();
+        node.faults.trapped.store(false, Ordering::Relaxed);
+    }
     let down: Vec<NodeId> = sim.down_until.keys().copied().collect();
     for id in down {
         sim.restart(id).await;
@@ -608,5 +666,7 @@ async fn run(config: SimConfig) -> SimReport {
         writes_acknowledged: ledger.writes,
         leaders: sim.leaders.clone(),
         converged_after_ms: converged,
+        snapshots_installed: sim.nodes.iter().map(|n| n.snapshots.installed.load(Ordering::Relaxed)).sum(),
+        install_crashes: sim.install_crashes,
     }
 }

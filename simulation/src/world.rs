@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::disk::SimDisk;
 use crate::net::{SimNet, SimNetworkFactory};
+use crate::storage::{FaultyLog, FaultyStateMachine, StorageFaults};
 
 pub struct SimNode {
     pub id: NodeId,
@@ -18,6 +19,10 @@ pub struct SimNode {
     pub read: ReadHandle,
     /// A reader over the running incarnation's log, for the log invariants.
     pub log: Option<LogStore>,
+    /// Slow-disk and snapshot-install traps; they outlive restarts.
+    pub faults: Arc<StorageFaults>,
+    /// Snapshots built and installed over all incarnations.
+    pub snapshots: Arc<SnapshotStats>,
 }
 
 pub fn raft_config() -> Arc<openraft::Config> {
@@ -40,18 +45,27 @@ pub fn info(id: NodeId) -> NodeInfo {
 
 impl SimNode {
     pub fn new(id: NodeId, skip_fsync: bool) -> Self {
-        Self { id, disk: SimDisk::new(skip_fsync), raft: None, read: ReadHandle::default(), log: None }
+        Self {
+            id,
+            disk: SimDisk::new(skip_fsync),
+            raft: None,
+            read: ReadHandle::default(),
+            log: None,
+            faults: Default::default(),
+            snapshots: Default::default(),
+        }
     }
 
     /// Opens the storage on the disk as it is and starts Raft.
     pub async fn start(&mut self, net: &SimNet) -> Result<(), String> {
         let db = redb::Database::builder().create_with_backend(self.disk.backend()).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
-        let log = LogStore::open(db.clone()).map_err(|e| e.to_string())?;
+        let log = LogStore::open(db.clone()).map_err(|e| e.to_string())?.purge_after_snapshot();
         let reader = log.clone();
         self.read = ReadHandle::default();
-        let sm = StateMachineStore::open(db, self.read.clone(), Arc::new(SnapshotStats::default()))
-            .map_err(|e| e.to_string())?;
+        let sm = StateMachineStore::open(db, self.read.clone(), self.snapshots.clone()).map_err(|e| e.to_string())?;
+        let log = FaultyLog { inner: log, faults: self.faults.clone() };
+        let sm = FaultyStateMachine { inner: sm, faults: self.faults.clone() };
         let network = SimNetworkFactory { me: self.id, net: net.clone() };
         let raft = Raft::new(self.id, raft_config(), network, log, sm).await.map_err(|e| e.to_string())?;
         net.state().nodes.insert(self.id, raft.clone());

@@ -20,14 +20,18 @@ fn two_hundred_seeds_hold_every_invariant() {
         .collect();
     let writes: usize = reports.iter().map(|r| r.writes_acknowledged).sum();
     let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
+    let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
+    let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
     println!(
-        "{} seeds in {:.1} s: {} acknowledged writes, {} violating, slowest convergence {slowest} ms",
+        "{} seeds in {:.1} s: {} acknowledged writes, {} violating, slowest convergence {slowest} ms, \
+         {installs} snapshots installed, {install_crashes} crashes inside an install",
         reports.len(),
         started.elapsed().as_secs_f64(),
         writes,
         failing.len()
     );
     assert!(failing.is_empty(), "replay with `gatehouse simulate --seed N`:\n{}", failing.join("\n"));
+    assert!(install_crashes > 0, "no crash landed inside a snapshot install: the fault is not exercised");
 }
 
 #[test]

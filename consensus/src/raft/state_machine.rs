@@ -24,6 +24,29 @@ use crate::state::ClusterState;
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 const KEY_CURRENT: &str = "current";
+/// The stored snapshot's last log id alone, so the log store can ask how far
+/// it may purge without decoding the whole snapshot.
+const KEY_CURRENT_LAST: &str = "current_last";
+
+/// How far the stored snapshot reaches: `None` when there is none.
+pub(crate) fn stored_snapshot_last(db: &Database) -> Result<Option<LogId>, StorageError> {
+    let txn = db.begin_read().map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    let table = match txn.open_table(SNAPSHOT) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
+    };
+    if let Some(v) = table.get(KEY_CURRENT_LAST).map_err(|e| snap_err(ErrorVerb::Read, e))? {
+        return decode(v.value()).map_err(|e| snap_err(ErrorVerb::Read, e));
+    }
+    match table.get(KEY_CURRENT).map_err(|e| snap_err(ErrorVerb::Read, e))? {
+        Some(v) => {
+            let stored: StoredSnapshot = decode(v.value()).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            Ok(stored.meta.last_log_id)
+        }
+        None => Ok(None),
+    }
+}
 
 /// Snapshot counters shown by `cluster status`; tests read them to prove that
 /// a node caught up by installing a snapshot.
@@ -136,6 +159,8 @@ fn write_snapshot(db: &Database, stored: &StoredSnapshot) -> Result<(), StorageE
             tracing::debug!(snapshot = %stored.meta.snapshot_id, "older snapshot not stored over a newer one");
         } else {
             table.insert(KEY_CURRENT, bytes.as_slice()).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let last = encode(&stored.meta.last_log_id).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            table.insert(KEY_CURRENT_LAST, last.as_slice()).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         }
     }
     txn.commit().map_err(|e| snap_err(ErrorVerb::Write, e))
