@@ -20,6 +20,8 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
         let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
         let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
         let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
+        let joined: u32 = reports.iter().map(|r| r.nodes_joined).sum();
+        let removed: u32 = reports.iter().map(|r| r.nodes_removed).sum();
         if json {
             let failed: Vec<_> =
                 failing.iter().map(|r| serde_json::json!({ "seed": r.seed, "violations": r.violations })).collect();
@@ -27,7 +29,8 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
                 "{}",
                 serde_json::json!({ "seeds": reports.len(), "failed": failed, "writes_acknowledged": writes,
                     "slowest_convergence_ms": slowest, "snapshots_installed": installs,
-                    "install_crashes": install_crashes, "seconds": started.elapsed().as_secs_f64() })
+                    "install_crashes": install_crashes, "nodes_joined": joined, "nodes_removed": removed,
+                    "seconds": started.elapsed().as_secs_f64() })
             );
         } else {
             for r in &failing {
@@ -35,7 +38,8 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
             }
             println!(
                 "{} seeds, {} failed, {writes} writes acknowledged, slowest convergence {slowest} ms, \
-                 {installs} snapshots installed, {install_crashes} crashes inside an install, {:.1} s",
+                 {installs} snapshots installed, {install_crashes} crashes inside an install, {joined} nodes \
+                 joined, {removed} removed, {:.1} s",
                 reports.len(),
                 failing.len(),
                 started.elapsed().as_secs_f64()
@@ -68,6 +72,7 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
             "snapshots installed: {} ({} crashes inside an install)",
             report.snapshots_installed, report.install_crashes
         );
+        println!("nodes joined: {}, removed: {}", report.nodes_joined, report.nodes_removed);
         println!("trace hash: {}", report.trace_hash);
         if report.violations.is_empty() {
             println!("invariants: all held");

@@ -89,6 +89,9 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     /// Crashes that landed inside a snapshot install.
     pub install_crashes: u32,
+    /// Nodes that joined as voters, and nodes removed, during the run.
+    pub nodes_joined: u32,
+    pub nodes_removed: u32,
 }
 
 /// Virtual ms between two steps.
@@ -111,6 +114,8 @@ struct Ledger {
     acked: BTreeMap<u64, (LogId, ClusterRequest)>,
     writes: usize,
     events: Vec<(u64, String)>,
+    /// Nodes started for a join whose add/promote has not answered yet.
+    joining: BTreeSet<NodeId>,
 }
 
 struct Sim {
@@ -135,6 +140,9 @@ struct Sim {
     down_until: BTreeMap<NodeId, u32>,
     heal_at: Option<u32>,
     install_crashes: u32,
+    /// Nodes removed from the cluster: stopped for good, outside the checks.
+    removed: BTreeSet<NodeId>,
+    skip_fsync: bool,
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -149,6 +157,91 @@ impl Sim {
     fn event(&self, text: String) {
         let t = self.now_ms();
         lock(&self.ledger).events.push((t, text));
+    }
+
+    /// Nodes still in the cluster, up or down.
+    fn members(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).filter(|id| !self.removed.contains(id)).collect()
+    }
+
+    /// An operator adds a node (a fresh disk, caught up as a learner, then
+    /// promoted) or removes one, through the leader, as `cluster add` and
+    /// `cluster remove` do; between 3 and 7 members.
+    async fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let Some(raft) = self.net.state().nodes.get(&leader).cloned() else { return };
+        let members = self.members();
+        let ledger = self.ledger.clone();
+        let start = self.start;
+        let note = move |ledger: &Mutex<Ledger>, text: String| {
+            let t = start.elapsed().as_millis() as u64;
+            lock(ledger).events.push((t, text));
+        };
+        if members.len() < 7 && (members.len() <= 3 || self.rng.gen_bool(0.5)) {
+            let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+            let mut node = SimNode::new(id, self.skip_fsync);
+            if let Err(e) = node.start(&self.net).await {
+                self.violation(format!("new node {id} did not start: {e}"));
+                return;
+            }
+            self.nodes.push(node);
+            lock(&self.ledger).joining.insert(id);
+            self.event(format!("JOIN node {id} through leader {leader}"));
+            tokio::spawn(async move {
+                let joined = async {
+                    raft.add_learner(id, crate::world::info(id), true).await.map_err(|e| e.to_string())?;
+                    raft.change_membership(openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(Duration::from_secs(10), joined).await {
+                    Ok(Ok(_)) => note(&ledger, format!("JOINED node {id} as a voter")),
+                    Ok(Err(e)) => note(&ledger, format!("JOIN node {id} failed ({e})")),
+                    Err(_) => note(&ledger, format!("JOIN node {id}: no answer within 10 s")),
+                }
+                lock(&ledger).joining.remove(&id);
+            });
+        } else if members.len() > 3 {
+            let victim = members[self.rng.gen_range(0..members.len())];
+            self.event(format!("LEAVE node {victim} through leader {leader}"));
+            tokio::spawn(async move {
+                let change = openraft::ChangeMembers::RemoveVoters(BTreeSet::from([victim]));
+                match tokio::time::timeout(Duration::from_secs(10), raft.change_membership(change, false)).await {
+                    Ok(Ok(_)) => note(&ledger, format!("LEFT node {victim}")),
+                    Ok(Err(e)) => note(&ledger, format!("LEAVE node {victim} failed ({e})")),
+                    Err(_) => note(&ledger, format!("LEAVE node {victim}: no answer within 10 s")),
+                }
+            });
+        }
+    }
+
+    /// Stops the nodes the committed membership no longer holds, as an
+    /// operator stops the process after `cluster remove` (or after a join
+    /// that never took). Read from the leader's membership once the leader
+    /// has applied it, not from the change's answer, which a crash can lose.
+    async fn retire_removed(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let Some(raft) = self.nodes.iter().find(|n| n.id == leader).and_then(|n| n.raft.clone()) else { return };
+        let m = raft.metrics().borrow().clone();
+        let membership = m.membership_config.clone();
+        let committed = membership.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index);
+        if !committed {
+            return;
+        }
+        let joining = lock(&self.ledger).joining.clone();
+        let gone: Vec<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|id| !joining.contains(id) && membership.membership().get_node(id).is_none())
+            .collect();
+        for id in gone {
+            if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
+                node.crash(&self.net).await;
+            }
+            self.removed.insert(id);
+            self.down_until.remove(&id);
+            self.event(format!("STOP node {id}: no longer a member"));
+        }
     }
 
     fn live(&self) -> Vec<NodeId> {
@@ -347,6 +440,10 @@ impl Sim {
     }
 
     async fn restart(&mut self, id: NodeId) {
+        if self.removed.contains(&id) {
+            self.down_until.remove(&id);
+            return;
+        }
         let net = self.net.clone();
         // Real processes do not share their timers' phase: without this, every
         // node's election tick lands on the same virtual instant, and equal
@@ -467,11 +564,13 @@ impl Sim {
     async fn converge(&mut self) -> Option<u64> {
         let began = self.now_ms();
         loop {
+            self.retire_removed().await;
             self.check();
             self.check_logs().await;
             let views: Vec<(u64, String)> = self
                 .nodes
                 .iter()
+                .filter(|n| !self.removed.contains(&n.id))
                 .map(|n| {
                     let a = n.read.load();
                     (a.applied_index, state_hash(&a.state))
@@ -485,6 +584,7 @@ impl Sim {
                 let detail: Vec<String> = self
                     .nodes
                     .iter()
+                    .filter(|n| !self.removed.contains(&n.id))
                     .map(|n| match &n.raft {
                         Some(_) if !registered.contains(&n.id) => format!("node {}: up but off the network", n.id),
                         None => format!("node {}: down", n.id),
@@ -516,7 +616,7 @@ impl Sim {
 
     fn final_checks(&mut self) {
         let ledger = lock(&self.ledger);
-        for node in &self.nodes {
+        for node in self.nodes.iter().filter(|n| !self.removed.contains(&n.id)) {
             let applied = node.read.load();
             let state = &applied.state;
             if let Some(missing) = ledger.triplets.iter().find(|t| !state.counters.greylist.contains_key(*t)) {
@@ -567,6 +667,8 @@ fn failed(seed: u64, why: String) -> SimReport {
         converged_after_ms: None,
         snapshots_installed: 0,
         install_crashes: 0,
+        nodes_joined: 0,
+        nodes_removed: 0,
     }
 }
 
@@ -595,6 +697,8 @@ async fn run(config: SimConfig) -> SimReport {
         down_until: BTreeMap::new(),
         heal_at: None,
         install_crashes: 0,
+        removed: BTreeSet::new(),
+        skip_fsync: config.broken_skip_fsync,
     };
     for node in sim.nodes.iter_mut() {
         tokio::time::sleep(Duration::from_millis(sim.rng.gen_range(0..STEP_MS))).await;
@@ -617,11 +721,14 @@ async fn run(config: SimConfig) -> SimReport {
             sim.heal_network().await;
         }
         sim.spring_traps(step).await;
+        sim.retire_removed().await;
         let roll = sim.rng.gen_range(0..100);
         if roll < 60 {
             sim.submit();
         } else if roll < 68 {
             sim.inject_fault(step, config.faults).await;
+        } else if roll < 70 {
+            sim.change_membership().await;
         }
         sim.check();
         sim.check_logs().await;
@@ -668,5 +775,7 @@ async fn run(config: SimConfig) -> SimReport {
         converged_after_ms: converged,
         snapshots_installed: sim.nodes.iter().map(|n| n.snapshots.installed.load(Ordering::Relaxed)).sum(),
         install_crashes: sim.install_crashes,
+        nodes_joined: ledger.events.iter().filter(|(_, e)| e.starts_with("JOINED")).count() as u32,
+        nodes_removed: sim.removed.len() as u32,
     }
 }

@@ -22,9 +22,12 @@ fn two_hundred_seeds_hold_every_invariant() {
     let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
     let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
     let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
+    let joined: u32 = reports.iter().map(|r| r.nodes_joined).sum();
+    let removed: u32 = reports.iter().map(|r| r.nodes_removed).sum();
     println!(
         "{} seeds in {:.1} s: {} acknowledged writes, {} violating, slowest convergence {slowest} ms, \
-         {installs} snapshots installed, {install_crashes} crashes inside an install",
+         {installs} snapshots installed, {install_crashes} crashes inside an install, \
+         {joined} nodes joined, {removed} removed",
         reports.len(),
         started.elapsed().as_secs_f64(),
         writes,
@@ -32,6 +35,7 @@ fn two_hundred_seeds_hold_every_invariant() {
     );
     assert!(failing.is_empty(), "replay with `gatehouse simulate --seed N`:\n{}", failing.join("\n"));
     assert!(install_crashes > 0, "no crash landed inside a snapshot install: the fault is not exercised");
+    assert!(joined > 0 && removed > 0, "membership never changed: {joined} joined, {removed} removed");
 }
 
 #[test]
