@@ -56,6 +56,9 @@ pub struct ClusterConfig {
     /// How often the leader proposes `ExpireCounters` (greylist triplets,
     /// quotas, blocks and join tokens past their time); 0 disables it.
     pub expire_interval_ms: u64,
+    /// How long a log purge waits for the state machine to store the
+    /// snapshot that covers it before the node stops on a storage error.
+    pub purge_wait_ms: u64,
     pub proposer: ProposerLimits,
 }
 
@@ -75,6 +78,7 @@ impl Default for ClusterConfig {
             connect_timeout_ms: 1000,
             join_timeout_ms: 30_000,
             expire_interval_ms: 60_000,
+            purge_wait_ms: 30_000,
             proposer: ProposerLimits::default(),
         }
     }
@@ -239,7 +243,9 @@ impl ClusterNode {
             .map_err(|e| ClusterError::Storage(format!("{}: {e}", db_path.display())))?;
         let db = Arc::new(db);
         let storage = |e: crate::raft::StorageError| ClusterError::Storage(e.to_string());
-        let log_store = LogStore::open(db.clone()).map_err(storage)?.purge_after_snapshot();
+        let log_store = LogStore::open(db.clone())
+            .map_err(storage)?
+            .purge_after_snapshot(Duration::from_millis(config.purge_wait_ms));
         let read = ReadHandle::default();
         let stats = Arc::new(SnapshotStats::default());
         let state_machine = StateMachineStore::open(db, read.clone(), stats.clone()).map_err(storage)?;

@@ -60,7 +60,9 @@ impl SimNode {
     pub async fn start(&mut self, net: &SimNet) -> Result<(), String> {
         let db = redb::Database::builder().create_with_backend(self.disk.backend()).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
-        let log = LogStore::open(db.clone()).map_err(|e| e.to_string())?.purge_after_snapshot();
+        let log = LogStore::open(db.clone())
+            .map_err(|e| e.to_string())?
+            .purge_after_snapshot(std::time::Duration::from_secs(30));
         let reader = log.clone();
         self.read = ReadHandle::default();
         let sm = StateMachineStore::open(db, self.read.clone(), self.snapshots.clone()).map_err(|e| e.to_string())?;

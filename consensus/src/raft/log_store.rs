@@ -23,10 +23,6 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
-/// How long a purge waits for the state machine to store the snapshot
-/// that covers it before it fails (and openraft stops the node) rather than
-/// delete entries nothing else holds.
-pub const PURGE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How often a waiting purge looks again.
 const PURGE_POLL: Duration = Duration::from_millis(5);
 
@@ -34,9 +30,10 @@ const PURGE_POLL: Duration = Duration::from_millis(5);
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    /// Purges wait for a stored snapshot that covers them; see
-    /// `purge_after_snapshot`.
-    purge_after_snapshot: bool,
+    /// How long a purge waits for a stored snapshot that covers it (see
+    /// `purge_after_snapshot`) before it fails, and openraft stops the node,
+    /// rather than delete entries nothing else holds; `None`: no wait.
+    purge_wait: Option<Duration>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -54,7 +51,7 @@ impl LogStore {
         txn.open_table(LOGS).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
-        Ok(Self { db, purge_after_snapshot: false })
+        Ok(Self { db, purge_wait: None })
     }
 
     /// Makes every purge wait until the state machine's stored snapshot (in
@@ -66,22 +63,22 @@ impl LogStore {
     /// the appends and commit-pointer saves openraft would make meanwhile,
     /// so no hole can open in the log. Every node sets this; openraft's
     /// storage suite tests the log store alone, without a state machine.
-    pub fn purge_after_snapshot(mut self) -> Self {
-        self.purge_after_snapshot = true;
+    pub fn purge_after_snapshot(mut self, wait_max: Duration) -> Self {
+        self.purge_wait = Some(wait_max);
         self
     }
 
-    async fn wait_for_snapshot_covering(&self, log_id: &LogId) -> Result<(), StorageError> {
+    async fn wait_for_snapshot_covering(&self, log_id: &LogId, wait_max: Duration) -> Result<(), StorageError> {
         let started = tokio::time::Instant::now();
         loop {
             let stored = super::state_machine::stored_snapshot_last(&self.db)?;
             if stored.is_some_and(|s| s.index >= log_id.index) {
                 return Ok(());
             }
-            if started.elapsed() >= PURGE_WAIT_MAX {
+            if started.elapsed() >= wait_max {
                 return Err(write_err(std::io::Error::other(format!(
-                    "purge up to {log_id}: no stored snapshot covers it after {} s (stored: {stored:?})",
-                    PURGE_WAIT_MAX.as_secs()
+                    "purge up to {log_id}: no stored snapshot covers it after {} ms (stored: {stored:?})",
+                    wait_max.as_millis()
                 ))));
             }
             tokio::time::sleep(PURGE_POLL).await;
@@ -210,8 +207,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        if self.purge_after_snapshot {
-            self.wait_for_snapshot_covering(&log_id).await?;
+        if let Some(wait_max) = self.purge_wait {
+            self.wait_for_snapshot_covering(&log_id, wait_max).await?;
         }
         let bytes = encode(&Some(log_id)).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
