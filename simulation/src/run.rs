@@ -32,14 +32,24 @@ pub struct Faults {
     pub slow_disk: bool,
     /// A node is crashed in the middle of its next snapshot install.
     pub snapshot_crash: bool,
+    /// Not a fault but an operator's hand: nodes join and leave.
+    pub membership: bool,
 }
 
 impl Faults {
     pub fn all() -> Self {
-        Faults { crash: true, partition: true, loss: true, skew: true, slow_disk: true, snapshot_crash: true }
+        Faults {
+            crash: true,
+            partition: true,
+            loss: true,
+            skew: true,
+            slow_disk: true,
+            snapshot_crash: true,
+            membership: true,
+        }
     }
 
-    /// `crash,partition,loss,skew,slow-disk,snapshot-crash` (or `all`, or `none`).
+    /// `crash,partition,loss,skew,slow-disk,snapshot-crash,membership` (or `all`, or `none`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut f = Faults::default();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -50,10 +60,11 @@ impl Faults {
                 "skew" => f.skew = true,
                 "slow-disk" => f.slow_disk = true,
                 "snapshot-crash" => f.snapshot_crash = true,
+                "membership" => f.membership = true,
                 "all" => f = Faults::all(),
                 "none" => {}
                 other => {
-                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, slow-disk, snapshot-crash, all, none)"))
+                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, slow-disk, snapshot-crash, membership, all, none)"))
                 }
             }
         }
@@ -727,7 +738,7 @@ async fn run(config: SimConfig) -> SimReport {
             sim.submit();
         } else if roll < 68 {
             sim.inject_fault(step, config.faults).await;
-        } else if roll < 70 {
+        } else if roll < 69 && config.faults.membership {
             sim.change_membership().await;
         }
         sim.check();
