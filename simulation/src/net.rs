@@ -28,7 +28,14 @@ pub struct NetState {
     pub loss: f64,
     /// Probability that a request is delivered twice.
     pub duplication: f64,
-    pub latency_ms: (u64, u64),
+    /// Each link's own base delay is drawn from this range when the link is
+    /// first used (a node in the next rack, one across town)…
+    pub link_base_ms: (u64, u64),
+    /// …and each message adds a jitter from this one, so messages on one
+    /// link overtake each other.
+    pub jitter_ms: (u64, u64),
+    /// The base delay of each link (a pair of nodes, either direction).
+    pub link_ms: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 impl NetState {
@@ -58,8 +65,18 @@ impl SimNet {
         if loss > 0.0 && s.rng.gen_bool(loss) {
             return None;
         }
-        let (lo, hi) = s.latency_ms;
-        Some(Duration::from_millis(s.rng.gen_range(lo..=hi.max(lo))))
+        let (lo, hi) = s.link_base_ms;
+        let link = (from.min(to), from.max(to));
+        let base = match s.link_ms.get(&link) {
+            Some(ms) => *ms,
+            None => {
+                let ms = s.rng.gen_range(lo..=hi.max(lo));
+                s.link_ms.insert(link, ms);
+                ms
+            }
+        };
+        let (lo, hi) = s.jitter_ms;
+        Some(Duration::from_millis(base + s.rng.gen_range(lo..=hi.max(lo))))
     }
 
     fn duplicate(&self) -> bool {

@@ -691,7 +691,9 @@ async fn run(config: SimConfig) -> SimReport {
         partition: None,
         loss: 0.0,
         duplication: 0.0,
-        latency_ms: (1, 15),
+        link_base_ms: (1, 8),
+        jitter_ms: (0, 7),
+        link_ms: BTreeMap::new(),
     })));
     let mut sim = Sim {
         rng: StdRng::seed_from_u64(config.seed),

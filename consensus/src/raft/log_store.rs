@@ -10,6 +10,7 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,11 @@ pub struct LogStore {
     /// `purge_after_snapshot`) before it fails, and openraft stops the node,
     /// rather than delete entries nothing else holds; `None`: no wait.
     purge_wait: Option<Duration>,
+    /// Bumped by every truncation; shared by the store and its readers.
+    truncations: Arc<AtomicU64>,
+    /// For a reader handed to a replication stream: the truncation count
+    /// when it was made. `None` for the store itself.
+    reader_epoch: Option<u64>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -51,7 +57,7 @@ impl LogStore {
         txn.open_table(LOGS).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
-        Ok(Self { db, purge_wait: None })
+        Ok(Self { db, purge_wait: None, truncations: Arc::default(), reader_epoch: None })
     }
 
     /// Makes every purge wait until the state machine's stored snapshot (in
@@ -129,12 +135,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     /// What replication sends: only the run of entries that starts exactly
-    /// at `start`, or nothing. A deposed leader's replication task can finish
-    /// its batch after the node, now a follower, purged up to an installed
-    /// snapshot; a plain range read would then hand it the entries behind
-    /// the purge point as if they followed `start - 1`. Nothing makes openraft
-    /// send a heartbeat instead and let the stream close.
+    /// at `start`, or nothing; and nothing at all once the log was truncated
+    /// after this reader was made. A deposed leader's replication task keeps
+    /// sending the batch in hand with the `prev_log_id` it had as leader.
+    /// If the node, now a follower, purged up to an installed snapshot, a
+    /// plain range read handed it the entries behind the purge point as if
+    /// they followed `start - 1`; if it truncated its old tail and took the
+    /// new leader's entries, it sent those after its own stale `prev_log_id`,
+    /// and a follower that still held the same stale entry appended them
+    /// behind it — a log no leader ever had (the simulator's seed 1813).
+    /// Nothing makes openraft send a heartbeat instead and let the stream
+    /// close. A leader never truncates its own log, so a current stream's
+    /// reader is never cut off.
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        if self.reader_epoch.is_some_and(|epoch| epoch != self.truncations.load(Ordering::Acquire)) {
+            return Ok(Vec::new());
+        }
         let entries = self.try_get_log_entries(start..end).await?;
         Ok(contiguous_from(start, entries))
     }
@@ -158,7 +174,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
+        let mut reader = self.clone();
+        reader.reader_epoch = Some(self.truncations.load(Ordering::Acquire));
+        reader
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -201,6 +219,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Before the entries go: a stale reader must not read the new ones.
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         let txn = self.db.begin_write().map_err(write_err)?;
         txn.open_table(LOGS).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
         txn.commit().map_err(write_err)
@@ -234,6 +254,39 @@ mod tests {
 
     fn indexes(entries: &[Entry]) -> Vec<u64> {
         entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    fn store_with(indexes: &[u64]) -> LogStore {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new());
+        let store = LogStore::open(Arc::new(db.unwrap_or_else(|e| panic!("in-memory redb: {e}"))))
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let txn = store.db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut table = txn.open_table(LOGS).unwrap_or_else(|e| panic!("{e}"));
+            for entry in entries(indexes) {
+                let bytes = encode(&entry).unwrap_or_else(|e| panic!("{e}"));
+                table.insert(entry.log_id.index, bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        store
+    }
+
+    #[tokio::test]
+    async fn a_replication_reader_made_before_a_truncation_reads_nothing_after_it() {
+        let mut store = store_with(&[1, 2, 3, 4, 5]);
+        let mut stale = store.get_log_reader().await;
+        let read = |r: &mut LogStore| {
+            let mut r = r.clone();
+            async move { indexes(&r.limited_get_log_entries(1, 6).await.unwrap_or_default()) }
+        };
+        assert_eq!(read(&mut stale).await, vec![1, 2, 3, 4, 5]);
+        store.truncate(LogId::new(CommittedLeaderId::new(1, 1), 3)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&mut stale).await, Vec::<u64>::new(), "a deposed leader's stream must not read the new tail");
+        let mut fresh = store.get_log_reader().await;
+        assert_eq!(read(&mut fresh).await, vec![1, 2]);
+        // The store itself (startup re-apply, openraft's own reads) is never cut off.
+        assert_eq!(indexes(&store.try_get_log_entries(1..6).await.unwrap_or_default()), vec![1, 2]);
     }
 
     #[test]
