@@ -3,7 +3,7 @@
 //! seed. Exits non-zero on any invariant violation, naming the seed to replay.
 
 use anyhow::Context;
-use simulation::{simulate, sweep, Faults, SimConfig};
+use simulation::{simulate, sweep, Faults, SimConfig, SweepSummary};
 
 pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u32, json: bool) -> anyhow::Result<()> {
     let faults = Faults::parse(faults).map_err(anyhow::Error::msg)?;
@@ -16,34 +16,24 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
         let started = std::time::Instant::now();
         let reports = sweep(from, to, &template);
         let failing: Vec<_> = reports.iter().filter(|r| !r.violations.is_empty()).collect();
-        let writes: usize = reports.iter().map(|r| r.writes_acknowledged).sum();
-        let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
-        let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
-        let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
-        let joined: u32 = reports.iter().map(|r| r.nodes_joined).sum();
-        let removed: u32 = reports.iter().map(|r| r.nodes_removed).sum();
+        let summary = SweepSummary::of(&reports);
         if json {
             let failed: Vec<_> =
                 failing.iter().map(|r| serde_json::json!({ "seed": r.seed, "violations": r.violations })).collect();
             println!(
                 "{}",
-                serde_json::json!({ "seeds": reports.len(), "failed": failed, "writes_acknowledged": writes,
-                    "slowest_convergence_ms": slowest, "snapshots_installed": installs,
-                    "install_crashes": install_crashes, "nodes_joined": joined, "nodes_removed": removed,
-                    "seconds": started.elapsed().as_secs_f64() })
+                serde_json::json!({ "seeds": summary.seeds, "failed": failed,
+                    "writes_acknowledged": summary.writes_acknowledged,
+                    "slowest_convergence_ms": summary.slowest_convergence_ms,
+                    "snapshots_installed": summary.snapshots_installed,
+                    "install_crashes": summary.install_crashes, "nodes_joined": summary.nodes_joined,
+                    "nodes_removed": summary.nodes_removed, "seconds": started.elapsed().as_secs_f64() })
             );
         } else {
             for r in &failing {
                 println!("seed {}: {}", r.seed, r.violations.join("; "));
             }
-            println!(
-                "{} seeds, {} failed, {writes} writes acknowledged, slowest convergence {slowest} ms, \
-                 {installs} snapshots installed, {install_crashes} crashes inside an install, {joined} nodes \
-                 joined, {removed} removed, {:.1} s",
-                reports.len(),
-                failing.len(),
-                started.elapsed().as_secs_f64()
-            );
+            println!("{summary}, {:.1} s", started.elapsed().as_secs_f64());
         }
         if let Some(first) = failing.first() {
             anyhow::bail!(

@@ -13,6 +13,53 @@ pub mod world;
 
 pub use run::{simulate, Faults, SimConfig, SimReport};
 
+/// What a sweep adds up to; `gatehouse simulate --seeds` and the sweep test
+/// both print it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub seeds: usize,
+    pub failing: usize,
+    pub writes_acknowledged: usize,
+    pub slowest_convergence_ms: u64,
+    pub snapshots_installed: u64,
+    pub install_crashes: u32,
+    pub nodes_joined: u32,
+    pub nodes_removed: u32,
+}
+
+impl SweepSummary {
+    pub fn of(reports: &[SimReport]) -> Self {
+        Self {
+            seeds: reports.len(),
+            failing: reports.iter().filter(|r| !r.violations.is_empty()).count(),
+            writes_acknowledged: reports.iter().map(|r| r.writes_acknowledged).sum(),
+            slowest_convergence_ms: reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0),
+            snapshots_installed: reports.iter().map(|r| r.snapshots_installed).sum(),
+            install_crashes: reports.iter().map(|r| r.install_crashes).sum(),
+            nodes_joined: reports.iter().map(|r| r.nodes_joined).sum(),
+            nodes_removed: reports.iter().map(|r| r.nodes_removed).sum(),
+        }
+    }
+}
+
+impl std::fmt::Display for SweepSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} seeds, {} failed, {} writes acknowledged, slowest convergence {} ms, {} snapshots installed, \
+             {} crashes inside an install, {} nodes joined, {} removed",
+            self.seeds,
+            self.failing,
+            self.writes_acknowledged,
+            self.slowest_convergence_ms,
+            self.snapshots_installed,
+            self.install_crashes,
+            self.nodes_joined,
+            self.nodes_removed
+        )
+    }
+}
+
 /// Runs seeds `from..to` on all cores (each run on its own thread and
 /// runtime, so each is as deterministic as alone); reports in seed order.
 pub fn sweep(from: u64, to: u64, template: &SimConfig) -> Vec<SimReport> {

@@ -2,7 +2,7 @@
 //! holding; and the broken variant (fsync skipped) caught within a sweep,
 //! which proves the invariants can fail.
 
-use gatehouse_simulation::{sweep, Faults, SimConfig};
+use gatehouse_simulation::{sweep, Faults, SimConfig, SweepSummary};
 use std::time::Instant;
 
 fn template(broken: bool) -> SimConfig {
@@ -18,23 +18,11 @@ fn two_hundred_seeds_hold_every_invariant() {
         .filter(|r| !r.violations.is_empty())
         .map(|r| format!("seed {}: {}", r.seed, r.violations.join("; ")))
         .collect();
-    let writes: usize = reports.iter().map(|r| r.writes_acknowledged).sum();
-    let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
-    let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
-    let install_crashes: u32 = reports.iter().map(|r| r.install_crashes).sum();
-    let joined: u32 = reports.iter().map(|r| r.nodes_joined).sum();
-    let removed: u32 = reports.iter().map(|r| r.nodes_removed).sum();
-    println!(
-        "{} seeds in {:.1} s: {} acknowledged writes, {} violating, slowest convergence {slowest} ms, \
-         {installs} snapshots installed, {install_crashes} crashes inside an install, \
-         {joined} nodes joined, {removed} removed",
-        reports.len(),
-        started.elapsed().as_secs_f64(),
-        writes,
-        failing.len()
-    );
+    let summary = SweepSummary::of(&reports);
+    println!("{summary}, in {:.1} s", started.elapsed().as_secs_f64());
     assert!(failing.is_empty(), "replay with `gatehouse simulate --seed N`:\n{}", failing.join("\n"));
-    assert!(install_crashes > 0, "no crash landed inside a snapshot install: the fault is not exercised");
+    assert!(summary.install_crashes > 0, "no crash landed inside a snapshot install: the fault is not exercised");
+    let (joined, removed) = (summary.nodes_joined, summary.nodes_removed);
     assert!(joined > 0 && removed > 0, "membership never changed: {joined} joined, {removed} removed");
 }
 

@@ -75,12 +75,7 @@ impl Sim {
                     _ => None,
                 };
                 if let Some(id) = victim {
-                    if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
-                        node.crash(&self.net).await;
-                    }
-                    let back = step + self.rng.gen_range(5..40);
-                    self.down_until.insert(id, back);
-                    self.event(format!("CRASH node {id} (back at step {back})"));
+                    self.crash_for_a_while(id, step, "").await;
                 }
             }
             1 if faults.partition => {
@@ -154,13 +149,19 @@ impl Sim {
             if !self.nodes[i].faults.trapped.swap(false, Ordering::Relaxed) || !self.nodes[i].is_up() {
                 continue;
             }
-            let id = self.nodes[i].id;
-            self.nodes[i].crash(&self.net).await;
             self.install_crashes += 1;
-            let back = step + self.rng.gen_range(5..40);
-            self.down_until.insert(id, back);
-            self.event(format!("CRASH node {id} inside a snapshot install (back at step {back})"));
+            self.crash_for_a_while(self.nodes[i].id, step, " inside a snapshot install").await;
         }
+    }
+
+    /// Power loss on one node; it comes back 5 to 40 steps later.
+    async fn crash_for_a_while(&mut self, id: NodeId, step: u32, how: &str) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
+            node.crash(&self.net).await;
+        }
+        let back = step + self.rng.gen_range(5..40);
+        self.down_until.insert(id, back);
+        self.event(format!("CRASH node {id}{how} (back at step {back})"));
     }
 
     pub(super) async fn restart(&mut self, id: NodeId) {
