@@ -118,7 +118,7 @@ async fn batch_loop(mut rx: mpsc::Receiver<Pending>, submitter: Submitter) {
 }
 
 /// Where one caller waits for its outcome: a oneshot sender here, a loom
-/// slot in the model of `tests` under the `loom` feature.
+/// slot in `loom_models.rs` (built with the `loom` feature).
 pub(crate) trait ReplySlot {
     /// Hands the result over; a caller that stopped waiting is not an error.
     fn fill(self, result: Result<Outcome, ProposeError>);

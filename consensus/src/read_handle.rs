@@ -38,7 +38,7 @@ impl ReadHandle {
 
     /// Publishes a new version; called only by the state machine, which
     /// openraft never runs twice at once (the loom model in
-    /// `tests/loom.rs` checks readers against this one writer).
+    /// `loom_models.rs` checks readers against this one writer).
     pub(crate) fn publish(&self, applied_index: u64, state: ClusterState) {
         let previous = self.current.load();
         let rules = if previous.rules.version == state.rules.version {

@@ -157,9 +157,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
 }
 
 /// The prefix of `entries` whose indexes run `start, start + 1, …`.
-fn contiguous_from(start: u64, entries: Vec<Entry>) -> Vec<Entry> {
+fn contiguous_from(start: u64, mut entries: Vec<Entry>) -> Vec<Entry> {
     let run = entries.iter().zip(start..).take_while(|(e, want)| e.log_id.index == *want).count();
-    let mut entries = entries;
     entries.truncate(run);
     entries
 }
@@ -275,16 +274,16 @@ mod tests {
     #[tokio::test]
     async fn a_replication_reader_made_before_a_truncation_reads_nothing_after_it() {
         let mut store = store_with(&[1, 2, 3, 4, 5]);
-        let mut stale = store.get_log_reader().await;
-        let read = |r: &mut LogStore| {
+        let stale = store.get_log_reader().await;
+        let read = |r: &LogStore| {
             let mut r = r.clone();
             async move { indexes(&r.limited_get_log_entries(1, 6).await.unwrap_or_default()) }
         };
-        assert_eq!(read(&mut stale).await, vec![1, 2, 3, 4, 5]);
+        assert_eq!(read(&stale).await, vec![1, 2, 3, 4, 5]);
         store.truncate(LogId::new(CommittedLeaderId::new(1, 1), 3)).await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(read(&mut stale).await, Vec::<u64>::new(), "a deposed leader's stream must not read the new tail");
-        let mut fresh = store.get_log_reader().await;
-        assert_eq!(read(&mut fresh).await, vec![1, 2]);
+        assert_eq!(read(&stale).await, Vec::<u64>::new(), "a deposed leader's stream must not read the new tail");
+        let fresh = store.get_log_reader().await;
+        assert_eq!(read(&fresh).await, vec![1, 2]);
         // The store itself (startup re-apply, openraft's own reads) is never cut off.
         assert_eq!(indexes(&store.try_get_log_entries(1..6).await.unwrap_or_default()), vec![1, 2]);
     }

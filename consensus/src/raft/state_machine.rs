@@ -31,11 +31,16 @@ const KEY_CURRENT_LAST: &str = "current_last";
 /// How far the stored snapshot reaches: `None` when there is none.
 pub(crate) fn stored_snapshot_last(db: &Database) -> Result<Option<LogId>, StorageError> {
     let txn = db.begin_read().map_err(|e| snap_err(ErrorVerb::Read, e))?;
-    let table = match txn.open_table(SNAPSHOT) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
-    };
+    match txn.open_table(SNAPSHOT) {
+        Ok(table) => snapshot_last_in(&table),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(snap_err(ErrorVerb::Read, e)),
+    }
+}
+
+/// The stored snapshot's last log id, from its own key; a database written
+/// before that key existed has only the whole snapshot to decode.
+fn snapshot_last_in(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<LogId>, StorageError> {
     if let Some(v) = table.get(KEY_CURRENT_LAST).map_err(|e| snap_err(ErrorVerb::Read, e))? {
         return decode(v.value()).map_err(|e| snap_err(ErrorVerb::Read, e));
     }
@@ -147,14 +152,7 @@ fn write_snapshot(db: &Database, stored: &StoredSnapshot) -> Result<(), StorageE
     let txn = db.begin_write().map_err(|e| snap_err(ErrorVerb::Write, e))?;
     {
         let mut table = txn.open_table(SNAPSHOT).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        let current = table.get(KEY_CURRENT).map_err(|e| snap_err(ErrorVerb::Read, e))?.map(|v| v.value().to_vec());
-        let newer_stored = match current {
-            Some(v) => {
-                let existing: StoredSnapshot = decode(&v).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                existing.meta.last_log_id > stored.meta.last_log_id
-            }
-            None => false,
-        };
+        let newer_stored = snapshot_last_in(&table)?.is_some_and(|last| Some(last) > stored.meta.last_log_id);
         if newer_stored {
             tracing::debug!(snapshot = %stored.meta.snapshot_id, "older snapshot not stored over a newer one");
         } else {
