@@ -37,6 +37,11 @@ impl Actor for SmtpListener {
         if let Some(listener) = self.listener.take() {
             let accepts = futures::stream::unfold(listener, |l| async move {
                 let accepted = l.accept().await;
+                if accepted.is_err() {
+                    // Out of file descriptors (EMFILE) fails every accept at
+                    // once: pause rather than spin on the error.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
                 Some((accepted, l))
             });
             ctx.add_stream(accepts);

@@ -13,9 +13,15 @@ fn invalid() -> Reply {
     Reply::new(535, "5.7.8", "Authentication credentials invalid")
 }
 
+/// The refusal of a frozen account (RFC 4954 §6 "user account disabled"):
+/// said only after the right password, so it tells a stranger nothing.
+pub fn frozen() -> Reply {
+    Reply::new(525, "5.7.13", "Account frozen: it may not send or log in; ask your administrator")
+}
+
 /// The user's canonical address when the password is right and the account
-/// enabled; the same refusal otherwise, so a client cannot tell which part
-/// was wrong.
+/// enabled and not frozen; for a wrong user, password or a disabled account
+/// the same refusal, so a client cannot tell which part was wrong.
 pub fn verify_login(directory: &Directory, username: &str, password: &str) -> Result<String, Reply> {
     let key = MailAddress::parse(username).map_err(|_| invalid())?.key();
     let user = directory.users.get(&key).ok_or_else(invalid)?;
@@ -23,6 +29,10 @@ pub fn verify_login(directory: &Directory, username: &str, password: &str) -> Re
     argon2::Argon2::default().verify_password(password.as_bytes(), &hash).map_err(|_| invalid())?;
     if !user.enabled {
         return Err(invalid());
+    }
+    if user.frozen {
+        tracing::warn!(user = %user.address, "login refused: account frozen");
+        return Err(frozen());
     }
     Ok(user.address.clone())
 }
@@ -50,11 +60,23 @@ mod tests {
             .unwrap();
         }
         s.apply(&Command::SetUserEnabled { address: "bob@example.com".into(), enabled: false }, 0).unwrap();
+        s.apply(
+            &Command::AddUser {
+                address: "carol@example.com".into(),
+                display_name: String::new(),
+                password_hash: hash.clone(),
+            },
+            0,
+        )
+        .unwrap();
+        s.apply(&Command::SetUserFrozen { address: "carol@example.com".into(), frozen: true }, 0).unwrap();
         let d = &s.directory;
         assert_eq!(verify_login(d, "Alice@Example.com", "right password"), Ok("alice@example.com".into()));
         assert_eq!(verify_login(d, "alice@example.com", "wrong").unwrap_err().code, 535);
         assert_eq!(verify_login(d, "nobody@example.com", "right password").unwrap_err().code, 535);
         assert_eq!(verify_login(d, "bob@example.com", "right password").unwrap_err().code, 535);
         assert_eq!(verify_login(d, "not an address", "x").unwrap_err().code, 535);
+        assert_eq!(verify_login(d, "carol@example.com", "right password"), Err(frozen()));
+        assert_eq!(verify_login(d, "carol@example.com", "wrong").unwrap_err().code, 535);
     }
 }

@@ -29,7 +29,10 @@ fn resolve(address: &str) -> RecipientVerdict {
 fn pump(session: &mut Session, run: &mut Run, now: u64) {
     while let Some(action) = session.poll_action() {
         match action {
-            Action::Send(bytes) => run.server.push_str(&String::from_utf8(bytes).unwrap()),
+            Action::Send(bytes) => {
+                run.server.push_str(&String::from_utf8(bytes.clone()).unwrap());
+                session.written(bytes.len(), now);
+            }
             Action::CheckRecipient { address, .. } => session.recipient_verdict(resolve(&address), now),
             Action::StartTls => {
                 run.tls_requests += 1;
@@ -445,4 +448,113 @@ fn unauthorised_pipelining_table() {
         assert_eq!(run.closed, refused, "case {i}");
         assert_eq!(run.stored.len(), usize::from(!refused), "case {i}");
     }
+}
+
+/// Drives a session with each write at its own time (ms).
+fn drive_at(writes: &[(u64, &[u8])]) -> Run {
+    let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 40000 };
+    let mut session = Session::new(config(SmtpLimits::default()), peer, 1_000);
+    let mut run = Run { tls_requests: 0, server: String::new(), stored: Vec::new(), closed: false, pauses: 0 };
+    pump(&mut session, &mut run, 1_000);
+    for (now, bytes) in writes {
+        session.receive(bytes, *now);
+        pump(&mut session, &mut run, *now);
+    }
+    run
+}
+
+const ENVELOPE: &[u8] = b"EHLO c\r\nMAIL FROM:<s@x.org>\r\nRCPT TO:<alice@example.com>\r\n";
+
+/// Every CHUNKING edge (RFC 3030): the message's arrival time is when its
+/// LAST chunk came, whatever that chunk's size — never zero.
+#[test]
+fn chunking_edges() {
+    // BDAT 0 LAST alone: an empty message, stamped when it arrived.
+    let run = drive_at(&[(5_000, ENVELOPE), (7_000, b"BDAT 0 LAST\r\n")]);
+    assert!(run.server.ends_with("250 2.0.0 Ok: queued as Q1\r\n"), "{}", run.server);
+    assert_eq!(run.stored[0].body, b"");
+    assert_eq!(run.stored[0].received_ms, 7_000);
+
+    // Chunks, then BDAT 0 LAST: the body is the chunks, the time the last one's.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT 4\r\nab\r\n"), (9_000, b"BDAT 0 LAST\r\n")]);
+    assert!(run.server.contains("250 2.0.0 4 octets received\r\n"), "{}", run.server);
+    assert_eq!(run.stored[0].body, b"ab\r\n");
+    assert_eq!(run.stored[0].received_ms, 9_000);
+
+    // BDAT 0 without LAST is an empty chunk, acknowledged.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT 0\r\nBDAT 4 LAST\r\nab\r\n")]);
+    assert!(run.server.contains("250 2.0.0 0 octets received\r\n"), "{}", run.server);
+    assert_eq!(run.stored[0].body, b"ab\r\n");
+
+    // A chunk after LAST belongs to no transaction: refused, and its bytes
+    // are read as data, not as commands.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT 4 LAST\r\nab\r\nBDAT 6\r\nQUIT\r\nNOOP\r\n")]);
+    assert_eq!(run.stored.len(), 1);
+    assert!(run.server.ends_with("503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"), "{}", run.server);
+    assert!(!run.closed);
+
+    // DATA after BDAT is refused; the BDAT transaction goes on.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT 4\r\nab\r\nDATA\r\nBDAT 4 LAST\r\ncd\r\n")]);
+    assert!(run.server.contains("503 5.5.1 DATA not allowed after BDAT\r\n"), "{}", run.server);
+    assert_eq!(run.stored[0].body, b"ab\r\ncd\r\n");
+
+    // BDAT inside DATA is message text; after the message, a BDAT needs a new MAIL.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"DATA\r\nBDAT 3 LAST\r\n.\r\nBDAT 2 LAST\r\nhi")]);
+    assert_eq!(run.stored.len(), 1);
+    assert_eq!(run.stored[0].body, b"BDAT 3 LAST\r\n");
+    assert!(run.server.ends_with("503 5.5.1 Need MAIL command\r\n"), "{}", run.server);
+
+    // RSET between chunks drops the chunks; the LAST chunk then has no transaction.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT 4\r\nab\r\nRSET\r\nBDAT 4 LAST\r\ncd\r\n")]);
+    assert!(run.stored.is_empty());
+    assert!(run.server.ends_with("250 2.0.0 Ok\r\n503 5.5.1 Need MAIL command\r\n"), "{}", run.server);
+
+    // A size that is not a number is a syntax error, not a chunk.
+    let run = drive_at(&[(5_000, ENVELOPE), (6_000, b"BDAT x\r\nNOOP\r\n")]);
+    assert!(run.server.contains("501 5.5.4"), "{}", run.server);
+    assert!(run.server.ends_with("250 2.0.0 Ok\r\n"), "{}", run.server);
+}
+
+/// The input buffer is consumed in place: a long pipelined flood is answered
+/// in full and in order (the cost per command is benchmarked in bench/).
+#[test]
+fn a_pipelined_flood_is_answered_in_order_and_capped() {
+    let flood = b"NOOP\r\n".repeat(5_000);
+    let run = drive_with(SmtpLimits { commands_max: 0, ..Default::default() }, &[b"EHLO c\r\n", &flood]);
+    assert_eq!(run.server.matches("250 2.0.0 Ok\r\n").count(), 5_000);
+    assert!(!run.closed);
+    let capped = drive_with(SmtpLimits { commands_max: 100, ..Default::default() }, &[b"EHLO c\r\n", &flood]);
+    assert_eq!(capped.server.matches("250 2.0.0 Ok\r\n").count(), 99);
+    assert!(capped.server.ends_with("421 4.7.0 Too many commands; closing connection\r\n"), "{}", capped.server);
+    assert!(capped.closed);
+}
+
+/// Replies the client has not taken hold the input back: with nothing
+/// reported written, the session stops at `output_bytes_max` and asks for no
+/// more input; each write it hears of lets it go on.
+#[test]
+fn unsent_replies_stop_the_reading() {
+    let limits = SmtpLimits { output_bytes_max: 100, ..Default::default() };
+    let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 1 };
+    let mut s = Session::new(config(limits), peer, 0);
+    let greeting = s.poll_action();
+    assert!(matches!(greeting, Some(Action::Send(_))));
+    s.receive(&b"HELO c\r\n".repeat(20), 1);
+    let mut sent = 0;
+    let mut replies = 0;
+    while let Some(Action::Send(bytes)) = s.poll_action() {
+        sent += bytes.len();
+        replies += 1;
+    }
+    assert!(replies < 20, "{replies} replies went out unread");
+    assert_eq!(s.input_room(), 0, "no more input while replies are unread");
+    while sent > 0 {
+        s.written(std::mem::take(&mut sent), 2);
+        while let Some(Action::Send(bytes)) = s.poll_action() {
+            sent += bytes.len();
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 20);
+    assert!(s.input_room() > 0);
 }

@@ -74,6 +74,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 queue: queue.clone(),
                 nameservers,
                 anvil: Default::default(),
+                open_connections: Default::default(),
             });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {

@@ -15,12 +15,26 @@ use config::NodeConfig;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve | Command::Join { .. }) {
+        end_quietly_when_stdout_closes();
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gatehouse: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `gatehouse queue list | head`: when the reader goes away the command
+/// ends as `ls` or `cat` would, without a word, instead of panicking in
+/// `println!` (Rust ignores SIGPIPE by default). Never for the server, whose
+/// sockets must report a closed peer as an error, not kill the process.
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: restores the default action of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -81,3 +81,20 @@ fn export_then_import_restores_the_configuration() {
     assert_eq!(b.ok(&["export"]), a.ok(&["export"]));
     assert_eq!(b.domains(), vec!["example.com"]);
 }
+
+/// `gatehouse … | head`: a reader that goes away ends the command without a
+/// panic or a message (it panicked in println! before).
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let mut child = std::process::Command::new(binary())
+        .args(["dmarc", "record", "example.com"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "a panic's exit code");
+}

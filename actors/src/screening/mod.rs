@@ -15,10 +15,12 @@ mod recipient;
 use actix::prelude::*;
 use consensus::{AppliedState, Command, Outcome, Proposer, ReadHandle};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
@@ -61,6 +63,28 @@ pub struct ScreeningServices {
     pub nameservers: Vec<SocketAddr>,
     /// Per-client connection and message counts on this node.
     pub anvil: Mutex<Anvil>,
+    /// Open SMTP connections on this node, against `connections_max`.
+    pub open_connections: Arc<AtomicUsize>,
+}
+
+/// One open SMTP connection, counted while it lives.
+struct OpenConnection {
+    gauge: Arc<AtomicUsize>,
+}
+
+impl OpenConnection {
+    /// Counts a new connection, or `None` when the node is at `max`.
+    fn open(gauge: &Arc<AtomicUsize>, max: usize) -> Option<(Self, usize)> {
+        let before = gauge.fetch_add(1, Ordering::AcqRel);
+        let counted = Self { gauge: gauge.clone() };
+        (before < max).then_some((counted, before + 1))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ScreeningServices {
@@ -96,10 +120,17 @@ enum IoCommand {
     Close,
 }
 
+/// Bytes from the client; the IO task waits for it to be handled, so the
+/// session's room is current before it reads again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Received(Vec<u8>);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 enum IoEvent {
-    Received(Vec<u8>),
+    /// This many reply bytes reached the socket.
+    Written(usize),
     TlsStarted,
     Closed,
 }
@@ -123,6 +154,9 @@ struct ClientFacts {
 pub struct Screening {
     session: Session,
     io: mpsc::UnboundedSender<IoCommand>,
+    /// How many bytes the session takes now; the IO task reads no more.
+    room: watch::Sender<usize>,
+    _open: OpenConnection,
     services: Arc<ScreeningServices>,
     client: ClientFacts,
     /// Why the connection is refused before any lookup (lists, blocks, rates).
@@ -141,6 +175,15 @@ impl Screening {
     /// Takes an accepted connection: reads its PROXY header first when it
     /// comes from a configured load balancer, then starts the actor.
     pub fn accept(mut stream: TcpStream, tcp_peer: PeerInfo, services: Arc<ScreeningServices>, role: ListenerRole) {
+        let Some((open, count)) = OpenConnection::open(&services.open_connections, role.limits.connections_max) else {
+            tracing::warn!(peer = %tcp_peer.ip, max = role.limits.connections_max, "refused: connections_max reached");
+            return Self::turn_away(stream, &services, &role);
+        };
+        let mut role = role;
+        if role.limits.stressed(count) {
+            tracing::debug!(open = count, "node under stress: short deadlines for this session");
+            role.limits = role.limits.under_stress();
+        }
         let proxied = services
             .read
             .load()
@@ -149,20 +192,50 @@ impl Screening {
             .get_networks("smtp.proxy_peers")
             .is_ok_and(|nets| nets.iter().any(|n| n.contains(&tcp_peer.ip)));
         if !proxied {
-            return Self::begin(stream, tcp_peer, Vec::new(), services, role);
+            return Self::begin(stream, tcp_peer, Vec::new(), services, role, open);
         }
         actix::spawn(async move {
             match proxy::read_header(&mut stream, Duration::from_secs(10)).await {
-                Ok((client, early)) => Self::begin(stream, client.unwrap_or(tcp_peer), early, services, role),
+                Ok((client, early)) => Self::begin(stream, client.unwrap_or(tcp_peer), early, services, role, open),
                 Err(e) => tracing::info!(peer = %tcp_peer.ip, error = %e, "PROXY protocol: connection dropped"),
             }
         });
     }
 
-    fn begin(stream: TcpStream, peer: PeerInfo, early: Vec<u8>, services: Arc<ScreeningServices>, role: ListenerRole) {
+    /// Past `connections_max`: a 421 on the plain ports (best effort, under
+    /// a short deadline), a bare close on the implicit-TLS port.
+    fn turn_away(mut stream: TcpStream, services: &ScreeningServices, role: &ListenerRole) {
+        if role.implicit_tls {
+            return;
+        }
+        let host = services.read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+        let reply = Reply::new(421, "4.7.0", &format!("{host} Too many connections; try again later")).render();
+        actix::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&reply)).await;
+        });
+    }
+
+    fn begin(
+        stream: TcpStream,
+        peer: PeerInfo,
+        early: Vec<u8>,
+        services: Arc<ScreeningServices>,
+        role: ListenerRole,
+        open: OpenConnection,
+    ) {
         Screening::create(move |ctx| {
             let (io, commands) = mpsc::unbounded_channel();
-            actix::spawn(io::connection_io(stream, role.tls.clone(), role.implicit_tls, commands, ctx.address()));
+            let (room, room_rx) = watch::channel(role.limits.pending_input_bytes_max);
+            let deadlines = io::IoDeadlines::from_limits(&role.limits);
+            actix::spawn(io::connection_io(
+                stream,
+                role.tls.clone(),
+                role.implicit_tls,
+                deadlines,
+                commands,
+                room_rx,
+                ctx.address(),
+            ));
             let state = services.read.load();
             let settings = &state.state.settings;
             let trusted = settings
@@ -198,6 +271,8 @@ impl Screening {
             let mut screening = Screening {
                 session,
                 io,
+                room,
+                _open: open,
                 services: services.clone(),
                 client,
                 refusal: None,
@@ -412,6 +487,8 @@ impl Screening {
                 }
             }
         }
+        let room = self.session.input_room();
+        self.room.send_if_modified(|r| std::mem::replace(r, room) != room);
     }
 }
 
@@ -445,10 +522,19 @@ impl Handler<IoEvent> for Screening {
 
     fn handle(&mut self, event: IoEvent, ctx: &mut Context<Self>) {
         match event {
-            IoEvent::Received(bytes) => self.session.receive(&bytes, now_ms()),
+            IoEvent::Written(n) => self.session.written(n, now_ms()),
             IoEvent::TlsStarted => self.session.tls_started(now_ms()),
             IoEvent::Closed => return ctx.stop(),
         }
+        self.drain(ctx);
+    }
+}
+
+impl Handler<Received> for Screening {
+    type Result = ();
+
+    fn handle(&mut self, Received(bytes): Received, ctx: &mut Context<Self>) {
+        self.session.receive(&bytes, now_ms());
         self.drain(ctx);
     }
 }

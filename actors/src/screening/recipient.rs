@@ -62,6 +62,16 @@ async fn decide(r: &RecipientRequest, spf: &mut Option<SpfOutput>) -> RecipientO
     let now = now_ms();
     let ip = r.client.ip;
 
+    // Frozen while logged in (an administrator, later hijack detection):
+    // nothing more leaves through this session.
+    if let Some(login) = &r.authenticated {
+        let key = MailAddress::parse(login).map(|a| a.key());
+        if key.is_ok_and(|k| state.state.directory.users.get(&k).is_some_and(|u| u.frozen)) {
+            tracing::warn!(client = %ip, user = %login, to = %r.address, "refused: account frozen");
+            return reject(crate::login::frozen());
+        }
+    }
+
     let lists = check_envelope(&state.state.rules, &state.rules, ip, &r.mail_from, &r.address);
     let (whitelisted, skip, discard) = match &lists {
         EnvelopeListVerdict::Reject { rule, reply } => {

@@ -30,6 +30,47 @@ pub struct SmtpLimits {
     /// Input a client may send ahead of our replies (pipelined commands and
     /// DATA bytes waiting for a verdict) before the session stops reading.
     pub pending_input_bytes_max: usize,
+    /// Reply bytes written to the connection and not yet taken by the client
+    /// before the session stops reading its input (the client must read).
+    pub output_bytes_max: usize,
+    /// Commands per session; past it `421 4.7.0` and the connection closes. 0: no limit.
+    pub commands_max: u64,
+    /// Longest a TLS handshake may take (port 465 and after STARTTLS).
+    pub tls_handshake_timeout_ms: u64,
+    /// Longest one write to the client may wait (a client that stops reading).
+    pub write_timeout_ms: u64,
+    /// Open SMTP connections on this node, all listeners together; past it a
+    /// new connection gets `421 4.7.0` and is closed.
+    pub connections_max: usize,
+    /// Above this share of `connections_max` (percent) the node is under
+    /// stress: new sessions get `stress_timeout_ms` for every wait and
+    /// `stress_errors_max` errors (Postfix's stress-dependent timeouts).
+    pub stress_connections_percent: u8,
+    /// The one deadline (idle, DATA, handshake, write) of a session started under stress.
+    pub stress_timeout_ms: u64,
+    /// Protocol errors allowed to a session started under stress.
+    pub stress_errors_max: u32,
+}
+
+impl SmtpLimits {
+    /// True when `open` connections put the node under stress.
+    pub fn stressed(&self, open: usize) -> bool {
+        open.saturating_mul(100) >= self.connections_max.saturating_mul(self.stress_connections_percent as usize)
+    }
+
+    /// The limits of a session started under stress: every wait shortened,
+    /// fewer errors forgiven; never longer or looser than the normal ones.
+    pub fn under_stress(&self) -> Self {
+        let t = self.stress_timeout_ms;
+        Self {
+            command_timeout_ms: self.command_timeout_ms.min(t),
+            data_timeout_ms: self.data_timeout_ms.min(t),
+            tls_handshake_timeout_ms: self.tls_handshake_timeout_ms.min(t),
+            write_timeout_ms: self.write_timeout_ms.min(t),
+            errors_max: self.errors_max.min(self.stress_errors_max),
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for SmtpLimits {
@@ -45,6 +86,14 @@ impl Default for SmtpLimits {
             data_timeout_ms: 180_000,
             session_ms_max: 1_800_000,
             pending_input_bytes_max: 1024 * 1024,
+            output_bytes_max: 64 * 1024,
+            commands_max: 10_000,
+            tls_handshake_timeout_ms: 60_000,
+            write_timeout_ms: 300_000,
+            connections_max: 16_000,
+            stress_connections_percent: 75,
+            stress_timeout_ms: 10_000,
+            stress_errors_max: 1,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bdat;
 pub mod data;
+pub mod input;
 pub mod limits;
 pub mod line;
 pub mod reply;

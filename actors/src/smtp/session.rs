@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::auth::{self, AuthDialog, AuthStep};
 use super::bdat::BdatReader;
 use super::data::DataReader;
+use super::input::InputBuffer;
 use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
 use super::reply::Reply;
@@ -198,8 +199,13 @@ pub struct Session {
     phase: Phase,
     waiting: Waiting,
     line: LineBuffer,
-    /// Received bytes not yet processed: pipelined input waiting behind an open question.
-    input: Vec<u8>,
+    /// Received bytes not yet processed: pipelined input waiting behind an
+    /// open question, or behind replies the client has not read yet.
+    input: InputBuffer,
+    /// Reply bytes handed to the shell and not yet reported written (`written`).
+    unsent_bytes: usize,
+    /// Commands read so far, against `commands_max`.
+    commands: u64,
     actions: VecDeque<Action>,
     helo: Option<(String, bool)>,
     transaction: Option<Transaction>,
@@ -292,7 +298,9 @@ impl Session {
             phase: Phase::Command,
             waiting: Waiting::Nothing,
             line: LineBuffer::default(),
-            input: Vec::new(),
+            input: InputBuffer::default(),
+            unsent_bytes: 0,
+            commands: 0,
             actions: VecDeque::new(),
             helo: None,
             transaction: None,
@@ -329,8 +337,31 @@ impl Session {
             self.close_with(Reply::new(421, "4.7.0", "Too much pipelined input; closing connection"));
             return;
         }
-        self.input.extend_from_slice(bytes);
+        self.input.push(bytes);
         self.process(now_ms);
+    }
+
+    /// The shell wrote `bytes` of the replies to the socket: input held back
+    /// behind unread replies may be processed again.
+    pub fn written(&mut self, bytes: usize, now_ms: u64) {
+        self.unsent_bytes = self.unsent_bytes.saturating_sub(bytes);
+        self.process(now_ms);
+    }
+
+    /// How many more bytes the session takes now. Zero while the client has
+    /// not read our replies (`output_bytes_max`) or once closed: the shell
+    /// stops reading the socket, so a flood waits in the client's buffers,
+    /// not in ours (Postfix does the same).
+    pub fn input_room(&self) -> usize {
+        if self.is_closed() || self.output_blocked() {
+            return 0;
+        }
+        self.config.limits.pending_input_bytes_max.saturating_sub(self.input.len())
+    }
+
+    fn output_blocked(&self) -> bool {
+        let max = self.config.limits.output_bytes_max;
+        max > 0 && self.unsent_bytes >= max
     }
 
     /// When `timeout` should be called, if the client stays silent.
@@ -409,7 +440,9 @@ impl Session {
     }
 
     fn send(&mut self, reply: Reply) {
-        self.actions.push_back(Action::Send(reply.render()));
+        let bytes = reply.render();
+        self.unsent_bytes += bytes.len();
+        self.actions.push_back(Action::Send(bytes));
     }
 
     fn close_with(&mut self, reply: Reply) {
@@ -429,13 +462,19 @@ impl Session {
     }
 
     fn process(&mut self, now_ms: u64) {
-        while self.waiting == Waiting::Nothing && !self.input.is_empty() {
-            let used = match &mut self.phase {
+        while self.waiting == Waiting::Nothing && !self.input.is_empty() && !self.output_blocked() {
+            match &mut self.phase {
                 Phase::Closed => return,
                 Phase::Command => {
-                    let (line, used) = self.line.take_line(&self.input, self.config.limits.command_line_bytes_max);
-                    self.input.drain(..used);
+                    let (line, used) =
+                        self.line.take_line(self.input.pending(), self.config.limits.command_line_bytes_max);
+                    self.input.consume(used);
                     let Some(line) = line else { return };
+                    self.commands += 1;
+                    let max = self.config.limits.commands_max;
+                    if max > 0 && self.commands > max {
+                        return self.close_with(Reply::new(421, "4.7.0", "Too many commands; closing connection"));
+                    }
                     let ahead = !self.input.is_empty();
                     let was_data = matches!(&line, Line::Complete(b) if b.eq_ignore_ascii_case(b"DATA"));
                     // RFC 2920: only an EHLO client may send ahead, and never past DATA.
@@ -444,19 +483,18 @@ impl Session {
                         self.close_with(Reply::new(554, "5.5.1", "Error: improper use of SMTP command pipelining"));
                         return;
                     }
-                    self.command_line(line);
-                    continue;
+                    self.command_line(line, now_ms);
                 }
                 Phase::Auth(_) => {
-                    let (line, used) = self.line.take_line(&self.input, self.config.limits.command_line_bytes_max);
-                    self.input.drain(..used);
+                    let (line, used) =
+                        self.line.take_line(self.input.pending(), self.config.limits.command_line_bytes_max);
+                    self.input.consume(used);
                     let Some(line) = line else { return };
                     let Phase::Auth(dialog) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
                     match line {
                         Line::Complete(bytes) => self.auth_step(auth::next(dialog, &bytes)),
                         _ => self.error(Reply::new(501, "5.5.2", "Cannot decode the authentication response")),
                     }
-                    continue;
                 }
                 Phase::Bdat { remaining, refused, .. } => {
                     let n = (*remaining).min(self.input.len());
@@ -464,30 +502,26 @@ impl Session {
                     let chunk_done = *remaining == 0;
                     if refused.is_none() {
                         if let Some(reader) = self.transaction.as_mut().and_then(|t| t.bdat.as_mut()) {
-                            reader.take(&self.input[..n], &self.config.limits);
+                            reader.take(&self.input.pending()[..n], &self.config.limits);
                         }
                     }
-                    self.input.drain(..n);
+                    self.input.consume(n);
                     if chunk_done {
                         self.end_of_chunk(now_ms);
                     }
-                    continue;
                 }
                 Phase::Data(reader) => {
-                    let (done, used) = reader.feed(&self.input, &self.config.limits);
+                    let (done, used) = reader.feed(self.input.pending(), &self.config.limits);
+                    self.input.consume(used);
                     if done {
-                        self.input.drain(..used);
                         self.end_of_data(now_ms);
-                        continue;
                     }
-                    used
                 }
-            };
-            self.input.drain(..used);
+            }
         }
     }
 
-    fn command_line(&mut self, line: Line) {
+    fn command_line(&mut self, line: Line, now_ms: u64) {
         let mut bytes = match line {
             Line::Complete(bytes) => bytes,
             Line::BareNewline => {
@@ -498,12 +532,12 @@ impl Session {
         bytes.extend_from_slice(b"\r\n");
         let request = Request::parse(&mut bytes.iter()).map(Request::into_owned);
         match request {
-            Ok(request) => self.command(request),
+            Ok(request) => self.command(request, now_ms),
             Err(e) => self.error(parse_error_reply(e)),
         }
     }
 
-    fn command(&mut self, request: Request<String>) {
+    fn command(&mut self, request: Request<String>, now_ms: u64) {
         match request {
             Request::Ehlo { host } => self.hello(host, true),
             Request::Helo { host } => self.hello(host, false),
@@ -530,7 +564,7 @@ impl Session {
             Request::Expn { .. } => self.error(Reply::new(502, "5.5.1", "EXPN not available")),
             Request::StartTls => self.start_tls(),
             Request::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response),
-            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
+            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last, now_ms),
             Request::Burl { .. } | Request::Atrn { .. } | Request::Lhlo { .. } => {
                 self.error(Reply::new(502, "5.5.1", "Command not implemented"))
             }
@@ -686,7 +720,7 @@ impl Session {
         }
     }
 
-    fn bdat(&mut self, size: usize, last: bool) {
+    fn bdat(&mut self, size: usize, last: bool, now_ms: u64) {
         let refused = match &mut self.transaction {
             None => Some(Reply::new(503, "5.5.1", "Need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => Some(Reply::new(554, "5.5.1", "No valid recipients")),
@@ -697,7 +731,7 @@ impl Session {
         };
         self.phase = Phase::Bdat { size, remaining: size, last, refused };
         if size == 0 {
-            self.end_of_chunk(0);
+            self.end_of_chunk(now_ms);
         }
     }
 

@@ -25,22 +25,29 @@ pub enum Command {
     Serve,
     /// Join an existing cluster with a token from `cluster add-node`, then run.
     Join {
+        /// The token `cluster add-node` printed.
         #[arg(long)]
         token: String,
         /// Raft address (host:port) of any current member.
         #[arg(long)]
         seed: String,
     },
+    /// Cluster membership: create, status, add and remove nodes.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Local domains and domain aliases (replicated).
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// Mail accounts: passwords, enable/disable, freeze, limits (replicated).
     #[command(subcommand)]
     User(UserCmd),
+    /// Distribution groups: an address that delivers to its members (replicated).
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Address aliases: an address that forwards to other addresses (replicated).
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Cluster-wide settings (replicated): show, set, reset to default.
     #[command(subcommand)]
     Config(ConfigCmd),
     /// Black and white lists (replicated: in force on every node).
@@ -98,57 +105,53 @@ pub enum ClusterCmd {
     /// Print a one-time join token for a new node.
     AddNode,
     /// Remove a member; removing the leader makes it step down first.
-    RemoveNode { node_id: u64 },
+    RemoveNode {
+        /// The member's id, as `cluster status` shows it.
+        node_id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCmd {
-    Add {
-        name: String,
-    },
+    /// Accept mail for NAME from now on.
+    Add { name: String },
+    /// Every local domain and domain alias.
     List,
-    Remove {
-        name: String,
-    },
+    /// Stop accepting mail for NAME (refused while users, groups or aliases remain in it).
+    Remove { name: String },
     /// Make ALIAS a domain alias of the local domain TARGET.
-    AliasAdd {
-        alias: String,
-        target: String,
-    },
-    AliasRemove {
-        alias: String,
-    },
+    AliasAdd { alias: String, target: String },
+    /// Remove the domain alias ALIAS.
+    AliasRemove { alias: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
+    /// Create an account: ADDRESS in a local domain, with a password.
     Add {
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
+        /// Display name.
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Every account: address, name, enabled, frozen, own limits.
     List,
+    /// Change an account's password.
     Passwd {
         address: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
-    Disable {
-        address: String,
-    },
-    Enable {
-        address: String,
-    },
-    /// Stop the account from sending (what hijack detection does on its own).
-    Freeze {
-        address: String,
-    },
-    /// Let a frozen account send again.
-    Unfreeze {
-        address: String,
-    },
+    /// The account can no longer log in and receives no mail (unknown recipient).
+    Disable { address: String },
+    /// Undo `disable`.
+    Enable { address: String },
+    /// The account may not log in (AUTH gets 525 5.7.13) nor send; it still receives.
+    Freeze { address: String },
+    /// Let a frozen account log in and send again.
+    Unfreeze { address: String },
     /// Set the user's own limits; a limit not given returns to the cluster default.
     Limits {
         address: String,
@@ -159,9 +162,8 @@ pub enum UserCmd {
         #[arg(long)]
         daily_recipients_max: Option<u32>,
     },
-    Remove {
-        address: String,
-    },
+    /// Delete the account (its Maildir stays on disk).
+    Remove { address: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,10 +178,15 @@ pub struct PasswordArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
+    /// Create an empty group at ADDRESS (a local domain).
     Add { address: String },
+    /// Every group with its members.
     List,
+    /// Delete a group.
     Remove { address: String },
+    /// Mail to GROUP also goes to MEMBER.
     AddMember { group: String, member: String },
+    /// MEMBER no longer gets GROUP's mail.
     RemoveMember { group: String, member: String },
 }
 
@@ -191,26 +198,20 @@ pub enum AliasCmd {
         #[arg(required = true)]
         targets: Vec<String>,
     },
+    /// Every alias with its targets.
     List,
-    Remove {
-        address: String,
-    },
+    /// Delete an alias.
+    Remove { address: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Show one setting, or all with their defaults.
-    Get {
-        key: Option<String>,
-    },
-    Set {
-        key: String,
-        value: String,
-    },
+    Get { key: Option<String> },
+    /// Set KEY to VALUE on every node (checked against the key's type first).
+    Set { key: String, value: String },
     /// Return a setting to its default.
-    Reset {
-        key: String,
-    },
+    Reset { key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,4 +342,29 @@ pub enum DmarcCmd {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
         pct: u8,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and subcommand has a one-line help (`gatehouse user --help`
+    /// lists them with it).
+    #[test]
+    fn every_command_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "gatehouse", &mut missing);
+        assert!(missing.is_empty(), "commands without help: {missing:?}");
+        Cli::command().debug_assert();
+    }
 }

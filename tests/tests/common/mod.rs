@@ -113,6 +113,17 @@ impl Node {
         Self { name: name.into(), dir, config, raft, admin, smtp_ports, log, child: None, _dns: dns_daemon }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Appends a `[smtp.limits]` table with these `key = value` lines (before the node starts).
+    pub fn set_smtp_limits(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        std::fs::write(&self.config, format!("{text}\n[smtp.limits]\n{lines}\n")).expect("write config");
+    }
+
     /// Adds a line to the config's `[smtp]` table (before the node starts).
     pub fn set_smtp_option(&self, line: &str) {
         let text = std::fs::read_to_string(&self.config).expect("read config");
