@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod file_modes;
 mod mail;
 mod serve;
 mod simulate;

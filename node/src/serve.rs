@@ -65,8 +65,17 @@ pub fn ensure_admin_token(config: &NodeConfig) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// The umask and the modes of what is already on disk, before the node
+/// opens anything (docs/operations/security.md).
+fn secure_files(config: &NodeConfig) -> anyhow::Result<()> {
+    crate::file_modes::restrict_new_files();
+    crate::file_modes::secure(&config.data_dir, &config.mail_root())?;
+    Ok(())
+}
+
 /// Runs the node until a signal.
 pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()> {
+    secure_files(&config)?;
     let node = start_member(&config, bootstrap).await?;
     let token = ensure_admin_token(&config)?;
     let mail = crate::mail::start(&config, &node)?;
@@ -92,6 +101,7 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
 
 /// `cluster init`: creates the cluster, waits until this node leads, stops.
 pub async fn init_only(config: NodeConfig) -> anyhow::Result<String> {
+    secure_files(&config)?;
     let node = ClusterNode::init(config.cluster_config(), wall_clock()).await?;
     ensure_admin_token(&config)?;
     node.raft
