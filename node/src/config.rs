@@ -57,6 +57,9 @@ pub struct SmtpConfig {
     pub session_threads: usize,
     /// Threads writing Maildirs (each delivery ends in fsync).
     pub delivery_threads: usize,
+    /// Threads of the message stage (DKIM/ARC/DMARC checks, DKIM signing):
+    /// its CPU work never runs on the session threads.
+    pub auth_threads: usize,
     /// Outbound SMTP connections open at once (relay to other domains).
     pub relay_connections_max: usize,
     /// Deliver local mail over LMTP to this server ("host:port" or "unix:/path")
@@ -78,6 +81,7 @@ impl Default for SmtpConfig {
             mail_root: String::new(),
             session_threads: 2,
             delivery_threads: 2,
+            auth_threads: 2,
             relay_connections_max: 50,
             lmtp_server: String::new(),
             lmtp_timeout_ms: 60_000,

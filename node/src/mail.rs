@@ -16,6 +16,8 @@ pub struct MailSystem {
     /// The delivery queue, for the admin API's queue commands.
     pub queue: actix::Addr<::actors::queue::DeliveryQueue>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The message stage's threads (`smtp.auth_threads`).
+    auth_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl MailSystem {
@@ -23,6 +25,9 @@ impl MailSystem {
         self.system.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(rt) = self.auth_runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -42,6 +47,13 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     };
     let nameservers = relay_config.nameservers.clone();
     let proposer = node.proposer.clone();
+    let auth_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(smtp.auth_threads.max(1))
+        .thread_name("auth")
+        .enable_all()
+        .build()
+        .context("starting the message-stage threads")?;
+    let auth_pool = ::actors::auth::AuthPool::new(auth_runtime.handle().clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -75,6 +87,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 nameservers,
                 anvil: Default::default(),
                 open_connections: Default::default(),
+                auth_pool,
             });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {
@@ -108,5 +121,5 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
         }
     })?;
     let (system, queue) = ready_rx.recv().context("mail system thread ended before starting")??;
-    Ok(MailSystem { system, queue, thread: Some(thread) })
+    Ok(MailSystem { system, queue, thread: Some(thread), auth_runtime: Some(auth_runtime) })
 }

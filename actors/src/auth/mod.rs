@@ -29,6 +29,36 @@ pub struct AuthContext {
     pub own_mail: bool,
     /// SPF as checked at RCPT, when it was.
     pub spf: Option<SpfOutput>,
+    /// Uniform in 0..100: DMARC `pct` applies the policy when it is below
+    /// `pct`. Drawn by the caller, so tests choose it.
+    pub dmarc_roll: u8,
+}
+
+/// The threads the message stage runs on: DKIM body hashes and RSA over
+/// messages of up to 25 MiB, and the DNS waits between them. A tokio runtime
+/// of its own (`smtp.auth_threads` workers), so a few large messages can
+/// never stall the session threads that serve every other connection.
+#[derive(Clone)]
+pub struct AuthPool {
+    handle: tokio::runtime::Handle,
+}
+
+impl AuthPool {
+    pub fn new(handle: tokio::runtime::Handle) -> Self {
+        Self { handle }
+    }
+
+    /// `run` on the pool; a stage that panicked is a temporary failure (the
+    /// client retries), never a lost message.
+    pub async fn run(&self, ctx: AuthContext, message: Box<InboundMessage>) -> Result<Box<InboundMessage>, Reply> {
+        match self.handle.spawn(run(ctx, message)).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "message authentication stage failed");
+                Err(Reply::new(451, "4.3.0", "Temporary failure checking the message; try again later"))
+            }
+        }
+    }
 }
 
 /// Verifies inbound mail and signs outbound mail. Returns the message with
@@ -66,7 +96,7 @@ pub async fn run(ctx: AuthContext, mut message: Box<InboundMessage>) -> Result<B
         min_key_bits: auth.dkim_min_key_bits,
     };
     let (findings, results) = if auth.dkim_verify || auth.dmarc_verify {
-        verify::check_message(&authenticator, &body, &check, timeout).await
+        verify::check_message(&authenticator, &body, &check, timeout, ctx.dmarc_roll).await
     } else {
         (policy::MessageFindings { dkim: vec![], dmarc: None, arc: Default::default(), pct_roll: 0 }, String::new())
     };

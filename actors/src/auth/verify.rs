@@ -93,13 +93,9 @@ pub async fn check_message(
     raw: &[u8],
     ctx: &MessageContext<'_>,
     timeout: Duration,
+    pct_roll: u8,
 ) -> (MessageFindings, String) {
-    let mut findings = MessageFindings {
-        dkim: Vec::new(),
-        dmarc: None,
-        arc: ArcFinding::default(),
-        pct_roll: rand::random::<u8>() % 100,
-    };
+    let mut findings = MessageFindings { dkim: Vec::new(), dmarc: None, arc: ArcFinding::default(), pct_roll };
     let mut results = AuthenticationResults::new(ctx.hostname);
     let mail_from_domain = ctx.mail_from.rsplit_once('@').map_or(ctx.helo.to_string(), |(_, d)| d.to_ascii_lowercase());
     let spf_output = ctx.spf.cloned().unwrap_or_else(|| SpfOutput::new(mail_from_domain.clone()));

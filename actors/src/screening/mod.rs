@@ -65,6 +65,8 @@ pub struct ScreeningServices {
     pub anvil: Mutex<Anvil>,
     /// Open SMTP connections on this node, against `connections_max`.
     pub open_connections: Arc<AtomicUsize>,
+    /// Where the message stage (DKIM, DMARC, signing) runs.
+    pub auth_pool: crate::auth::AuthPool,
 }
 
 /// One open SMTP connection, counted while it lives.
@@ -467,11 +469,13 @@ impl Screening {
                         client: self.client.ip,
                         own_mail: message.authenticated.is_some() || self.client.trusted,
                         spf: self.transaction_spf.take(),
+                        dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
                     let queue = self.services.queue.clone();
+                    let pool = self.services.auth_pool.clone();
                     // Authentication first (it may refuse), then the queue: the 250 waits for both.
                     let stored = async move {
-                        let message = crate::auth::run(auth, message).await?;
+                        let message = pool.run(auth, message).await?;
                         queue
                             .send(Enqueue(message))
                             .await
