@@ -241,6 +241,8 @@ impl ClusterNode {
         let db_path = dir.join("raft.redb");
         let db = redb::Database::create(&db_path)
             .map_err(|e| ClusterError::Storage(format!("{}: {e}", db_path.display())))?;
+        crate::format::check_or_stamp(&db, &db_path, crate::format::RAFT_FORMAT)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let db = Arc::new(db);
         let storage = |e: crate::raft::StorageError| ClusterError::Storage(e.to_string());
         let log_store = LogStore::open(db.clone())

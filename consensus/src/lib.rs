@@ -18,6 +18,7 @@ pub mod address;
 pub mod apply;
 pub mod cluster;
 pub mod command;
+pub mod format;
 pub mod proposer;
 pub mod raft;
 pub mod read_handle;

@@ -26,6 +26,12 @@ impl MailSystem {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for MailSystem {
+    fn drop(&mut self) {
+        // Never a blocking drop: this may run inside the admin API's runtime.
         if let Some(rt) = self.auth_runtime.take() {
             rt.shutdown_background();
         }
@@ -120,6 +126,14 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             let _ = system.run();
         }
     })?;
-    let (system, queue) = ready_rx.recv().context("mail system thread ended before starting")??;
+    let started = ready_rx.recv().context("mail system thread ended before starting").and_then(|r| r);
+    let (system, queue) = match started {
+        Ok(running) => running,
+        Err(e) => {
+            // Dropping a runtime inside the caller's async context panics.
+            auth_runtime.shutdown_background();
+            return Err(e);
+        }
+    };
     Ok(MailSystem { system, queue, thread: Some(thread), auth_runtime: Some(auth_runtime) })
 }

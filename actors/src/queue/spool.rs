@@ -139,6 +139,7 @@ fn decode(bytes: &[u8]) -> Result<SpooledMessage, SpoolError> {
 impl Spool {
     pub fn open(path: &Path) -> Result<Self, SpoolError> {
         let db = Database::create(path).map_err(|e| SpoolError(format!("{}: {e}", path.display())))?;
+        consensus::format::check_or_stamp(&db, path, consensus::format::SPOOL_FORMAT).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(MESSAGES).map_err(err)?;
         txn.commit().map_err(err)?;
