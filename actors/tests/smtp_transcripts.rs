@@ -558,3 +558,114 @@ fn unsent_replies_stop_the_reading() {
     assert_eq!(replies, 20);
     assert!(s.input_room() > 0);
 }
+
+/// One step of a random client.
+#[derive(Debug, Clone)]
+enum Step {
+    Send(Vec<u8>),
+    /// The shell reports this many reply bytes written.
+    Written(usize),
+    /// Time passes (ms).
+    Wait(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let token = prop_oneof![
+        Just(b"EHLO c\r\n".to_vec()),
+        Just(b"HELO c\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b.org>\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b.org> SIZE=99999999999\r\n".to_vec()),
+        Just(b"RCPT TO:<alice@example.com>\r\n".to_vec()),
+        Just(b"RCPT TO:<nobody@example.com>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b"\r\n.\r\n".to_vec()),
+        Just(b"RSET\r\nNOOP\r\n".to_vec()),
+        Just(b"STARTTLS\r\n".to_vec()),
+        Just(b"AUTH PLAIN\r\n".to_vec()),
+        Just(b"QUIT\r\n".to_vec()),
+        (0usize..40, any::<bool>())
+            .prop_map(|(n, last)| format!("BDAT {n}{}\r\n", if last { " LAST" } else { "" }).into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..64),
+        prop::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b'A')], 0..16),
+    ];
+    prop_oneof![
+        6 => prop::collection::vec(token, 1..6).prop_map(|t| Step::Send(t.concat())),
+        2 => (0usize..400).prop_map(Step::Written),
+        1 => (0u64..400_000).prop_map(Step::Wait),
+    ]
+}
+
+proptest! {
+    // 100,000 random sessions (the hardening issue's bar): run by scripts/test
+    // like every other test, about half a minute in a debug build.
+    #![proptest_config(ProptestConfig { cases: 100_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random clients under tight random limits: no panic, every reply line
+    /// well formed, buffered input never past its bound, and a closed
+    /// session stays closed and silent.
+    #[test]
+    fn random_clients_keep_the_session_core_within_its_bounds(
+        steps in prop::collection::vec(step(), 0..24),
+        pending in 16usize..512,
+        output in 0usize..300,
+        commands in 0u64..30,
+        errors in 1u32..6,
+    ) {
+        let limits = SmtpLimits {
+            pending_input_bytes_max: pending,
+            output_bytes_max: output,
+            commands_max: commands,
+            errors_max: errors,
+            command_line_bytes_max: 64,
+            data_line_bytes_max: 80,
+            message_bytes_max: 300,
+            command_timeout_ms: 100_000,
+            data_timeout_ms: 50_000,
+            session_ms_max: 1_000_000,
+            ..Default::default()
+        };
+        let mut c = SessionConfig::plain("mx.example.com", "ESMTP", limits);
+        c.tls_available = true;
+        c.auth_available = true;
+        let peer = PeerInfo { ip: "192.0.2.1".parse().unwrap(), port: 1 };
+        let mut s = Session::new(Arc::new(c), peer, 0);
+        let mut now = 0u64;
+        let mut out = Vec::<u8>::new();
+        let mut closed_at = None;
+        for step in steps {
+            match step {
+                Step::Send(bytes) => s.receive(&bytes, now),
+                Step::Written(n) => s.written(n, now),
+                Step::Wait(ms) => {
+                    now += ms;
+                    s.timeout(now);
+                }
+            }
+            while let Some(action) = s.poll_action() {
+                match action {
+                    Action::Send(bytes) => {
+                        prop_assert!(closed_at.is_none(), "a reply after Close");
+                        out.extend_from_slice(&bytes);
+                    }
+                    Action::CheckRecipient { address, .. } => s.recipient_verdict(resolve(&address), now),
+                    Action::StartTls => s.tls_started(now),
+                    Action::Authenticate { .. } => {
+                        s.auth_result(Err(Reply::new(535, "5.7.8", "Authentication credentials invalid")), now)
+                    }
+                    Action::Store(_) => s.stored(Ok("Q".into()), now),
+                    Action::Pause { .. } => s.resume(now),
+                    Action::Close => closed_at = Some(out.len()),
+                }
+            }
+            prop_assert!(s.buffered_input() <= pending, "{} bytes buffered", s.buffered_input());
+            prop_assert_eq!(s.is_closed(), closed_at.is_some());
+        }
+        let text = String::from_utf8(out).expect("replies are text");
+        prop_assert!(text.is_empty() || text.ends_with("\r\n"));
+        for line in text.split_terminator("\r\n") {
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            prop_assert!((200..600).contains(&code), "bad reply line {:?}", line);
+            prop_assert!(matches!(line.as_bytes().get(3), None | Some(b' ') | Some(b'-')), "bad line {:?}", line);
+        }
+    }
+}

@@ -359,6 +359,11 @@ impl Session {
         self.config.limits.pending_input_bytes_max.saturating_sub(self.input.len())
     }
 
+    /// Received bytes waiting to be processed (bounded by `pending_input_bytes_max`).
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
     fn output_blocked(&self) -> bool {
         let max = self.config.limits.output_bytes_max;
         max > 0 && self.unsent_bytes >= max
