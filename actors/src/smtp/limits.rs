@@ -97,3 +97,26 @@ impl Default for SmtpLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stress_starts_at_its_share_and_only_shortens() {
+        let l = SmtpLimits { connections_max: 100, stress_connections_percent: 75, ..Default::default() };
+        let table = [(0, false), (74, false), (75, true), (100, true), (5000, true)];
+        for (open, stressed) in table {
+            assert_eq!(l.stressed(open), stressed, "{open} open");
+        }
+        let s = l.under_stress();
+        assert_eq!(
+            (s.command_timeout_ms, s.data_timeout_ms, s.tls_handshake_timeout_ms, s.write_timeout_ms),
+            (10_000, 10_000, 10_000, 10_000)
+        );
+        assert_eq!(s.errors_max, 1);
+        let short = SmtpLimits { command_timeout_ms: 500, errors_max: 0, ..l.clone() }.under_stress();
+        assert_eq!((short.command_timeout_ms, short.errors_max), (500, 0), "never longer or looser");
+        assert_eq!(s.message_bytes_max, l.message_bytes_max, "sizes are not stress-dependent");
+    }
+}
