@@ -15,7 +15,8 @@ fn id(flag: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Dovecot refuses to access mail as root, so as root the Maildir is handed to `nobody`.
+/// Dovecot refuses to access mail as root, so as root the Maildir is handed to `nobody`
+/// (and `nobody` may pass through the data directory above it).
 /// With `lmtp`, Dovecot also runs an LMTP listener on that port and knows only
 /// the users listed (password "imap-secret"); otherwise any user logs in.
 fn start_dovecot(
@@ -27,6 +28,13 @@ fn start_dovecot(
     let (uid, gid) = if id("-u") == "0" {
         let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(mail_root).status().unwrap();
         assert!(status.success());
+        // The node keeps its data directory 0700 (the mail root sits in it);
+        // in production Dovecot runs as the node's user. Here nobody needs to
+        // pass through it: search permission only, no listing.
+        if let Some(data_dir) = mail_root.parent() {
+            let status = Command::new("chmod").arg("o+x").arg(data_dir).status().unwrap();
+            assert!(status.success());
+        }
         let of = |flag: &str| {
             let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).trim().to_string()
