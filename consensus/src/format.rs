@@ -19,7 +19,8 @@ const VERSION_KEY: &str = "version";
 /// membership metadata, snapshots).
 pub const RAFT_FORMAT: u32 = 1;
 /// The format of `queue.redb` this build writes (spooled messages).
-pub const SPOOL_FORMAT: u32 = 1;
+/// 2: envelopes and bodies in separate tables (1: whole messages in one).
+pub const SPOOL_FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FormatError {
@@ -32,24 +33,31 @@ pub enum FormatError {
     Unreadable { file: String, why: String },
 }
 
-/// Checks `db`'s format against `supported` and stamps a file that has none.
-/// Returns the version the file had (0: unstamped, from before versioning).
-pub fn check_or_stamp(db: &Database, file: &Path, supported: u32) -> Result<u32, FormatError> {
+/// The file's stamped version (`None`: unstamped, from before versioning);
+/// a version newer than `supported` is an error.
+pub fn stored_version(db: &Database, file: &Path, supported: u32) -> Result<Option<u32>, FormatError> {
     let unreadable =
         |e: &dyn std::fmt::Display| FormatError::Unreadable { file: file.display().to_string(), why: e.to_string() };
-    let found = {
-        let txn = db.begin_read().map_err(|e| unreadable(&e))?;
-        match txn.open_table(FORMAT) {
-            Ok(table) => table.get(VERSION_KEY).map_err(|e| unreadable(&e))?.map(|v| v.value()),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(unreadable(&e)),
-        }
+    let txn = db.begin_read().map_err(|e| unreadable(&e))?;
+    let found = match txn.open_table(FORMAT) {
+        Ok(table) => table.get(VERSION_KEY).map_err(|e| unreadable(&e))?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(unreadable(&e)),
     };
     match found {
         Some(v) if v > supported => Err(FormatError::TooNew { file: file.display().to_string(), found: v, supported }),
+        found => Ok(found),
+    }
+}
+
+/// Checks `db`'s format against `supported` and stamps a file that has none.
+/// Returns the version the file had (0: unstamped, from before versioning).
+pub fn check_or_stamp(db: &Database, file: &Path, supported: u32) -> Result<u32, FormatError> {
+    match stored_version(db, file, supported)? {
         Some(v) => Ok(v),
         None => {
-            stamp(db, supported).map_err(|e| unreadable(&e))?;
+            stamp(db, supported)
+                .map_err(|e| FormatError::Unreadable { file: file.display().to_string(), why: e.to_string() })?;
             Ok(0)
         }
     }

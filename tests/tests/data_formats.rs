@@ -64,19 +64,19 @@ fn an_unversioned_data_directory_is_read_and_a_newer_one_refused() {
     let users = n.ok(&["user", "list"]);
     assert!(users.to_string().contains("alice@example.com"), "{users}");
     n.kill9();
-    assert_eq!(version(&raft), Some(1));
-    assert_eq!(version(&queue), Some(1));
+    assert_eq!(version(&raft), Some(consensus::format::RAFT_FORMAT));
+    assert_eq!(version(&queue), Some(consensus::format::SPOOL_FORMAT));
 
     // Written by a newer build: refused, naming the file and both versions.
     consensus::format::stamp(&Database::create(&raft).unwrap(), 99).unwrap();
     let err = serve_fails(&n);
     assert!(err.contains("raft.redb") && err.contains("format 99") && err.contains("reads format 1"), "{err}");
-    consensus::format::stamp(&Database::create(&raft).unwrap(), 1).unwrap();
+    consensus::format::stamp(&Database::create(&raft).unwrap(), consensus::format::RAFT_FORMAT).unwrap();
     consensus::format::stamp(&Database::create(&queue).unwrap(), 99).unwrap();
     let err = serve_fails(&n);
-    assert!(err.contains("queue.redb") && err.contains("format 99"), "{err}");
-    // Refusing changed nothing: back at format 1, the node starts with its data.
-    consensus::format::stamp(&Database::create(&queue).unwrap(), 1).unwrap();
+    assert!(err.contains("queue.redb") && err.contains("format 99") && err.contains("reads format 2"), "{err}");
+    // Refusing changed nothing: back at the current format, the node starts with its data.
+    consensus::format::stamp(&Database::create(&queue).unwrap(), consensus::format::SPOOL_FORMAT).unwrap();
     n.serve();
     assert!(n.ok(&["user", "list"]).to_string().contains("alice@example.com"));
 }

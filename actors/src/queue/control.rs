@@ -39,7 +39,7 @@ impl QueueEntry {
     fn of(m: &SpooledMessage, active: bool) -> Self {
         Self {
             queue_id: m.queue_id.clone(),
-            size: m.data.len(),
+            size: m.size as usize,
             received_ms: m.received_ms,
             sender: m.mail_from.clone(),
             attempts: m.attempts,
@@ -102,7 +102,7 @@ impl Handler<ListQueue> for DeliveryQueue {
 
     fn handle(&mut self, _: ListQueue, _: &mut Context<Self>) -> Self::Result {
         let spool = self.spool.clone();
-        let load = tokio::task::spawn_blocking(move || spool.all());
+        let load = tokio::task::spawn_blocking(move || spool.envelopes());
         Box::pin(load.into_actor(self).map(|loaded, act, _| {
             let mut all = loaded.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
             all.sort_by(|a, b| (a.received_ms, &a.queue_id).cmp(&(b.received_ms, &b.queue_id)));

@@ -17,6 +17,7 @@ pub mod control;
 pub mod received;
 pub mod schedule;
 pub mod spool;
+mod spool_v1;
 
 use actix::prelude::*;
 use consensus::ReadHandle;
@@ -412,7 +413,7 @@ impl Actor for DeliveryQueue {
 
     /// Schedules what a previous run left in the spool, then scans for due messages.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        match self.spool.all() {
+        match self.spool.envelopes() {
             Ok(left) => {
                 if !left.is_empty() {
                     tracing::info!(messages = left.len(), "resuming delivery of queued messages");

@@ -1,19 +1,32 @@
 //! The durable spool: accepted messages until every recipient is delivered.
 //!
-//! One redb database (`<data_dir>/queue.redb`). `put_batch` writes many
-//! messages in one transaction, whose commit is one fsync: the group commit
-//! that lets concurrent sessions share the cost of durability. A message is
-//! acknowledged with 250 only after its batch committed.
+//! One redb database (`<data_dir>/queue.redb`) with two tables: envelopes
+//! (sender, recipients and their state, schedule: small, rewritten after
+//! each attempt) and bodies (written once, read for an attempt, removed with
+//! the envelope). Start-up, `queue list` and the scheduler read envelopes
+//! only, so 50,000 queued messages cost their envelopes in memory, not their
+//! bodies. `put_batch` writes many messages in one transaction, whose commit
+//! is one fsync: the group commit that lets concurrent sessions share the
+//! cost of durability. A message is acknowledged with 250 only after its
+//! batch committed. Format 2 (`consensus::format::SPOOL_FORMAT`); a format-1
+//! spool (one table of whole messages) is migrated at open.
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
+const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
 
 #[derive(Debug, thiserror::Error)]
 #[error("spool: {0}")]
 pub struct SpoolError(String);
+
+impl SpoolError {
+    pub(super) fn new(why: String) -> Self {
+        Self(why)
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> SpoolError {
     SpoolError(e.to_string())
@@ -76,10 +89,13 @@ impl Failure {
     }
 }
 
-/// A message as kept in the spool.
+/// A message as kept in the spool. `data` is the body; in an envelope read
+/// without it (`Spool::envelopes`) it is empty and `size` still tells its length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpooledMessage {
     pub queue_id: String,
+    /// Length of the body in bytes.
+    pub size: u64,
     /// The reverse path; empty for the null sender (bounces), which is never bounced to.
     pub mail_from: String,
     pub recipients: Vec<SpooledRecipient>,
@@ -93,7 +109,6 @@ pub struct SpooledMessage {
     /// Put on hold by an operator: no attempts until released.
     pub held: bool,
     /// Local copies go to the Junk folder (authentication verdict).
-    #[serde(default)]
     pub junk: bool,
 }
 
@@ -107,6 +122,7 @@ impl SpooledMessage {
     ) -> Self {
         Self {
             queue_id,
+            size: data.len() as u64,
             mail_from,
             recipients,
             data,
@@ -128,98 +144,137 @@ pub struct Spool {
     db: Database,
 }
 
-fn encode(m: &SpooledMessage) -> Result<Vec<u8>, SpoolError> {
-    bincode::serde::encode_to_vec(m, bincode::config::standard()).map_err(err)
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SpoolError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(err)
 }
 
-fn decode(bytes: &[u8]) -> Result<SpooledMessage, SpoolError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpoolError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(m, _)| m).map_err(err)
+}
+
+/// The envelope record: the message without its body.
+fn encode_envelope(m: &SpooledMessage) -> Result<Vec<u8>, SpoolError> {
+    encode(&SpooledMessage { data: Vec::new(), ..m.clone_envelope() })
+}
+
+impl SpooledMessage {
+    /// Everything but the body (cheap: the body is not copied).
+    pub fn clone_envelope(&self) -> Self {
+        Self {
+            queue_id: self.queue_id.clone(),
+            size: self.size,
+            mail_from: self.mail_from.clone(),
+            recipients: self.recipients.clone(),
+            data: Vec::new(),
+            received_ms: self.received_ms,
+            attempts: self.attempts,
+            next_attempt_ms: self.next_attempt_ms,
+            held: self.held,
+            junk: self.junk,
+        }
+    }
+}
+
+type Tables<'t> = (redb::Table<'t, &'static str, &'static [u8]>, redb::Table<'t, &'static str, &'static [u8]>);
+
+fn put(tables: &mut Tables<'_>, m: &SpooledMessage) -> Result<(), SpoolError> {
+    tables.0.insert(m.queue_id.as_str(), encode_envelope(m)?.as_slice()).map_err(err)?;
+    tables.1.insert(m.queue_id.as_str(), m.data.as_slice()).map_err(err)?;
+    Ok(())
+}
+
+fn remove(tables: &mut Tables<'_>, queue_id: &str) -> Result<bool, SpoolError> {
+    let existed = tables.0.remove(queue_id).map_err(err)?.is_some();
+    tables.1.remove(queue_id).map_err(err)?;
+    Ok(existed)
 }
 
 impl Spool {
     pub fn open(path: &Path) -> Result<Self, SpoolError> {
+        use consensus::format::{stamp, stored_version, SPOOL_FORMAT};
         let db = Database::create(path).map_err(|e| SpoolError(format!("{}: {e}", path.display())))?;
-        consensus::format::check_or_stamp(&db, path, consensus::format::SPOOL_FORMAT).map_err(err)?;
+        let found = stored_version(&db, path, SPOOL_FORMAT).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
-        txn.open_table(MESSAGES).map_err(err)?;
+        txn.open_table(ENVELOPES).map_err(err)?;
+        txn.open_table(BODIES).map_err(err)?;
+        // Unstamped files were written by builds before versioning: format 1.
+        if found.unwrap_or(1) < 2 {
+            let moved = super::spool_v1::migrate(&txn)?;
+            if moved > 0 {
+                tracing::info!(file = %path.display(), messages = moved, "spool migrated from format 1 to 2");
+            }
+        }
         txn.commit().map_err(err)?;
+        if found != Some(SPOOL_FORMAT) {
+            stamp(&db, SPOOL_FORMAT).map_err(err)?;
+        }
         Ok(Self { db })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T, SpoolError>) -> Result<T, SpoolError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let out = {
+            let mut tables = (txn.open_table(ENVELOPES).map_err(err)?, txn.open_table(BODIES).map_err(err)?);
+            f(&mut tables)?
+        };
+        txn.commit().map_err(err)?;
+        Ok(out)
     }
 
     /// Stores every message durably, or none.
     pub fn put_batch(&self, messages: &[SpooledMessage]) -> Result<(), SpoolError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        {
-            let mut table = txn.open_table(MESSAGES).map_err(err)?;
-            for m in messages {
-                table.insert(m.queue_id.as_str(), encode(m)?.as_slice()).map_err(err)?;
-            }
-        }
-        txn.commit().map_err(err)
+        self.write(|t| messages.iter().try_for_each(|m| put(t, m)))
     }
 
-    /// Records progress: the message with its recipients' new state, or its
-    /// removal once no recipient is pending. A bounce for it is stored in the
-    /// same transaction, so a crash can neither lose nor repeat it.
+    /// Records progress: the message's envelope with its recipients' new
+    /// state (the body stays as written), or its removal once no recipient
+    /// is pending. A bounce for it is stored in the same transaction, so a
+    /// crash can neither lose nor repeat it.
     pub fn update(&self, message: &SpooledMessage, bounce: Option<&SpooledMessage>) -> Result<(), SpoolError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        {
-            let mut table = txn.open_table(MESSAGES).map_err(err)?;
+        self.write(|t| {
             if message.finished() {
-                table.remove(message.queue_id.as_str()).map_err(err)?;
+                remove(t, &message.queue_id)?;
             } else {
-                table.insert(message.queue_id.as_str(), encode(message)?.as_slice()).map_err(err)?;
+                t.0.insert(message.queue_id.as_str(), encode_envelope(message)?.as_slice()).map_err(err)?;
             }
-            if let Some(b) = bounce {
-                table.insert(b.queue_id.as_str(), encode(b)?.as_slice()).map_err(err)?;
-            }
-        }
-        txn.commit().map_err(err)
+            bounce.map_or(Ok(()), |b| put(t, b))
+        })
     }
 
-    /// One message, if it is still queued.
+    /// One message with its body, if it is still queued.
     pub fn get(&self, queue_id: &str) -> Result<Option<SpooledMessage>, SpoolError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(MESSAGES).map_err(err)?;
-        let found = table.get(queue_id).map_err(err)?;
-        found.map(|v| decode(v.value())).transpose()
+        let envelopes = txn.open_table(ENVELOPES).map_err(err)?;
+        let Some(found) = envelopes.get(queue_id).map_err(err)? else { return Ok(None) };
+        let mut message: SpooledMessage = decode(found.value())?;
+        let bodies = txn.open_table(BODIES).map_err(err)?;
+        let body = bodies.get(queue_id).map_err(err)?;
+        let body = body.ok_or_else(|| SpoolError(format!("{queue_id}: envelope without a body")))?;
+        message.data = body.value().to_vec();
+        Ok(Some(message))
     }
 
-    /// Puts a message on hold or releases it; the message as it now is, if it exists.
+    /// Puts a message on hold or releases it; its envelope as it now is, if it exists.
     pub fn set_held(&self, queue_id: &str, held: bool) -> Result<Option<SpooledMessage>, SpoolError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        let changed = {
-            let mut table = txn.open_table(MESSAGES).map_err(err)?;
-            let found = table.get(queue_id).map_err(err)?.map(|v| decode(v.value())).transpose()?;
-            match found {
-                Some(mut m) => {
-                    m.held = held;
-                    table.insert(queue_id, encode(&m)?.as_slice()).map_err(err)?;
-                    Some(m)
-                }
-                None => None,
-            }
-        };
-        txn.commit().map_err(err)?;
-        Ok(changed)
+        self.write(|t| {
+            let found = t.0.get(queue_id).map_err(err)?.map(|v| decode::<SpooledMessage>(v.value())).transpose()?;
+            let Some(mut m) = found else { return Ok(None) };
+            m.held = held;
+            t.0.insert(queue_id, encode_envelope(&m)?.as_slice()).map_err(err)?;
+            Ok(Some(m))
+        })
     }
 
     /// Removes a message without delivering it (operator's delete). True if it was there.
     pub fn remove(&self, queue_id: &str) -> Result<bool, SpoolError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        let existed = {
-            let mut table = txn.open_table(MESSAGES).map_err(err)?;
-            let removed = table.remove(queue_id).map_err(err)?;
-            removed.is_some()
-        };
-        txn.commit().map_err(err)?;
-        Ok(existed)
+        self.write(|t| remove(t, queue_id))
     }
 
-    /// Every message still queued (at start-up: what a crash left behind).
-    pub fn all(&self) -> Result<Vec<SpooledMessage>, SpoolError> {
+    /// Every queued message's envelope, bodies left on disk (at start-up:
+    /// what a crash left behind; `queue list`).
+    pub fn envelopes(&self) -> Result<Vec<SpooledMessage>, SpoolError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(MESSAGES).map_err(err)?;
+        let table = txn.open_table(ENVELOPES).map_err(err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(err)? {
             let (_, v) = item.map_err(err)?;
@@ -236,6 +291,7 @@ mod tests {
     fn message(id: &str) -> SpooledMessage {
         SpooledMessage {
             queue_id: id.into(),
+            size: 20,
             mail_from: "a@b.org".into(),
             recipients: vec![
                 SpooledRecipient::new("x@example.com", "x@example.com"),
@@ -266,12 +322,14 @@ mod tests {
             spool.update(&b, Some(&message("BOUNCE"))).unwrap();
         }
         let spool = Spool::open(&path).unwrap();
-        let left = spool.all().unwrap();
+        let left = spool.envelopes().unwrap();
         let ids: Vec<_> = left.iter().map(|m| m.queue_id.as_str()).collect();
         assert_eq!(ids, ["A", "BOUNCE"]);
         assert_eq!(left[0].recipients[0].state, RecipientState::Delivered);
         assert_eq!(left[0].recipients[1].state, RecipientState::Pending);
         assert!(spool.get("B").unwrap().is_none());
+        assert!(left.iter().all(|m| m.data.is_empty() && m.size == 20), "envelopes come without bodies");
+        assert_eq!(spool.get("A").unwrap().unwrap().data, message("A").data, "the body survives envelope updates");
         assert!(spool.remove("A").unwrap());
         assert!(!spool.remove("A").unwrap());
     }
