@@ -165,8 +165,7 @@ impl DeliveryQueue {
                 Ok((messages, Ok(()))) => {
                     for (message, waiter) in messages.into_iter().zip(waiters) {
                         let _ = waiter.send(Ok(message.queue_id.clone()));
-                        act.busy.insert(message.queue_id.clone());
-                        act.attempt(message, false, ctx);
+                        act.attempt_or_wait(message, ctx);
                     }
                 }
                 Ok((_, Err(e))) => fail_all(waiters, &e.to_string()),
@@ -176,15 +175,34 @@ impl DeliveryQueue {
         }));
     }
 
-    /// Starts attempts for waiting messages whose time has come.
+    /// `queue.active_messages_max`: attempts (and operator changes) at once.
+    fn active_max(&self) -> usize {
+        self.read.load().state.settings.get_u64("queue.active_messages_max").max(1) as usize
+    }
+
+    /// Attempts a message now if fewer than `queue.active_messages_max` are
+    /// in flight; else it waits, due now, for a free place.
+    fn attempt_or_wait(&mut self, message: SpooledMessage, ctx: &mut Context<Self>) {
+        if self.busy.len() < self.active_max() {
+            self.busy.insert(message.queue_id.clone());
+            self.attempt(message, false, ctx);
+        } else {
+            let waiting = Waiting { next_attempt_ms: 0, held: message.held };
+            self.waiting.insert(message.queue_id, waiting);
+        }
+    }
+
+    /// Starts attempts for waiting messages whose time has come, as many as
+    /// `queue.active_messages_max` leaves room for.
     fn start_due(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
+        let room = self.active_max().saturating_sub(self.busy.len()).min(DUE_PER_SCAN);
         let due: Vec<String> = self
             .waiting
             .iter()
             .filter(|(_, w)| !w.held && w.next_attempt_ms <= now)
             .map(|(id, _)| id.clone())
-            .take(DUE_PER_SCAN)
+            .take(room)
             .collect();
         for id in due {
             self.waiting.remove(&id);
@@ -394,8 +412,7 @@ impl DeliveryQueue {
             }
             if let Some(b) = bounce {
                 tracing::info!(queue_id = %message.queue_id, bounce = %b.queue_id, to = %b.recipients[0].deliver_to, "bounce queued");
-                act.busy.insert(b.queue_id.clone());
-                act.attempt(b, false, ctx);
+                act.attempt_or_wait(b, ctx);
             }
         }));
     }

@@ -12,6 +12,7 @@ pub mod route;
 use actix::prelude::*;
 use consensus::ReadHandle;
 use hickory_resolver::TokioResolver;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,13 +51,24 @@ pub struct Relay {
     resolver: Result<Arc<TokioResolver>, String>,
     tls: TlsConnector,
     slots: Arc<Semaphore>,
+    /// Deliveries in progress per destination (domain, or the smarthost),
+    /// against `relay.destination_concurrency_max`.
+    destinations: HashMap<String, Arc<Semaphore>>,
 }
 
 impl Relay {
     pub fn new(read: ReadHandle, config: RelayConfig) -> Result<Self, String> {
         let tls = mail_send::smtp::tls::build_tls_connector(true)?;
         let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
-        Ok(Self { read, config, resolver: Err("not started".into()), tls, slots })
+        Ok(Self { read, config, resolver: Err("not started".into()), tls, slots, destinations: HashMap::new() })
+    }
+
+    /// The permits of one destination. Idle destinations are forgotten, so
+    /// the map holds only those with deliveries in flight (and a changed
+    /// limit takes effect once a destination goes idle).
+    fn destination(&mut self, key: &str, limit: usize) -> Arc<Semaphore> {
+        self.destinations.retain(|k, sem| k == key || Arc::strong_count(sem) > 1);
+        self.destinations.entry(key.to_string()).or_insert_with(|| Arc::new(Semaphore::new(limit.max(1)))).clone()
     }
 }
 
@@ -78,6 +90,7 @@ struct RelaySettings {
     port: u16,
     connect_timeout: Duration,
     command_timeout: Duration,
+    destination_concurrency_max: usize,
 }
 
 fn settings(read: &ReadHandle) -> RelaySettings {
@@ -90,6 +103,7 @@ fn settings(read: &ReadHandle) -> RelaySettings {
         port: s.get_i64("relay.port").map_or(25, |p| p.clamp(1, 65535) as u16),
         connect_timeout: secs("relay.connect_timeout_s", 30),
         command_timeout: secs("relay.command_timeout_s", 300),
+        destination_concurrency_max: s.get_u64("relay.destination_concurrency_max").max(1) as usize,
     }
 }
 
@@ -118,7 +132,13 @@ impl Handler<RelayDomain> for Relay {
         let tls = self.tls.clone();
         let slots = self.slots.clone();
         let s = settings(&self.read);
+        let key = if s.smarthost.is_empty() { msg.domain.to_ascii_lowercase() } else { s.smarthost.clone() };
+        let destination = self.destination(&key, s.destination_concurrency_max);
         Box::pin(async move {
+            // The destination's turn first, so mail waiting for a busy domain holds no connection slot.
+            let Ok(_turn) = destination.acquire_owned().await else {
+                return for_all(&msg.recipients, &DeliveryOutcome::Deferred(Failure::local("4.3.0", "relay stopped")));
+            };
             let Ok(_slot) = slots.acquire_owned().await else {
                 return for_all(&msg.recipients, &DeliveryOutcome::Deferred(Failure::local("4.3.0", "relay stopped")));
             };

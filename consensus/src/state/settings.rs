@@ -94,6 +94,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Longest wait between two delivery attempts.",
     },
     SettingSpec {
+        key: "queue.active_messages_max",
+        kind: SettingKind::Integer { min: 1, max: 1_000_000 },
+        default: "1000",
+        doc: "Messages in a delivery attempt at once on each node (their bodies are in memory meanwhile); the rest wait their turn in the spool (Postfix qmgr_message_active_limit).",
+    },
+    SettingSpec {
         key: "queue.bounce_size_limit",
         kind: SettingKind::Integer { min: 0, max: 10 * 1024 * 1024 },
         default: "50000",
@@ -122,6 +128,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         kind: SettingKind::Integer { min: 1, max: 3600 },
         default: "300",
         doc: "How long to wait for each reply of a remote server (greeting, EHLO, MAIL, RCPT, DATA).",
+    },
+    SettingSpec {
+        key: "relay.destination_concurrency_max",
+        kind: SettingKind::Integer { min: 1, max: 1000 },
+        default: "20",
+        doc: "Deliveries to one destination domain (or to the smarthost) at once on each node, within smtp.relay_connections_max (Postfix default_destination_concurrency_limit).",
     },
     SettingSpec {
         key: "cluster.join_token_ttl_s",
