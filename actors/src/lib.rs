@@ -20,3 +20,4 @@ pub mod recipient;
 pub mod relay;
 pub mod screening;
 pub mod smtp;
+pub mod supervise;

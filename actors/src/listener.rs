@@ -1,6 +1,7 @@
 //! The SMTP listener actor: accepts connections and starts one screening
 //! actor per connection, spread over the worker arbiters so sessions use
-//! every core.
+//! every core. The bound socket outlives the actor: a restarted listener
+//! (`crate::supervise`) accepts on a clone of it.
 
 use actix::prelude::*;
 use std::io;
@@ -12,7 +13,7 @@ use crate::screening::{ListenerRole, Screening, ScreeningServices};
 use crate::smtp::PeerInfo;
 
 pub struct SmtpListener {
-    listener: Option<TcpListener>,
+    socket: Arc<std::net::TcpListener>,
     services: Arc<ScreeningServices>,
     role: ListenerRole,
     workers: Vec<ArbiterHandle>,
@@ -20,13 +21,14 @@ pub struct SmtpListener {
 }
 
 impl SmtpListener {
+    /// `socket` is bound and non-blocking.
     pub fn new(
-        listener: TcpListener,
+        socket: Arc<std::net::TcpListener>,
         services: Arc<ScreeningServices>,
         role: ListenerRole,
         workers: Vec<ArbiterHandle>,
     ) -> Self {
-        Self { listener: Some(listener), services, role, workers, next_worker: 0 }
+        Self { socket, services, role, workers, next_worker: 0 }
     }
 }
 
@@ -34,18 +36,23 @@ impl Actor for SmtpListener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(listener) = self.listener.take() {
-            let accepts = futures::stream::unfold(listener, |l| async move {
-                let accepted = l.accept().await;
-                if accepted.is_err() {
-                    // Out of file descriptors (EMFILE) fails every accept at
-                    // once: pause rather than spin on the error.
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Some((accepted, l))
-            });
-            ctx.add_stream(accepts);
-        }
+        let listener = match self.socket.try_clone().and_then(TcpListener::from_std) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listener = self.role.name, error = %e, "cannot accept on the listening socket");
+                return ctx.stop();
+            }
+        };
+        let accepts = futures::stream::unfold(listener, |l| async move {
+            let accepted = l.accept().await;
+            if accepted.is_err() {
+                // Out of file descriptors (EMFILE) fails every accept at
+                // once: pause rather than spin on the error.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Some((accepted, l))
+        });
+        ctx.add_stream(accepts);
     }
 }
 

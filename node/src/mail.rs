@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use crate::config::NodeConfig;
 use ::actors::screening::ListenerRole;
+use ::actors::supervise::SupervisedAddr;
 
 /// Stops the mail system when told to (or when dropped).
 pub struct MailSystem {
     system: actix::System,
     /// The delivery queue, for the admin API's queue commands.
-    pub queue: actix::Addr<::actors::queue::DeliveryQueue>,
+    pub queue: SupervisedAddr<::actors::queue::DeliveryQueue>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The message stage's threads (`smtp.auth_threads`).
     auth_runtime: Option<tokio::runtime::Runtime>,
@@ -67,9 +68,16 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             use actix::prelude::*;
             let spool = Arc::new(::actors::queue::spool::Spool::open(&spool_path)?);
             let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+            // Every long-lived actor is supervised (actors/src/supervise.rs):
+            // a panic restarts that actor from the same recipe.
             let local = if smtp.lmtp_server.is_empty() {
-                ::actors::queue::LocalRoute::Maildir(SyncArbiter::start(smtp.delivery_threads.max(1), move || {
-                    ::actors::delivery::LocalDelivery { mail_root: mail_root.clone(), hostname: hostname.clone() }
+                let threads = smtp.delivery_threads.max(1);
+                ::actors::queue::LocalRoute::Maildir(SupervisedAddr::start("delivery", move || {
+                    let (mail_root, hostname) = (mail_root.clone(), hostname.clone());
+                    SyncArbiter::start(threads, move || ::actors::delivery::LocalDelivery {
+                        mail_root: mail_root.clone(),
+                        hostname: hostname.clone(),
+                    })
                 }))
             } else {
                 let target =
@@ -79,13 +87,21 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                     hostname: hostname.clone(),
                     timeout: std::time::Duration::from_millis(smtp.lmtp_timeout_ms),
                 };
-                ::actors::queue::LocalRoute::Lmtp(lmtp.start())
+                ::actors::queue::LocalRoute::Lmtp(SupervisedAddr::start("lmtp", move || lmtp.clone().start()))
             };
             // The relay gets its own thread: its DNS and SMTP waits never slow the queue.
             let relay_read = read.clone();
-            let relay = ::actors::relay::Relay::new(relay_read, relay_config).map_err(anyhow::Error::msg)?;
-            let relay = ::actors::relay::Relay::start_in_arbiter(&Arbiter::new().handle(), move |_| relay);
-            let queue = ::actors::queue::DeliveryQueue::new(spool, read.clone(), local, relay, node_id).start();
+            let relay_tls = ::actors::relay::Relay::tls_connector().map_err(anyhow::Error::msg)?;
+            let relay_thread = Arbiter::new().handle();
+            let relay = SupervisedAddr::start("relay", move || {
+                let relay = ::actors::relay::Relay::new(relay_read.clone(), relay_config.clone(), relay_tls.clone());
+                ::actors::relay::Relay::start_in_arbiter(&relay_thread, move |_| relay)
+            });
+            let queue_read = read.clone();
+            let queue = SupervisedAddr::start("queue", move || {
+                let (spool, read, local, relay) = (spool.clone(), queue_read.clone(), local.clone(), relay.clone());
+                ::actors::queue::DeliveryQueue::new(spool, read, local, relay, node_id).start()
+            });
             let services = Arc::new(::actors::screening::ScreeningServices {
                 read: read.clone(),
                 proposer,
@@ -113,10 +129,16 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 if addr.is_empty() {
                     continue;
                 }
-                let listener =
-                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {key} {addr}"))?;
+                let socket = std::net::TcpListener::bind(addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .with_context(|| format!("binding {key} {addr}"))?;
                 tracing::info!(listener = role.name, %addr, "smtp listening");
-                ::actors::listener::SmtpListener::new(listener, services.clone(), role, workers.clone()).start();
+                let (socket, services, workers) = (Arc::new(socket), services.clone(), workers.clone());
+                SupervisedAddr::start(role.name, move || {
+                    let (socket, services, role, workers) =
+                        (socket.clone(), services.clone(), role.clone(), workers.clone());
+                    ::actors::listener::SmtpListener::new(socket, services, role, workers).start()
+                });
             }
             anyhow::Ok((actix::System::current(), queue))
         });

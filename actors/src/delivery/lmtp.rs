@@ -54,6 +54,7 @@ pub struct DeliverLmtp {
     pub data: Arc<Vec<u8>>,
 }
 
+#[derive(Clone)]
 pub struct LmtpDelivery {
     pub target: LmtpTarget,
     /// Our name in LHLO.

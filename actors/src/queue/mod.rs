@@ -31,6 +31,7 @@ use crate::delivery::lmtp::{DeliverLmtp, LmtpDelivery};
 use crate::delivery::{DeliverLocal, LocalDelivery};
 use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
+use crate::supervise::SupervisedAddr;
 use schedule::{for_all, settle_attempt, DeliveryOutcome, RetryPolicy};
 use spool::{Failure, RecipientState, Spool, SpooledMessage, SpooledRecipient};
 
@@ -64,16 +65,16 @@ enum AfterAttempt {
 #[derive(Clone)]
 pub enum LocalRoute {
     /// Our own Maildirs.
-    Maildir(Addr<LocalDelivery>),
+    Maildir(SupervisedAddr<LocalDelivery>),
     /// An external mailbox server over LMTP (Dovecot).
-    Lmtp(Addr<LmtpDelivery>),
+    Lmtp(SupervisedAddr<LmtpDelivery>),
 }
 
 pub struct DeliveryQueue {
     spool: Arc<Spool>,
     read: ReadHandle,
     local: LocalRoute,
-    relay: Addr<Relay>,
+    relay: SupervisedAddr<Relay>,
     /// Node id, part of every queue id so ids are unique across the cluster.
     node_id: u64,
     sequence: Arc<AtomicU64>,
@@ -92,7 +93,13 @@ pub fn now_ms() -> u64 {
 }
 
 impl DeliveryQueue {
-    pub fn new(spool: Arc<Spool>, read: ReadHandle, local: LocalRoute, relay: Addr<Relay>, node_id: u64) -> Self {
+    pub fn new(
+        spool: Arc<Spool>,
+        read: ReadHandle,
+        local: LocalRoute,
+        relay: SupervisedAddr<Relay>,
+        node_id: u64,
+    ) -> Self {
         Self {
             spool,
             read,
@@ -259,7 +266,7 @@ impl DeliveryQueue {
                     junk: message.junk,
                     now_s,
                 };
-                local.push((index, maildir.send(request)));
+                local.push((index, maildir.addr().send(request)));
                 continue;
             }
             let domain = r.deliver_to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
@@ -286,7 +293,7 @@ impl DeliveryQueue {
                     recipients: recipients.clone(),
                     data: data.clone(),
                 };
-                (recipients, self.relay.send(request))
+                (recipients, self.relay.addr().send(request))
             })
             .collect();
         let lmtp = match (&self.local, lmtp.is_empty()) {
@@ -297,7 +304,7 @@ impl DeliveryQueue {
                     recipients: lmtp.clone(),
                     data: data.clone(),
                 };
-                Some((lmtp, server.send(request)))
+                Some((lmtp, server.addr().send(request)))
             }
             _ => None,
         };

@@ -57,10 +57,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(read: ReadHandle, config: RelayConfig) -> Result<Self, String> {
-        let tls = mail_send::smtp::tls::build_tls_connector(true)?;
+    /// The TLS client configuration every relay incarnation shares.
+    pub fn tls_connector() -> Result<TlsConnector, String> {
+        mail_send::smtp::tls::build_tls_connector(true)
+    }
+
+    pub fn new(read: ReadHandle, config: RelayConfig, tls: TlsConnector) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
-        Ok(Self { read, config, resolver: Err("not started".into()), tls, slots, destinations: HashMap::new() })
+        Self { read, config, resolver: Err("not started".into()), tls, slots, destinations: HashMap::new() }
     }
 
     /// The permits of one destination. Idle destinations are forgotten, so

@@ -58,7 +58,7 @@ impl ListenerRole {
 pub struct ScreeningServices {
     pub read: ReadHandle,
     pub proposer: Proposer,
-    pub queue: Addr<DeliveryQueue>,
+    pub queue: crate::supervise::SupervisedAddr<DeliveryQueue>,
     /// DNS servers for DNSBL, reverse and sender checks (empty: the system's).
     pub nameservers: Vec<SocketAddr>,
     /// Per-client connection and message counts on this node.
@@ -471,7 +471,7 @@ impl Screening {
                         spf: self.transaction_spf.take(),
                         dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
-                    let queue = self.services.queue.clone();
+                    let queue = self.services.queue.addr();
                     let pool = self.services.auth_pool.clone();
                     // Authentication first (it may refuse), then the queue: the 250 waits for both.
                     let stored = async move {

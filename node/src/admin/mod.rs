@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub struct AdminState {
     pub node: Arc<ClusterNode>,
     /// This node's delivery queue (each node queues what it accepted).
-    pub queue: actix::Addr<::actors::queue::DeliveryQueue>,
+    pub queue: ::actors::supervise::SupervisedAddr<::actors::queue::DeliveryQueue>,
 }
 
 /// An API error with the field at fault when there is one.

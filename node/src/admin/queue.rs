@@ -12,13 +12,13 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 pub async fn list(state: web::Data<AdminState>) -> Reply {
-    let entries = state.queue.send(ListQueue).await.map_err(unavailable)?.map_err(ApiError::internal)?;
+    let entries = state.queue.addr().send(ListQueue).await.map_err(unavailable)?.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(entries))
 }
 
 pub async fn show(state: web::Data<AdminState>, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
-    match state.queue.send(ShowMessage(id.clone())).await.map_err(unavailable)?.map_err(ApiError::internal)? {
+    match state.queue.addr().send(ShowMessage(id.clone())).await.map_err(unavailable)?.map_err(ApiError::internal)? {
         Some((entry, data)) => Ok(HttpResponse::Ok().json(serde_json::json!({
             "entry": entry,
             "message": String::from_utf8_lossy(&data),
@@ -39,7 +39,7 @@ pub async fn control(state: web::Data<AdminState>, path: web::Path<(String, Stri
         }
     };
     let affected =
-        state.queue.send(ControlQueue { action, target }).await.map_err(unavailable)?.map_err(|e| {
+        state.queue.addr().send(ControlQueue { action, target }).await.map_err(unavailable)?.map_err(|e| {
             match e.strip_prefix("queue_id: ") {
                 Some(rest) => ApiError::not_found("queue_id", rest.to_string()),
                 None => ApiError::internal(e),
