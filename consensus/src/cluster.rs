@@ -5,6 +5,7 @@
 //! `tls/` (the cluster CA and this node's certificate) and `raft.redb` (log,
 //! vote and snapshots).
 
+use crate::state::settings::key;
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -337,7 +338,7 @@ impl ClusterNode {
         let mut secret = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut secret);
         let state = self.read.load();
-        let ttl_s = state.state.settings.get_i64("cluster.join_token_ttl_s").unwrap_or(3600).max(0) as u64;
+        let ttl_s = state.state.settings.int(key::CLUSTER_JOIN_TOKEN_TTL_S).max(0) as u64;
         let expires_ms = (self.clock)().saturating_add(ttl_s * 1000);
         let token_sha256 = hex::encode(Sha256::digest(secret));
         self.proposer.propose(Command::IssueJoinToken { token_sha256, expires_ms }).await?;

@@ -4,6 +4,7 @@
 //! free) and, later, the proposer (a channel).
 
 use anyhow::Context;
+use consensus::state::settings::key;
 use consensus::ClusterNode;
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let spool_path = config.data_dir.join("queue.redb");
     let read = node.read.clone();
     let node_id = node.id;
-    let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+    let hostname = read.load().state.settings.text(key::SMTP_HOSTNAME);
     let tls = crate::smtp_tls::acceptor(config, &hostname)?;
     let relay_config = ::actors::relay::RelayConfig {
         nameservers: config.dns.socket_addrs()?,
@@ -67,7 +68,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
         let started = system.block_on(async move {
             use actix::prelude::*;
             let spool = Arc::new(::actors::queue::spool::Spool::open(&spool_path)?);
-            let hostname = read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+            let hostname = read.load().state.settings.text(key::SMTP_HOSTNAME);
             // Every long-lived actor is supervised (actors/src/supervise.rs):
             // a panic restarts that actor from the same recipe.
             let local = if smtp.lmtp_server.is_empty() {

@@ -10,6 +10,7 @@ pub mod sign;
 pub mod spf_record;
 pub mod verify;
 
+use consensus::state::settings::key;
 use consensus::AppliedState;
 use mail_auth::SpfOutput;
 use std::net::{IpAddr, SocketAddr};
@@ -65,10 +66,10 @@ impl AuthPool {
 /// its new headers, or the reply that refuses it.
 pub async fn run(ctx: AuthContext, mut message: Box<InboundMessage>) -> Result<Box<InboundMessage>, Reply> {
     let settings = &ctx.state.state.settings;
-    let hostname = settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+    let hostname = settings.text(key::SMTP_HOSTNAME);
     let signs = ctx.own_mail
         && (message.authenticated.is_some()
-            || settings.get_networks("dkim.sign_networks").is_ok_and(|n| n.iter().any(|n| n.contains(&ctx.client))));
+            || settings.networks(key::DKIM_SIGN_NETWORKS).iter().any(|n| n.contains(&ctx.client)));
     if signs {
         sign_message(&ctx.state, &mut message);
     }
@@ -76,7 +77,7 @@ pub async fn run(ctx: AuthContext, mut message: Box<InboundMessage>) -> Result<B
         return Ok(message);
     }
     let auth = AuthSettings::from_settings(settings);
-    let timeout = Duration::from_millis(settings.get_u64("dnsbl.timeout_ms").max(1));
+    let timeout = Duration::from_millis(settings.uint(key::DNSBL_TIMEOUT_MS).max(1));
     let body = headers::strip_forged_results(&message.body, &hostname);
     let authenticator = match verify::authenticator(&ctx.nameservers) {
         Ok(a) => a,

@@ -2,6 +2,7 @@
 //! functions of the findings (SPF, DKIM, DMARC, ARC results, reduced to plain
 //! values by `verify`) and the settings.
 
+use consensus::state::settings::key;
 use consensus::state::Settings;
 
 use crate::policy::lists::SkipChecks;
@@ -51,17 +52,17 @@ pub struct AuthSettings {
 
 impl AuthSettings {
     pub fn from_settings(s: &Settings) -> Self {
-        let sealers = s.get("arc.trusted_sealers").unwrap_or_default();
+        let sealers = s.text(key::ARC_TRUSTED_SEALERS);
         Self {
-            spf_verify: s.get_bool("spf.verify"),
-            spf_reject_fail: s.get_bool("spf.reject_fail"),
-            spf_reject_softfail: s.get_bool("spf.reject_softfail"),
-            spf_fail_score: s.get_i64("spf.fail_score").unwrap_or(0) as i32,
-            spf_softfail_score: s.get_i64("spf.softfail_score").unwrap_or(0) as i32,
-            dkim_verify: s.get_bool("dkim.verify"),
-            dkim_min_key_bits: s.get_u64("dkim.min_key_bits") as usize,
-            dkim_fail_to_junk: s.get_bool("dkim.fail_to_junk"),
-            dmarc_verify: s.get_bool("dmarc.verify"),
+            spf_verify: s.flag(key::SPF_VERIFY),
+            spf_reject_fail: s.flag(key::SPF_REJECT_FAIL),
+            spf_reject_softfail: s.flag(key::SPF_REJECT_SOFTFAIL),
+            spf_fail_score: s.int(key::SPF_FAIL_SCORE) as i32,
+            spf_softfail_score: s.int(key::SPF_SOFTFAIL_SCORE) as i32,
+            dkim_verify: s.flag(key::DKIM_VERIFY),
+            dkim_min_key_bits: s.uint(key::DKIM_MIN_KEY_BITS) as usize,
+            dkim_fail_to_junk: s.flag(key::DKIM_FAIL_TO_JUNK),
+            dmarc_verify: s.flag(key::DMARC_VERIFY),
             arc_trusted_sealers: sealers
                 .split([',', ' '])
                 .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())

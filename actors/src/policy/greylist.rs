@@ -9,6 +9,7 @@
 
 use consensus::command::Command;
 use consensus::state::counters::DAY_MS;
+use consensus::state::settings::key;
 use consensus::state::{Counters, ListName, RuleAction, RuleIndex, RuleSets, Settings};
 use std::net::IpAddr;
 
@@ -29,11 +30,11 @@ pub struct GreylistSettings {
 impl GreylistSettings {
     pub fn from_settings(s: &Settings) -> Self {
         Self {
-            by_default: s.get("greylist.default_action").is_ok_and(|v| v == "greylist"),
-            delay_ms: s.get_u64("greylist.delay_s") * 1000,
-            retry_window_ms: s.get_u64("greylist.retry_window_s") * 1000,
-            pass_ttl_ms: s.get_u64("greylist.pass_ttl_s") * 1000,
-            auto_whitelist_passes: s.get_u64("greylist.auto_whitelist_passes").min(u32::MAX as u64) as u32,
+            by_default: s.text(key::GREYLIST_DEFAULT_ACTION) == "greylist",
+            delay_ms: s.uint(key::GREYLIST_DELAY_S) * 1000,
+            retry_window_ms: s.uint(key::GREYLIST_RETRY_WINDOW_S) * 1000,
+            pass_ttl_ms: s.uint(key::GREYLIST_PASS_TTL_S) * 1000,
+            auto_whitelist_passes: s.uint32(key::GREYLIST_AUTO_WHITELIST_PASSES),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod spool;
 mod spool_v1;
 
 use actix::prelude::*;
+use consensus::state::settings::key;
 use consensus::ReadHandle;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,18 +117,17 @@ impl DeliveryQueue {
     }
 
     fn hostname(&self) -> String {
-        self.read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into())
+        self.read.load().state.settings.text(key::SMTP_HOSTNAME)
     }
 
     fn retry_policy(&self) -> RetryPolicy {
         let state = self.read.load();
         let s = &state.state.settings;
-        let ms = |key: &str, default: u64| s.get_i64(key).map_or(default, |v| v.max(0) as u64 * 1000);
-        let d = RetryPolicy::default();
+        let ms = |key| s.uint(key) * 1000;
         RetryPolicy {
-            lifetime_ms: ms("queue.lifetime_s", d.lifetime_ms),
-            min_backoff_ms: ms("queue.min_backoff_s", d.min_backoff_ms),
-            max_backoff_ms: ms("queue.max_backoff_s", d.max_backoff_ms),
+            lifetime_ms: ms(key::QUEUE_LIFETIME_S),
+            min_backoff_ms: ms(key::QUEUE_MIN_BACKOFF_S),
+            max_backoff_ms: ms(key::QUEUE_MAX_BACKOFF_S),
         }
     }
 
@@ -184,7 +184,7 @@ impl DeliveryQueue {
 
     /// `queue.active_messages_max`: attempts (and operator changes) at once.
     fn active_max(&self) -> usize {
-        self.read.load().state.settings.get_u64("queue.active_messages_max").max(1) as usize
+        self.read.load().state.settings.uint(key::QUEUE_ACTIVE_MESSAGES_MAX).max(1) as usize
     }
 
     /// Attempts a message now if fewer than `queue.active_messages_max` are
@@ -370,13 +370,7 @@ impl DeliveryQueue {
             hostname: &self.hostname(),
             bounce_queue_id: self.next_queue_id(now),
             now_ms: now,
-            size_limit: self
-                .read
-                .load()
-                .state
-                .settings
-                .get_i64("queue.bounce_size_limit")
-                .map_or(50_000, |v| v.max(0) as usize),
+            size_limit: self.read.load().state.settings.uint(key::QUEUE_BOUNCE_SIZE_LIMIT) as usize,
         };
         let bounce = bounce::bounce_for(&message, &failed, &bounce_ctx);
         if !failed.is_empty() && message.mail_from.is_empty() {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod route;
 
 use actix::prelude::*;
+use consensus::state::settings::key;
 use consensus::ReadHandle;
 use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
@@ -100,14 +101,14 @@ struct RelaySettings {
 fn settings(read: &ReadHandle) -> RelaySettings {
     let state = read.load();
     let s = &state.state.settings;
-    let secs = |key: &str, default: u64| Duration::from_secs(s.get_i64(key).map_or(default, |v| v.max(1) as u64));
+    let secs = |key| Duration::from_secs(s.uint(key).max(1));
     RelaySettings {
-        hostname: s.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
-        smarthost: s.get("relay.smarthost").unwrap_or_default(),
-        port: s.get_i64("relay.port").map_or(25, |p| p.clamp(1, 65535) as u16),
-        connect_timeout: secs("relay.connect_timeout_s", 30),
-        command_timeout: secs("relay.command_timeout_s", 300),
-        destination_concurrency_max: s.get_u64("relay.destination_concurrency_max").max(1) as usize,
+        hostname: s.text(key::SMTP_HOSTNAME),
+        smarthost: s.text(key::RELAY_SMARTHOST),
+        port: s.int(key::RELAY_PORT).clamp(1, 65535) as u16,
+        connect_timeout: secs(key::RELAY_CONNECT_TIMEOUT_S),
+        command_timeout: secs(key::RELAY_COMMAND_TIMEOUT_S),
+        destination_concurrency_max: s.uint(key::RELAY_DESTINATION_CONCURRENCY_MAX).max(1) as usize,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod proxy;
 mod recipient;
 
 use actix::prelude::*;
+use consensus::state::settings::key;
 use consensus::{AppliedState, Command, Outcome, Proposer, ReadHandle};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,11 +108,10 @@ impl ScreeningServices {
 
     fn client_limits(state: &AppliedState) -> ClientLimits {
         let s = &state.state.settings;
-        let n = |key| s.get_u64(key).min(u32::MAX as u64) as u32;
         ClientLimits {
-            connections_max: n("connection.per_ip_max"),
-            connections_per_minute_max: n("connection.connections_per_minute_max"),
-            messages_per_minute_max: n("connection.messages_per_minute_max"),
+            connections_max: s.uint32(key::CONNECTION_PER_IP_MAX),
+            connections_per_minute_max: s.uint32(key::CONNECTION_CONNECTIONS_PER_MINUTE_MAX),
+            messages_per_minute_max: s.uint32(key::CONNECTION_MESSAGES_PER_MINUTE_MAX),
         }
     }
 }
@@ -191,8 +191,9 @@ impl Screening {
             .load()
             .state
             .settings
-            .get_networks("smtp.proxy_peers")
-            .is_ok_and(|nets| nets.iter().any(|n| n.contains(&tcp_peer.ip)));
+            .networks(key::SMTP_PROXY_PEERS)
+            .iter()
+            .any(|n| n.contains(&tcp_peer.ip));
         if !proxied {
             return Self::begin(stream, tcp_peer, Vec::new(), services, role, open);
         }
@@ -210,7 +211,7 @@ impl Screening {
         if role.implicit_tls {
             return;
         }
-        let host = services.read.load().state.settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into());
+        let host = services.read.load().state.settings.text(key::SMTP_HOSTNAME);
         let reply = Reply::new(421, "4.7.0", &format!("{host} Too many connections; try again later")).render();
         actix::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&reply)).await;
@@ -240,22 +241,20 @@ impl Screening {
             ));
             let state = services.read.load();
             let settings = &state.state.settings;
-            let trusted = settings
-                .get_networks("smtp.trusted_networks")
-                .is_ok_and(|nets| nets.iter().any(|n| n.contains(&peer.ip)));
-            let skip_auth = trusted && settings.get_bool("smtp.skip_auth_local_network");
+            let trusted = settings.networks(key::SMTP_TRUSTED_NETWORKS).iter().any(|n| n.contains(&peer.ip));
+            let skip_auth = trusted && settings.flag(key::SMTP_SKIP_AUTH_LOCAL_NETWORK);
             let config = SessionConfig {
-                hostname: settings.get("smtp.hostname").unwrap_or_else(|_| "localhost".into()),
-                banner: settings.get("smtp.banner").unwrap_or_default(),
+                hostname: settings.text(key::SMTP_HOSTNAME),
+                banner: settings.text(key::SMTP_BANNER),
                 limits: role.limits.clone(),
                 tls_available: role.tls.is_some() && !role.implicit_tls,
                 tls_active: role.implicit_tls,
                 auth_available: role.auth,
                 require_auth: role.require_auth && !skip_auth,
-                sender_must_match_login: settings.get_bool("smtp.sender_must_match_login"),
-                reject_pregreet: role.is_mx() && settings.get_u64("smtp.greet_wait_ms") > 0,
-                reject_unauth_pipelining: settings.get_bool("smtp.reject_unauth_pipelining"),
-                junk_commands_max: settings.get_u64("smtp.junk_commands_max").min(u32::MAX as u64) as u32,
+                sender_must_match_login: settings.flag(key::SMTP_SENDER_MUST_MATCH_LOGIN),
+                reject_pregreet: role.is_mx() && settings.uint(key::SMTP_GREET_WAIT_MS) > 0,
+                reject_unauth_pipelining: settings.flag(key::SMTP_REJECT_UNAUTH_PIPELINING),
+                junk_commands_max: settings.uint32(key::SMTP_JUNK_COMMANDS_MAX),
             };
             let now = now_ms();
             let mut session = Session::before_greeting(Arc::new(config), peer.clone(), now);
@@ -298,7 +297,7 @@ impl Screening {
                 }
                 ClientListVerdict::Unlisted => {}
             }
-            let block_all = settings.get_bool("intrusion.block_all_sessions");
+            let block_all = settings.flag(key::INTRUSION_BLOCK_ALL_SESSIONS);
             let mx = screening.client.mx;
             if let Some(reply) = blocked(&state.state.counters, peer.ip, now).filter(|_| block_all || mx) {
                 tracing::info!(client = %peer.ip, "refused: blocked IP");
@@ -335,11 +334,11 @@ impl Screening {
         } else {
             Vec::new()
         };
-        let threshold = settings.get_u64("dnsbl.threshold").min(u32::MAX as u64) as u32;
-        let timeout = Duration::from_millis(settings.get_u64("dnsbl.timeout_ms").max(1));
-        let reverse = (lookups_apply && settings.get_bool("connection.reject_unknown_client"))
-            .then(|| settings.get_bool("connection.require_forward_confirmed"));
-        let greet_wait = Duration::from_millis(if c.mx { settings.get_u64("smtp.greet_wait_ms") } else { 0 });
+        let threshold = settings.uint32(key::DNSBL_THRESHOLD);
+        let timeout = Duration::from_millis(settings.uint(key::DNSBL_TIMEOUT_MS).max(1));
+        let reverse = (lookups_apply && settings.flag(key::CONNECTION_REJECT_UNKNOWN_CLIENT))
+            .then(|| settings.flag(key::CONNECTION_REQUIRE_FORWARD_CONFIRMED));
+        let greet_wait = Duration::from_millis(if c.mx { settings.uint(key::SMTP_GREET_WAIT_MS) } else { 0 });
         let ip = c.ip;
         if queries.is_empty() && reverse.is_none() && greet_wait.is_zero() {
             self.session.greet(now_ms());

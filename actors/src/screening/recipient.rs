@@ -4,6 +4,7 @@
 //! pure policy function; this shell only fetches DNS answers and counters.
 
 use consensus::address::MailAddress;
+use consensus::state::settings::{key, Key};
 use consensus::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub(super) struct RecipientOutcome {
 
 /// DNS lookups at RCPT share the DNSBL timeout: one knob for "how long may
 /// DNS hold a client".
-const DNS_TIMEOUT_KEY: &str = "dnsbl.timeout_ms";
+const DNS_TIMEOUT_KEY: Key<i64> = key::DNSBL_TIMEOUT_MS;
 
 pub(super) async fn check(r: RecipientRequest) -> RecipientOutcome {
     let mut spf = r.spf.clone();
@@ -110,17 +111,17 @@ async fn decide(r: &RecipientRequest, spf: &mut Option<SpfOutput>) -> RecipientO
         }
     }
 
-    let primary = settings.get("smtp.primary_domain").unwrap_or_default();
+    let primary = settings.text(key::SMTP_PRIMARY_DOMAIN);
     let relay_allowed = authenticated || r.client.trusted;
     let verdict = resolve_recipient(&state.state.directory, &primary, &r.address, relay_allowed);
     if let RecipientVerdict::Reject(reply) = &verdict {
-        let threshold = settings.get_u64("intrusion.unknown_recipients_max").min(u32::MAX as u64) as u32;
+        let threshold = settings.uint32(key::INTRUSION_UNKNOWN_RECIPIENTS_MAX);
         if stranger && reply.enhanced == "5.1.1" && threshold > 0 {
             let command = Command::RecordUnknownRecipient {
                 ip: ip.to_string(),
                 threshold,
-                window_ms: settings.get_u64("intrusion.window_s") * 1000,
-                block_ms: settings.get_u64("intrusion.block_s") * 1000,
+                window_ms: settings.uint(key::INTRUSION_WINDOW_S) * 1000,
+                block_ms: settings.uint(key::INTRUSION_BLOCK_S) * 1000,
             };
             r.services.propose_in_background(command, ip);
         }
@@ -178,8 +179,8 @@ async fn check_spf(r: &RecipientRequest, settings: &consensus::state::Settings) 
             return None;
         }
     };
-    let hostname = settings.get("smtp.hostname").unwrap_or_default();
-    let timeout = Duration::from_millis(settings.get_u64(DNS_TIMEOUT_KEY).max(1));
+    let hostname = settings.text(key::SMTP_HOSTNAME);
+    let timeout = Duration::from_millis(settings.uint(DNS_TIMEOUT_KEY).max(1));
     let out = check_spf_lookup(&authenticator, r.client.ip, &r.helo, &r.mail_from, &hostname, timeout).await;
     tracing::debug!(client = %r.client.ip, from = %r.mail_from, result = ?out.result(), "SPF");
     Some(out)
@@ -187,10 +188,10 @@ async fn check_spf(r: &RecipientRequest, settings: &consensus::state::Settings) 
 
 /// The HELO and sender rules that are switched on, syntax first, then DNS.
 async fn helo_and_sender(r: &RecipientRequest, settings: &consensus::state::Settings) -> Result<(), Reply> {
-    let reject_helo_syntax = settings.get_bool("helo.reject_non_fqdn");
-    let reject_helo_unknown = settings.get_bool("helo.reject_unknown");
-    let reject_sender_syntax = settings.get_bool("sender.reject_non_fqdn");
-    let reject_sender_unknown = settings.get_bool("sender.reject_unknown_domain");
+    let reject_helo_syntax = settings.flag(key::HELO_REJECT_NON_FQDN);
+    let reject_helo_unknown = settings.flag(key::HELO_REJECT_UNKNOWN);
+    let reject_sender_syntax = settings.flag(key::SENDER_REJECT_NON_FQDN);
+    let reject_sender_unknown = settings.flag(key::SENDER_REJECT_UNKNOWN_DOMAIN);
     if reject_helo_syntax {
         names::helo_fqdn(&r.helo)?;
     }
@@ -210,7 +211,7 @@ async fn helo_and_sender(r: &RecipientRequest, settings: &consensus::state::Sett
             return Err(Reply::new(450, "4.4.3", "Temporary DNS failure; try again later"));
         }
     };
-    let timeout = Duration::from_millis(settings.get_u64(DNS_TIMEOUT_KEY).max(1));
+    let timeout = Duration::from_millis(settings.uint(DNS_TIMEOUT_KEY).max(1));
     if helo_lookup {
         let answer = match consensus::address::DomainName::parse(&r.helo) {
             Ok(name) => lookups::host_exists(&resolver, &name.ascii(), timeout).await,

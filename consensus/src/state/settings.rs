@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use crate::command::ApplyError;
 
@@ -353,6 +354,104 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     },
 ];
 
+/// A setting's name with the type its value reads as. The constants in
+/// `key` are the only way to read a setting, so a name that is not in
+/// `SETTING_SPECS` cannot be read (it read as 0 when any string could be);
+/// `every_spec_has_a_key_of_its_kind` checks names and kinds against the table.
+pub struct Key<T> {
+    name: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Key<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Key<T> {}
+
+impl<T> Key<T> {
+    const fn new(name: &'static str) -> Self {
+        Self { name, _type: PhantomData }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The parsed value of a `Networks` setting.
+pub type Networks = Vec<ipnet::IpNet>;
+
+macro_rules! setting_keys {
+    ($($name:ident: $ty:ty = $key:literal;)*) => {
+        /// Every setting, typed: `settings.flag(key::SPF_VERIFY)`.
+        pub mod key {
+            use super::{Key, Networks};
+            $(pub const $name: Key<$ty> = Key::new($key);)*
+        }
+
+        #[cfg(test)]
+        const ALL_KEYS: &[(&str, &str)] = &[$(($key, stringify!($ty))),*];
+    };
+}
+
+setting_keys! {
+    SMTP_HOSTNAME: String = "smtp.hostname";
+    SMTP_BANNER: String = "smtp.banner";
+    SMTP_PRIMARY_DOMAIN: String = "smtp.primary_domain";
+    SMTP_SENDER_MUST_MATCH_LOGIN: bool = "smtp.sender_must_match_login";
+    SMTP_TRUSTED_NETWORKS: Networks = "smtp.trusted_networks";
+    SMTP_SKIP_AUTH_LOCAL_NETWORK: bool = "smtp.skip_auth_local_network";
+    QUEUE_LIFETIME_S: i64 = "queue.lifetime_s";
+    QUEUE_MIN_BACKOFF_S: i64 = "queue.min_backoff_s";
+    QUEUE_MAX_BACKOFF_S: i64 = "queue.max_backoff_s";
+    QUEUE_ACTIVE_MESSAGES_MAX: i64 = "queue.active_messages_max";
+    QUEUE_BOUNCE_SIZE_LIMIT: i64 = "queue.bounce_size_limit";
+    RELAY_SMARTHOST: String = "relay.smarthost";
+    RELAY_PORT: i64 = "relay.port";
+    RELAY_CONNECT_TIMEOUT_S: i64 = "relay.connect_timeout_s";
+    RELAY_COMMAND_TIMEOUT_S: i64 = "relay.command_timeout_s";
+    RELAY_DESTINATION_CONCURRENCY_MAX: i64 = "relay.destination_concurrency_max";
+    CLUSTER_JOIN_TOKEN_TTL_S: i64 = "cluster.join_token_ttl_s";
+    GREYLIST_DELAY_S: i64 = "greylist.delay_s";
+    GREYLIST_RETRY_WINDOW_S: i64 = "greylist.retry_window_s";
+    GREYLIST_PASS_TTL_S: i64 = "greylist.pass_ttl_s";
+    GREYLIST_DEFAULT_ACTION: String = "greylist.default_action";
+    GREYLIST_AUTO_WHITELIST_PASSES: i64 = "greylist.auto_whitelist_passes";
+    SMTP_PROXY_PEERS: Networks = "smtp.proxy_peers";
+    DNSBL_THRESHOLD: i64 = "dnsbl.threshold";
+    DNSBL_TIMEOUT_MS: i64 = "dnsbl.timeout_ms";
+    SENDER_REJECT_NON_FQDN: bool = "sender.reject_non_fqdn";
+    SENDER_REJECT_UNKNOWN_DOMAIN: bool = "sender.reject_unknown_domain";
+    CONNECTION_REJECT_UNKNOWN_CLIENT: bool = "connection.reject_unknown_client";
+    CONNECTION_REQUIRE_FORWARD_CONFIRMED: bool = "connection.require_forward_confirmed";
+    CONNECTION_PER_IP_MAX: i64 = "connection.per_ip_max";
+    CONNECTION_CONNECTIONS_PER_MINUTE_MAX: i64 = "connection.connections_per_minute_max";
+    CONNECTION_MESSAGES_PER_MINUTE_MAX: i64 = "connection.messages_per_minute_max";
+    SMTP_REJECT_UNAUTH_PIPELINING: bool = "smtp.reject_unauth_pipelining";
+    SMTP_GREET_WAIT_MS: i64 = "smtp.greet_wait_ms";
+    HELO_REJECT_NON_FQDN: bool = "helo.reject_non_fqdn";
+    HELO_REJECT_UNKNOWN: bool = "helo.reject_unknown";
+    SMTP_JUNK_COMMANDS_MAX: i64 = "smtp.junk_commands_max";
+    INTRUSION_UNKNOWN_RECIPIENTS_MAX: i64 = "intrusion.unknown_recipients_max";
+    INTRUSION_WINDOW_S: i64 = "intrusion.window_s";
+    INTRUSION_BLOCK_S: i64 = "intrusion.block_s";
+    INTRUSION_BLOCK_ALL_SESSIONS: bool = "intrusion.block_all_sessions";
+    SPF_VERIFY: bool = "spf.verify";
+    SPF_REJECT_FAIL: bool = "spf.reject_fail";
+    SPF_REJECT_SOFTFAIL: bool = "spf.reject_softfail";
+    SPF_FAIL_SCORE: i64 = "spf.fail_score";
+    SPF_SOFTFAIL_SCORE: i64 = "spf.softfail_score";
+    DKIM_VERIFY: bool = "dkim.verify";
+    DKIM_MIN_KEY_BITS: i64 = "dkim.min_key_bits";
+    DKIM_FAIL_TO_JUNK: bool = "dkim.fail_to_junk";
+    DKIM_SIGN_NETWORKS: Networks = "dkim.sign_networks";
+    DMARC_VERIFY: bool = "dmarc.verify";
+    ARC_TRUSTED_SEALERS: String = "arc.trusted_sealers";
+}
+
 /// A settings value after validation.
 pub type SettingValue = String;
 
@@ -366,18 +465,6 @@ pub struct Settings {
 impl Settings {
     pub fn spec(key: &str) -> Result<&'static SettingSpec, ApplyError> {
         SETTING_SPECS.iter().find(|s| s.key == key).ok_or_else(|| ApplyError::UnknownSetting(key.to_string()))
-    }
-
-    /// The effective value: the one set, else the default.
-    pub fn get(&self, key: &str) -> Result<String, ApplyError> {
-        let spec = Self::spec(key)?;
-        Ok(self.values.get(key).cloned().unwrap_or_else(|| spec.default.to_string()))
-    }
-
-    /// An integer setting; the spec guarantees the stored text parses.
-    pub fn get_i64(&self, key: &str) -> Result<i64, ApplyError> {
-        let text = self.get(key)?;
-        text.parse().map_err(|_| ApplyError::InvalidSetting { key: key.to_string(), reason: "not an integer".into() })
     }
 
     /// Checks a value against its key's kind and returns it in canonical form.
@@ -418,20 +505,41 @@ impl Settings {
         }
     }
 
-    /// A boolean setting; anything unreadable counts as false.
-    pub fn get_bool(&self, key: &str) -> bool {
-        self.get(key).is_ok_and(|v| v == "true")
+    /// The stored text of a known key, else its default.
+    fn raw<T>(&self, key: Key<T>) -> &str {
+        match self.values.get(key.name) {
+            Some(v) => v,
+            None => SETTING_SPECS.iter().find(|s| s.key == key.name).map_or("", |s| s.default),
+        }
+    }
+
+    /// A text, host name or choice setting.
+    pub fn text(&self, key: Key<String>) -> String {
+        self.raw(key).to_string()
+    }
+
+    pub fn flag(&self, key: Key<bool>) -> bool {
+        self.raw(key) == "true"
+    }
+
+    /// An integer setting (validated on write, so it parses).
+    pub fn int(&self, key: Key<i64>) -> i64 {
+        self.raw(key).parse().unwrap_or(0)
     }
 
     /// An integer setting as u64 (negative values read as 0).
-    pub fn get_u64(&self, key: &str) -> u64 {
-        self.get_i64(key).map_or(0, |n| n.max(0) as u64)
+    pub fn uint(&self, key: Key<i64>) -> u64 {
+        self.int(key).max(0) as u64
     }
 
-    /// A `Networks` setting as parsed networks.
-    pub fn get_networks(&self, key: &str) -> Result<Vec<ipnet::IpNet>, ApplyError> {
-        let text = self.get(key)?;
-        parse_networks(&text).map_err(|reason| ApplyError::InvalidSetting { key: key.to_string(), reason })
+    /// An integer setting as u32, saturating.
+    pub fn uint32(&self, key: Key<i64>) -> u32 {
+        self.uint(key).min(u32::MAX as u64) as u32
+    }
+
+    /// A networks setting (validated on write, so it parses).
+    pub fn networks(&self, key: Key<Networks>) -> Networks {
+        parse_networks(self.raw(key)).unwrap_or_default()
     }
 }
 
@@ -461,6 +569,26 @@ fn join_networks(nets: &[ipnet::IpNet]) -> String {
 #[cfg(test)]
 mod network_tests {
     use super::*;
+
+    #[test]
+    fn every_spec_has_a_key_of_its_kind() {
+        assert_eq!(ALL_KEYS.len(), SETTING_SPECS.len(), "one key per setting");
+        for (name, ty) in ALL_KEYS {
+            let spec = Settings::spec(name).unwrap_or_else(|_| panic!("key {name} is not in SETTING_SPECS"));
+            let fits = matches!(
+                (spec.kind, *ty),
+                (SettingKind::Bool, "bool")
+                    | (SettingKind::Integer { .. }, "i64")
+                    | (SettingKind::Networks, "Networks")
+                    | (SettingKind::Text { .. } | SettingKind::Hostname | SettingKind::Choice { .. }, "String")
+            );
+            assert!(fits, "{name}: key type {ty} does not fit {:?}", spec.kind);
+            assert_eq!(Settings::validate(name, spec.default).as_deref(), Ok(spec.default), "{name}: default");
+        }
+        let s = Settings::default();
+        assert_eq!(s.text(key::SMTP_HOSTNAME), "mail.gatehouse.invalid");
+        assert_eq!(s.uint(key::SMTP_JUNK_COMMANDS_MAX), 100);
+    }
 
     #[test]
     fn networks_table() {

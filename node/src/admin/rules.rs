@@ -2,6 +2,7 @@
 //! triplets and blocked IPs.
 
 use actix_web::{web, HttpResponse};
+use consensus::state::settings::key;
 use consensus::state::ListRule;
 use consensus::{Command, Outcome};
 use serde::{Deserialize, Serialize};
@@ -92,7 +93,7 @@ pub struct AuthorizeBody {
 
 pub async fn authorize(state: web::Data<AdminState>, body: web::Json<AuthorizeBody>) -> Reply {
     let applied = state.node.read.load();
-    let pass_ttl_ms = applied.state.settings.get_u64("greylist.pass_ttl_s") * 1000;
+    let pass_ttl_ms = applied.state.settings.uint(key::GREYLIST_PASS_TTL_S) * 1000;
     let triplet = body.into_inner().triplet.split_whitespace().collect::<Vec<_>>().join(" ");
     state.node.proposer.propose(Command::AuthorizeGreylist { triplet, pass_ttl_ms }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
@@ -123,7 +124,7 @@ pub struct BlockBody {
 pub async fn block(state: web::Data<AdminState>, body: web::Json<BlockBody>) -> Reply {
     let body = body.into_inner();
     let applied = state.node.read.load();
-    let seconds = body.seconds.unwrap_or_else(|| applied.state.settings.get_u64("intrusion.block_s"));
+    let seconds = body.seconds.unwrap_or_else(|| applied.state.settings.uint(key::INTRUSION_BLOCK_S));
     let until_ms = (state.node.clock)().saturating_add(seconds.saturating_mul(1000));
     state.node.proposer.propose(Command::BlockIp { ip: body.ip, until_ms, reason: body.reason }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "until_ms": until_ms })))
