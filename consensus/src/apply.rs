@@ -13,8 +13,8 @@ use crate::state::counters::DAY_MS;
 use crate::state::dkim::valid_selector;
 use crate::state::rules::AddRuleError;
 use crate::state::{
-    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, Settings,
-    User, CONFIG_DOCUMENT_VERSION,
+    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, User,
+    CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{BlockedIp, DkimKey, GreylistClient, GreylistTriplet, ListRule, RuleSets, UnknownRecipients};
 
@@ -33,13 +33,11 @@ impl ClusterState {
         use Command::*;
         match command {
             SetSetting { key, value } => {
-                let value = Settings::validate(key, value)?;
-                self.settings.values.insert(key.clone(), value);
+                self.settings.set(key, value)?;
                 Ok(Outcome::Done)
             }
             ResetSetting { key } => {
-                Settings::spec(key)?;
-                self.settings.values.remove(key);
+                self.settings.reset(key)?;
                 Ok(Outcome::Done)
             }
             AddListRule { rule } => match self.rules.add(rule.clone()) {
@@ -491,7 +489,7 @@ impl ClusterState {
 /// used to validate an import with the same checks as single commands.
 fn document_commands(document: &ConfigDocument) -> Vec<Command> {
     let mut out = Vec::new();
-    for (key, value) in &document.settings.values {
+    for (key, value) in document.settings.values() {
         out.push(Command::SetSetting { key: key.clone(), value: value.clone() });
     }
     let dir = &document.directory;

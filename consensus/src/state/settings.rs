@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 use crate::command::ApplyError;
 
@@ -359,6 +360,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
 /// `SETTING_SPECS` cannot be read (it read as 0 when any string could be);
 /// `every_spec_has_a_key_of_its_kind` checks names and kinds against the table.
 pub struct Key<T> {
+    index: usize,
     name: &'static str,
     _type: PhantomData<fn() -> T>,
 }
@@ -372,8 +374,8 @@ impl<T> Clone for Key<T> {
 impl<T> Copy for Key<T> {}
 
 impl<T> Key<T> {
-    const fn new(name: &'static str) -> Self {
-        Self { name, _type: PhantomData }
+    const fn new(index: usize, name: &'static str) -> Self {
+        Self { index, name, _type: PhantomData }
     }
 
     pub fn name(&self) -> &'static str {
@@ -385,81 +387,126 @@ impl<T> Key<T> {
 pub type Networks = Vec<ipnet::IpNet>;
 
 macro_rules! setting_keys {
-    ($($name:ident: $ty:ty = $key:literal;)*) => {
-        /// Every setting, typed: `settings.flag(key::SPF_VERIFY)`.
+    ($($name:ident: $ty:ty = $index:literal, $key:literal;)*) => {
+        /// Every setting, typed: `settings.flag(key::SPF_VERIFY)`. The
+        /// index is the key's place in `SETTING_SPECS`.
         pub mod key {
             use super::{Key, Networks};
-            $(pub const $name: Key<$ty> = Key::new($key);)*
+            $(pub const $name: Key<$ty> = Key::new($index, $key);)*
         }
 
         #[cfg(test)]
         const ALL_KEYS: &[(&str, &str)] = &[$(($key, stringify!($ty))),*];
+        #[cfg(test)]
+        const ALL_INDICES: &[usize] = &[$($index),*];
     };
 }
 
 setting_keys! {
-    SMTP_HOSTNAME: String = "smtp.hostname";
-    SMTP_BANNER: String = "smtp.banner";
-    SMTP_PRIMARY_DOMAIN: String = "smtp.primary_domain";
-    SMTP_SENDER_MUST_MATCH_LOGIN: bool = "smtp.sender_must_match_login";
-    SMTP_TRUSTED_NETWORKS: Networks = "smtp.trusted_networks";
-    SMTP_SKIP_AUTH_LOCAL_NETWORK: bool = "smtp.skip_auth_local_network";
-    QUEUE_LIFETIME_S: i64 = "queue.lifetime_s";
-    QUEUE_MIN_BACKOFF_S: i64 = "queue.min_backoff_s";
-    QUEUE_MAX_BACKOFF_S: i64 = "queue.max_backoff_s";
-    QUEUE_ACTIVE_MESSAGES_MAX: i64 = "queue.active_messages_max";
-    QUEUE_BOUNCE_SIZE_LIMIT: i64 = "queue.bounce_size_limit";
-    RELAY_SMARTHOST: String = "relay.smarthost";
-    RELAY_PORT: i64 = "relay.port";
-    RELAY_CONNECT_TIMEOUT_S: i64 = "relay.connect_timeout_s";
-    RELAY_COMMAND_TIMEOUT_S: i64 = "relay.command_timeout_s";
-    RELAY_DESTINATION_CONCURRENCY_MAX: i64 = "relay.destination_concurrency_max";
-    CLUSTER_JOIN_TOKEN_TTL_S: i64 = "cluster.join_token_ttl_s";
-    GREYLIST_DELAY_S: i64 = "greylist.delay_s";
-    GREYLIST_RETRY_WINDOW_S: i64 = "greylist.retry_window_s";
-    GREYLIST_PASS_TTL_S: i64 = "greylist.pass_ttl_s";
-    GREYLIST_DEFAULT_ACTION: String = "greylist.default_action";
-    GREYLIST_AUTO_WHITELIST_PASSES: i64 = "greylist.auto_whitelist_passes";
-    SMTP_PROXY_PEERS: Networks = "smtp.proxy_peers";
-    DNSBL_THRESHOLD: i64 = "dnsbl.threshold";
-    DNSBL_TIMEOUT_MS: i64 = "dnsbl.timeout_ms";
-    SENDER_REJECT_NON_FQDN: bool = "sender.reject_non_fqdn";
-    SENDER_REJECT_UNKNOWN_DOMAIN: bool = "sender.reject_unknown_domain";
-    CONNECTION_REJECT_UNKNOWN_CLIENT: bool = "connection.reject_unknown_client";
-    CONNECTION_REQUIRE_FORWARD_CONFIRMED: bool = "connection.require_forward_confirmed";
-    CONNECTION_PER_IP_MAX: i64 = "connection.per_ip_max";
-    CONNECTION_CONNECTIONS_PER_MINUTE_MAX: i64 = "connection.connections_per_minute_max";
-    CONNECTION_MESSAGES_PER_MINUTE_MAX: i64 = "connection.messages_per_minute_max";
-    SMTP_REJECT_UNAUTH_PIPELINING: bool = "smtp.reject_unauth_pipelining";
-    SMTP_GREET_WAIT_MS: i64 = "smtp.greet_wait_ms";
-    HELO_REJECT_NON_FQDN: bool = "helo.reject_non_fqdn";
-    HELO_REJECT_UNKNOWN: bool = "helo.reject_unknown";
-    SMTP_JUNK_COMMANDS_MAX: i64 = "smtp.junk_commands_max";
-    INTRUSION_UNKNOWN_RECIPIENTS_MAX: i64 = "intrusion.unknown_recipients_max";
-    INTRUSION_WINDOW_S: i64 = "intrusion.window_s";
-    INTRUSION_BLOCK_S: i64 = "intrusion.block_s";
-    INTRUSION_BLOCK_ALL_SESSIONS: bool = "intrusion.block_all_sessions";
-    SPF_VERIFY: bool = "spf.verify";
-    SPF_REJECT_FAIL: bool = "spf.reject_fail";
-    SPF_REJECT_SOFTFAIL: bool = "spf.reject_softfail";
-    SPF_FAIL_SCORE: i64 = "spf.fail_score";
-    SPF_SOFTFAIL_SCORE: i64 = "spf.softfail_score";
-    DKIM_VERIFY: bool = "dkim.verify";
-    DKIM_MIN_KEY_BITS: i64 = "dkim.min_key_bits";
-    DKIM_FAIL_TO_JUNK: bool = "dkim.fail_to_junk";
-    DKIM_SIGN_NETWORKS: Networks = "dkim.sign_networks";
-    DMARC_VERIFY: bool = "dmarc.verify";
-    ARC_TRUSTED_SEALERS: String = "arc.trusted_sealers";
+    SMTP_HOSTNAME: String = 0, "smtp.hostname";
+    SMTP_BANNER: String = 1, "smtp.banner";
+    SMTP_PRIMARY_DOMAIN: String = 2, "smtp.primary_domain";
+    SMTP_SENDER_MUST_MATCH_LOGIN: bool = 3, "smtp.sender_must_match_login";
+    SMTP_TRUSTED_NETWORKS: Networks = 4, "smtp.trusted_networks";
+    SMTP_SKIP_AUTH_LOCAL_NETWORK: bool = 5, "smtp.skip_auth_local_network";
+    QUEUE_LIFETIME_S: i64 = 6, "queue.lifetime_s";
+    QUEUE_MIN_BACKOFF_S: i64 = 7, "queue.min_backoff_s";
+    QUEUE_MAX_BACKOFF_S: i64 = 8, "queue.max_backoff_s";
+    QUEUE_ACTIVE_MESSAGES_MAX: i64 = 9, "queue.active_messages_max";
+    QUEUE_BOUNCE_SIZE_LIMIT: i64 = 10, "queue.bounce_size_limit";
+    RELAY_SMARTHOST: String = 11, "relay.smarthost";
+    RELAY_PORT: i64 = 12, "relay.port";
+    RELAY_CONNECT_TIMEOUT_S: i64 = 13, "relay.connect_timeout_s";
+    RELAY_COMMAND_TIMEOUT_S: i64 = 14, "relay.command_timeout_s";
+    RELAY_DESTINATION_CONCURRENCY_MAX: i64 = 15, "relay.destination_concurrency_max";
+    CLUSTER_JOIN_TOKEN_TTL_S: i64 = 16, "cluster.join_token_ttl_s";
+    GREYLIST_DELAY_S: i64 = 17, "greylist.delay_s";
+    GREYLIST_RETRY_WINDOW_S: i64 = 18, "greylist.retry_window_s";
+    GREYLIST_PASS_TTL_S: i64 = 19, "greylist.pass_ttl_s";
+    GREYLIST_DEFAULT_ACTION: String = 20, "greylist.default_action";
+    GREYLIST_AUTO_WHITELIST_PASSES: i64 = 21, "greylist.auto_whitelist_passes";
+    SMTP_PROXY_PEERS: Networks = 22, "smtp.proxy_peers";
+    DNSBL_THRESHOLD: i64 = 23, "dnsbl.threshold";
+    DNSBL_TIMEOUT_MS: i64 = 24, "dnsbl.timeout_ms";
+    SENDER_REJECT_NON_FQDN: bool = 25, "sender.reject_non_fqdn";
+    SENDER_REJECT_UNKNOWN_DOMAIN: bool = 26, "sender.reject_unknown_domain";
+    CONNECTION_REJECT_UNKNOWN_CLIENT: bool = 27, "connection.reject_unknown_client";
+    CONNECTION_REQUIRE_FORWARD_CONFIRMED: bool = 28, "connection.require_forward_confirmed";
+    CONNECTION_PER_IP_MAX: i64 = 29, "connection.per_ip_max";
+    CONNECTION_CONNECTIONS_PER_MINUTE_MAX: i64 = 30, "connection.connections_per_minute_max";
+    CONNECTION_MESSAGES_PER_MINUTE_MAX: i64 = 31, "connection.messages_per_minute_max";
+    SMTP_REJECT_UNAUTH_PIPELINING: bool = 32, "smtp.reject_unauth_pipelining";
+    SMTP_GREET_WAIT_MS: i64 = 33, "smtp.greet_wait_ms";
+    HELO_REJECT_NON_FQDN: bool = 34, "helo.reject_non_fqdn";
+    HELO_REJECT_UNKNOWN: bool = 35, "helo.reject_unknown";
+    SMTP_JUNK_COMMANDS_MAX: i64 = 36, "smtp.junk_commands_max";
+    INTRUSION_UNKNOWN_RECIPIENTS_MAX: i64 = 37, "intrusion.unknown_recipients_max";
+    INTRUSION_WINDOW_S: i64 = 38, "intrusion.window_s";
+    INTRUSION_BLOCK_S: i64 = 39, "intrusion.block_s";
+    INTRUSION_BLOCK_ALL_SESSIONS: bool = 40, "intrusion.block_all_sessions";
+    SPF_VERIFY: bool = 41, "spf.verify";
+    SPF_REJECT_FAIL: bool = 42, "spf.reject_fail";
+    SPF_REJECT_SOFTFAIL: bool = 43, "spf.reject_softfail";
+    SPF_FAIL_SCORE: i64 = 44, "spf.fail_score";
+    SPF_SOFTFAIL_SCORE: i64 = 45, "spf.softfail_score";
+    DKIM_VERIFY: bool = 46, "dkim.verify";
+    DKIM_MIN_KEY_BITS: i64 = 47, "dkim.min_key_bits";
+    DKIM_FAIL_TO_JUNK: bool = 48, "dkim.fail_to_junk";
+    DKIM_SIGN_NETWORKS: Networks = 49, "dkim.sign_networks";
+    DMARC_VERIFY: bool = 50, "dmarc.verify";
+    ARC_TRUSTED_SEALERS: String = 51, "arc.trusted_sealers";
 }
 
 /// A settings value after validation.
 pub type SettingValue = String;
 
 /// The settings an operator changed from their defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Settings {
     /// Only keys listed in `SETTING_SPECS`, each validated against its kind.
-    pub values: BTreeMap<String, SettingValue>,
+    values: BTreeMap<String, SettingValue>,
+    /// Every setting parsed to its type, once per change (on the first read
+    /// after it): the hot path reads typed values, never text.
+    #[serde(skip)]
+    parsed: OnceLock<Arc<[Parsed]>>,
+}
+
+impl PartialEq for Settings {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for Settings {}
+
+/// The values only: whether the cache was filled yet is no part of the state
+/// (the simulator compares states by their debug text).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("values", &self.values).finish()
+    }
+}
+
+/// One setting's value, parsed.
+#[derive(Debug)]
+enum Parsed {
+    Text(String),
+    Flag(bool),
+    Int(i64),
+    Networks(Networks),
+}
+
+impl Parsed {
+    fn of(spec: &SettingSpec, text: &str) -> Self {
+        match spec.kind {
+            SettingKind::Bool => Parsed::Flag(text == "true"),
+            SettingKind::Integer { .. } => Parsed::Int(text.parse().unwrap_or(0)),
+            SettingKind::Networks => Parsed::Networks(parse_networks(text).unwrap_or_default()),
+            SettingKind::Text { .. } | SettingKind::Hostname | SettingKind::Choice { .. } => {
+                Parsed::Text(text.to_string())
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -505,26 +552,55 @@ impl Settings {
         }
     }
 
-    /// The stored text of a known key, else its default.
-    fn raw<T>(&self, key: Key<T>) -> &str {
-        match self.values.get(key.name) {
-            Some(v) => v,
-            None => SETTING_SPECS.iter().find(|s| s.key == key.name).map_or("", |s| s.default),
-        }
+    /// Sets a key after checking the value against its kind.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ApplyError> {
+        let value = Self::validate(key, value)?;
+        self.values.insert(key.to_string(), value);
+        self.parsed = OnceLock::new();
+        Ok(())
+    }
+
+    /// Returns a key to its default.
+    pub fn reset(&mut self, key: &str) -> Result<(), ApplyError> {
+        Self::spec(key)?;
+        self.values.remove(key);
+        self.parsed = OnceLock::new();
+        Ok(())
+    }
+
+    /// The values an operator set (validated), by key.
+    pub fn values(&self) -> &BTreeMap<String, SettingValue> {
+        &self.values
+    }
+
+    fn parsed<T>(&self, key: Key<T>) -> &Parsed {
+        let all = self.parsed.get_or_init(|| {
+            SETTING_SPECS
+                .iter()
+                .map(|spec| Parsed::of(spec, self.values.get(spec.key).map_or(spec.default, String::as_str)))
+                .collect()
+        });
+        &all[key.index]
     }
 
     /// A text, host name or choice setting.
     pub fn text(&self, key: Key<String>) -> String {
-        self.raw(key).to_string()
+        match self.parsed(key) {
+            Parsed::Text(t) => t.clone(),
+            _ => String::new(),
+        }
     }
 
     pub fn flag(&self, key: Key<bool>) -> bool {
-        self.raw(key) == "true"
+        matches!(self.parsed(key), Parsed::Flag(true))
     }
 
     /// An integer setting (validated on write, so it parses).
     pub fn int(&self, key: Key<i64>) -> i64 {
-        self.raw(key).parse().unwrap_or(0)
+        match self.parsed(key) {
+            Parsed::Int(n) => *n,
+            _ => 0,
+        }
     }
 
     /// An integer setting as u64 (negative values read as 0).
@@ -538,8 +614,11 @@ impl Settings {
     }
 
     /// A networks setting (validated on write, so it parses).
-    pub fn networks(&self, key: Key<Networks>) -> Networks {
-        parse_networks(self.raw(key)).unwrap_or_default()
+    pub fn networks(&self, key: Key<Networks>) -> &[ipnet::IpNet] {
+        match self.parsed(key) {
+            Parsed::Networks(n) => n,
+            _ => &[],
+        }
     }
 }
 
@@ -573,7 +652,8 @@ mod network_tests {
     #[test]
     fn every_spec_has_a_key_of_its_kind() {
         assert_eq!(ALL_KEYS.len(), SETTING_SPECS.len(), "one key per setting");
-        for (name, ty) in ALL_KEYS {
+        for (i, (name, ty)) in ALL_KEYS.iter().enumerate() {
+            assert_eq!(SETTING_SPECS[i].key, *name, "key {name} has the index of its spec");
             let spec = Settings::spec(name).unwrap_or_else(|_| panic!("key {name} is not in SETTING_SPECS"));
             let fits = matches!(
                 (spec.kind, *ty),
@@ -585,8 +665,15 @@ mod network_tests {
             assert!(fits, "{name}: key type {ty} does not fit {:?}", spec.kind);
             assert_eq!(Settings::validate(name, spec.default).as_deref(), Ok(spec.default), "{name}: default");
         }
-        let s = Settings::default();
+        assert!(ALL_INDICES.iter().enumerate().all(|(i, n)| i == *n));
+        let mut s = Settings::default();
         assert_eq!(s.text(key::SMTP_HOSTNAME), "mail.gatehouse.invalid");
+        assert_eq!(s.uint(key::SMTP_JUNK_COMMANDS_MAX), 100);
+        s.set("smtp.junk_commands_max", "7").unwrap();
+        assert_eq!(s.uint(key::SMTP_JUNK_COMMANDS_MAX), 7, "a change is read, not the earlier parse");
+        s.set("smtp.trusted_networks", "10.0.0.0/8").unwrap();
+        assert_eq!(s.networks(key::SMTP_TRUSTED_NETWORKS).len(), 1);
+        s.reset("smtp.junk_commands_max").unwrap();
         assert_eq!(s.uint(key::SMTP_JUNK_COMMANDS_MAX), 100);
     }
 

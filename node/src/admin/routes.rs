@@ -284,7 +284,7 @@ struct SettingView {
 }
 
 fn setting_view(settings: &Settings, spec: &consensus::state::SettingSpec) -> SettingView {
-    let value = settings.values.get(spec.key).cloned().unwrap_or_else(|| spec.default.to_string());
+    let value = settings.values().get(spec.key).cloned().unwrap_or_else(|| spec.default.to_string());
     SettingView { key: spec.key, value, default: spec.default, doc: spec.doc }
 }
 
