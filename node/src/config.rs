@@ -57,6 +57,9 @@ pub struct SmtpConfig {
     pub session_threads: usize,
     /// Threads writing Maildirs (each delivery ends in fsync).
     pub delivery_threads: usize,
+    /// Password checks (argon2: ~19 MiB and tens of ms each) running at once;
+    /// more AUTH attempts wait their turn.
+    pub login_checks_max: usize,
     /// Threads of the message stage (DKIM/ARC/DMARC checks, DKIM signing):
     /// its CPU work never runs on the session threads.
     pub auth_threads: usize,
@@ -82,6 +85,7 @@ impl Default for SmtpConfig {
             session_threads: 2,
             delivery_threads: 2,
             auth_threads: 2,
+            login_checks_max: 4,
             relay_connections_max: 50,
             lmtp_server: String::new(),
             lmtp_timeout_ms: 60_000,

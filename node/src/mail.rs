@@ -111,6 +111,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 anvil: Default::default(),
                 open_connections: Default::default(),
                 auth_pool,
+                login_slots: Arc::new(tokio::sync::Semaphore::new(smtp.login_checks_max.max(1))),
             });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {

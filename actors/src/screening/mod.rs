@@ -68,6 +68,8 @@ pub struct ScreeningServices {
     pub open_connections: Arc<AtomicUsize>,
     /// Where the message stage (DKIM, DMARC, signing) runs.
     pub auth_pool: crate::auth::AuthPool,
+    /// Password checks running at once (`smtp.login_checks_max`).
+    pub login_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One open SMTP connection, counted while it lives.
@@ -412,9 +414,18 @@ impl Screening {
                 }
                 Action::Authenticate { username, password } => {
                     let read = self.services.read.clone();
-                    let check = tokio::task::spawn_blocking(move || {
-                        verify_login(&read.load().state.directory, &username, &password)
-                    });
+                    let slots = self.services.login_slots.clone();
+                    // argon2 takes ~19 MiB and tens of ms per check: a bounded
+                    // number at once, so a flood of AUTH waits instead of
+                    // growing threads and memory.
+                    let check = async move {
+                        let _slot = slots.acquire_owned().await.map_err(|_| ())?;
+                        tokio::task::spawn_blocking(move || {
+                            verify_login(&read.load().state.directory, &username, &password)
+                        })
+                        .await
+                        .map_err(|_| ())
+                    };
                     ctx.spawn(check.into_actor(self).map(|joined, act, ctx| {
                         let result = joined
                             .unwrap_or_else(|_| Err(Reply::new(454, "4.7.0", "Temporary authentication failure")));
