@@ -2,12 +2,12 @@
 //! log, its metadata and the state snapshot; `queue.redb`: the spool) carries
 //! the version of the format its records are written in, in a table of its
 //! own. At open, a file of the current version is used as is, an older one
-//! is migrated (none yet: format 1 is the first), and a newer one — written
-//! by a later build — is refused with the file, both versions and what to do:
-//! never read with the wrong layout, never silently dropped.
+//! is migrated by its owner (the spool: format 1 to 2), and a newer one —
+//! written by a later build — is refused with the file, both versions and
+//! what to do: never read with the wrong layout, never silently dropped.
 //!
 //! Builds before versioning wrote format 1 without the stamp; such a file is
-//! stamped at open and read.
+//! read as format 1 (`stored_version` says `None`).
 
 use redb::{Database, TableDefinition};
 use std::path::Path;

@@ -15,8 +15,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
-const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
+pub(super) const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
+pub(super) const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
 
 #[derive(Debug, thiserror::Error)]
 #[error("spool: {0}")]
@@ -154,7 +154,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpoolError>
 
 /// The envelope record: the message without its body.
 fn encode_envelope(m: &SpooledMessage) -> Result<Vec<u8>, SpoolError> {
-    encode(&SpooledMessage { data: Vec::new(), ..m.clone_envelope() })
+    encode(&m.clone_envelope())
 }
 
 impl SpooledMessage {
@@ -175,9 +175,12 @@ impl SpooledMessage {
     }
 }
 
-type Tables<'t> = (redb::Table<'t, &'static str, &'static [u8]>, redb::Table<'t, &'static str, &'static [u8]>);
+/// The envelope and body tables, open in one write transaction.
+pub(super) type Tables<'t> =
+    (redb::Table<'t, &'static str, &'static [u8]>, redb::Table<'t, &'static str, &'static [u8]>);
 
-fn put(tables: &mut Tables<'_>, m: &SpooledMessage) -> Result<(), SpoolError> {
+/// Writes a whole message: its envelope and its body.
+pub(super) fn put(tables: &mut Tables<'_>, m: &SpooledMessage) -> Result<(), SpoolError> {
     tables.0.insert(m.queue_id.as_str(), encode_envelope(m)?.as_slice()).map_err(err)?;
     tables.1.insert(m.queue_id.as_str(), m.data.as_slice()).map_err(err)?;
     Ok(())

@@ -4,11 +4,9 @@
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::Deserialize;
 
-use super::spool::{SpoolError, SpooledMessage, SpooledRecipient};
+use super::spool::{put, SpoolError, SpooledMessage, SpooledRecipient, BODIES, ENVELOPES};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
-const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
-const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
 
 /// A format-1 record, field for field.
 #[derive(Deserialize)]
@@ -39,27 +37,20 @@ pub(super) fn migrate(txn: &WriteTransaction) -> Result<usize, SpoolError> {
     let mut moved = 0;
     {
         let old = txn.open_table(MESSAGES).map_err(fail)?;
-        let mut envelopes = txn.open_table(ENVELOPES).map_err(fail)?;
-        let mut bodies = txn.open_table(BODIES).map_err(fail)?;
+        let mut tables = (txn.open_table(ENVELOPES).map_err(fail)?, txn.open_table(BODIES).map_err(fail)?);
         for item in old.iter().map_err(fail)? {
             let (key, value) = item.map_err(fail)?;
+            let id = key.value();
             let (v1, _): (MessageV1, _) = bincode::serde::decode_from_slice(value.value(), bincode::config::standard())
-                .map_err(|e| fail(format!("message {}: {e}", key.value())))?;
-            let envelope = SpooledMessage {
-                queue_id: v1.queue_id,
-                size: v1.data.len() as u64,
-                mail_from: v1.mail_from,
-                recipients: v1.recipients,
-                data: Vec::new(),
-                received_ms: v1.received_ms,
+                .map_err(|e| fail(format!("message {id}: {e}")))?;
+            let message = SpooledMessage {
                 attempts: v1.attempts,
                 next_attempt_ms: v1.next_attempt_ms,
                 held: v1.held,
                 junk: v1.junk,
+                ..SpooledMessage::new(v1.queue_id, v1.mail_from, v1.recipients, v1.data, v1.received_ms)
             };
-            let encoded = bincode::serde::encode_to_vec(&envelope, bincode::config::standard()).map_err(fail)?;
-            envelopes.insert(key.value(), encoded.as_slice()).map_err(fail)?;
-            bodies.insert(key.value(), v1.data.as_slice()).map_err(fail)?;
+            put(&mut tables, &message).map_err(|e| fail(format!("message {id}: {e}")))?;
             moved += 1;
         }
     }

@@ -8,8 +8,9 @@
 //! timers). Reads need none here: the actor's session times out idle
 //! clients and asks for Close, which this task carries out under the write
 //! deadline. Back-pressure: the task reads only as much as the session has
-//! room for (`IoBudget`), so a client that floods without reading its replies
-//! fills its own buffers, not ours.
+//! room for (`Session::input_room`, which the actor publishes on a watch
+//! channel), so a client that floods without reading its replies fills its
+//! own buffers, not ours.
 
 use actix::prelude::*;
 use std::time::Duration;

@@ -178,12 +178,11 @@ pub struct Screening {
 impl Screening {
     /// Takes an accepted connection: reads its PROXY header first when it
     /// comes from a configured load balancer, then starts the actor.
-    pub fn accept(mut stream: TcpStream, tcp_peer: PeerInfo, services: Arc<ScreeningServices>, role: ListenerRole) {
+    pub fn accept(mut stream: TcpStream, tcp_peer: PeerInfo, services: Arc<ScreeningServices>, mut role: ListenerRole) {
         let Some((open, count)) = OpenConnection::open(&services.open_connections, role.limits.connections_max) else {
             tracing::warn!(peer = %tcp_peer.ip, max = role.limits.connections_max, "refused: connections_max reached");
             return Self::turn_away(stream, &services, &role);
         };
-        let mut role = role;
         if role.limits.stressed(count) {
             tracing::debug!(open = count, "node under stress: short deadlines for this session");
             role.limits = role.limits.under_stress();
