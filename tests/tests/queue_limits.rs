@@ -71,20 +71,6 @@ fn peak_and_messages(dir: &Path) -> (u32, u32) {
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
-fn send_remote(port: u16, count: usize) {
-    let script = format!(
-        r#"
-import smtplib
-for i in range({count}):
-    s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
-    s.sendmail("alice@example.com", ["bob@remote.test"], b"Subject: %d\r\n\r\nhi\r\n" % i)
-    s.quit()
-"#
-    );
-    let out = python(&script);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn the_queue_and_each_destination_have_their_concurrency_caps() {
     let root = tempfile::tempdir().unwrap();
@@ -99,7 +85,9 @@ fn the_queue_and_each_destination_have_their_concurrency_caps() {
 
     // Destination cap 2: six messages, never more than two sessions at the peer.
     n.ok(&["config", "set", "relay.destination_concurrency_max", "2"]);
-    send_remote(p.smtp, 6);
+    for i in 0..6 {
+        submit(p.smtp, "alice@example.com", None, &["bob@remote.test"], &format!("{i}"));
+    }
     let done = wait_for(Duration::from_secs(30), || (peak_and_messages(&first).1 == 6).then_some(()));
     assert!(done.is_some(), "peer got {:?}\n{}", peak_and_messages(&first), n.log_text());
     assert_eq!(peak_and_messages(&first).0, 2, "most messages at once at the peer");
@@ -112,7 +100,9 @@ fn the_queue_and_each_destination_have_their_concurrency_caps() {
     n.ok(&["config", "set", "relay.port", &second_port.to_string()]);
     n.ok(&["config", "reset", "relay.destination_concurrency_max"]);
     n.ok(&["config", "set", "queue.active_messages_max", "1"]);
-    send_remote(p.smtp, 4);
+    for i in 0..4 {
+        submit(p.smtp, "alice@example.com", None, &["bob@remote.test"], &format!("{i}"));
+    }
     let done = wait_for(Duration::from_secs(30), || (peak_and_messages(&second).1 == 4).then_some(()));
     assert!(done.is_some(), "peer got {:?}", peak_and_messages(&second));
     assert_eq!(peak_and_messages(&second).0, 1, "one message in flight at a time");

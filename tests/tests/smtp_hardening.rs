@@ -12,13 +12,7 @@ use std::time::Duration;
 
 /// A node like `smtp_node`'s, with `limits` lines in `[smtp.limits]`.
 fn hardened_node(root: &Path, limits: &str) -> Node {
-    let mut n = Node::new(root, "n1", "");
-    n.set_smtp_limits(limits);
-    n.serve();
-    n.ok(&["domain", "add", "example.com"]);
-    n.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
-    n.ok(&["config", "set", "smtp.hostname", "mx.example.com"]);
-    n
+    smtp_node_with(root, |n| n.set_smtp_limits(limits)).0
 }
 
 fn run_python(script: &str) -> String {
@@ -332,12 +326,7 @@ print(again.recv(512).decode().split(" ")[0])
 #[test]
 fn signing_a_large_message_does_not_stall_other_sessions() {
     let root = tempfile::tempdir().unwrap();
-    let mut n = Node::new(root.path(), "n1", "");
-    n.set_smtp_option("session_threads = 1");
-    n.serve();
-    n.ok(&["domain", "add", "example.com"]);
-    n.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
-    n.ok(&["config", "set", "smtp.hostname", "mx.example.com"]);
+    let (n, _) = smtp_node_with(root.path(), |n| n.set_smtp_option("session_threads = 1"));
     n.ok(&["config", "set", "dkim.sign_networks", "127.0.0.0/8"]);
     n.ok(&["config", "set", "smtp.trusted_networks", "127.0.0.0/8"]);
     n.ok(&["dkim", "generate", "example.com"]);

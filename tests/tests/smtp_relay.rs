@@ -42,27 +42,6 @@ fn queue(n: &Node) -> Vec<Value> {
     n.ok(&["queue", "list"]).as_array().cloned().unwrap_or_default()
 }
 
-fn submit(port: u16, from: &str, login: Option<&str>, to: &[&str], subject: &str) {
-    let auth = match login {
-        Some(user) => format!("s.starttls(); s.ehlo('client.example.org'); s.login('{user}', 'correct horse')"),
-        None => "pass".into(),
-    };
-    let script = format!(
-        r#"
-import smtplib
-s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
-s.ehlo("client.example.org")
-{auth}
-body = b"From: <{from}>\r\nSubject: {subject}\r\n\r\nrelay me\r\n.dot line\r\n"
-refused = s.sendmail("{from}", {to:?}, body)
-assert refused == {{}}, refused
-s.quit()
-"#
-    );
-    let out = python(&script);
-    assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
     let root = tempfile::tempdir().unwrap();

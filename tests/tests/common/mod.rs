@@ -279,7 +279,13 @@ pub struct SmtpPorts {
 /// A single node with its SMTP listeners on free ports, domain example.com
 /// and user alice@example.com (password "correct horse").
 pub fn smtp_node(root: &Path) -> (Node, SmtpPorts) {
+    smtp_node_with(root, |_| {})
+}
+
+/// Like `smtp_node`, with `configure` editing the node's config file first.
+pub fn smtp_node_with(root: &Path, configure: impl FnOnce(&Node)) -> (Node, SmtpPorts) {
     let mut n = Node::new(root, "n1", "");
+    configure(&n);
     let ports = n.smtp_ports;
     n.serve();
     n.ok(&["domain", "add", "example.com"]);
@@ -395,4 +401,27 @@ if code == 220:
     let refused_at_greeting = stdout.starts_with("GREETING") && !stdout.contains("GREETING 220");
     assert!(out.status.success() || refused_at_greeting, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
+}
+
+/// One message through smtplib to 127.0.0.1:`port`, after a STARTTLS login
+/// as `login` (password "correct horse") when given; every recipient must be accepted.
+pub fn submit(port: u16, from: &str, login: Option<&str>, to: &[&str], subject: &str) {
+    let auth = match login {
+        Some(user) => format!("s.starttls(); s.ehlo('client.example.org'); s.login('{user}', 'correct horse')"),
+        None => "pass".into(),
+    };
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
+s.ehlo("client.example.org")
+{auth}
+body = b"From: <{from}>\r\nSubject: {subject}\r\n\r\nrelay me\r\n.dot line\r\n"
+refused = s.sendmail("{from}", {to:?}, body)
+assert refused == {{}}, refused
+s.quit()
+"#
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
 }
