@@ -12,8 +12,10 @@
 
 pub mod auth;
 pub mod delivery;
+pub mod dns;
 pub mod listener;
 pub mod login;
+pub mod message;
 pub mod policy;
 pub mod queue;
 pub mod recipient;

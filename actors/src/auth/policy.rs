@@ -5,7 +5,7 @@
 use consensus::state::settings::key;
 use consensus::state::Settings;
 
-use crate::policy::lists::SkipChecks;
+use crate::message::SkipChecks;
 use crate::smtp::Reply;
 
 /// An SPF result (RFC 7208 §2.6).

@@ -14,12 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::policy::{ArcFinding, DkimFinding, DkimStatus, DmarcFinding, DmarcPolicy, MessageFindings, Spf};
-use crate::policy::lists::SkipChecks;
-use crate::screening::lookups;
+use crate::message::SkipChecks;
 
 /// mail-auth on this thread's resolver (same cache as the other lookups).
 pub fn authenticator(nameservers: &[SocketAddr]) -> Result<MessageAuthenticator, String> {
-    lookups::resolver(nameservers).map(|r| MessageAuthenticator((*r).clone()))
+    crate::dns::resolver(nameservers).map(|r| MessageAuthenticator((*r).clone()))
 }
 
 pub fn spf_of(result: SpfResult) -> Spf {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::queue::schedule::{for_all, DeliveryOutcome};
-use crate::queue::spool::Failure;
-use crate::relay::client::outcome_of;
+use crate::message::outcome_of;
+use crate::message::Failure;
+use crate::message::{for_all, DeliveryOutcome};
 
 /// Where the LMTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

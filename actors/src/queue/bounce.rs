@@ -118,7 +118,8 @@ fn headers_of(data: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::spool::{Failure, RecipientState};
+    use crate::message::Failure;
+    use crate::queue::spool::RecipientState;
 
     fn failed_message(from: &str) -> SpooledMessage {
         let mut r = SpooledRecipient::new("Sales@b.org", "bob@b.org");

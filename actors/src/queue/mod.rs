@@ -30,11 +30,12 @@ use tokio::sync::oneshot;
 
 use crate::delivery::lmtp::{DeliverLmtp, LmtpDelivery};
 use crate::delivery::{DeliverLocal, LocalDelivery};
+use crate::message::{for_all, DeliveryOutcome, Failure};
 use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
 use crate::supervise::SupervisedAddr;
-use schedule::{for_all, settle_attempt, DeliveryOutcome, RetryPolicy};
-use spool::{Failure, RecipientState, Spool, SpooledMessage, SpooledRecipient};
+use schedule::{settle_attempt, RetryPolicy};
+use spool::{RecipientState, Spool, SpooledMessage, SpooledRecipient};
 
 /// Store a message; answers with its queue id once it is on disk.
 #[derive(Message)]

@@ -3,22 +3,8 @@
 //! rules: exponential backoff between a minimum and a maximum, a maximal
 //! queue lifetime after which what is still pending fails).
 
-use super::spool::{Failure, RecipientState, SpooledMessage};
-
-/// How one recipient fared in one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    Delivered,
-    /// A temporary failure (4xx, no connection, DNS trouble): retry later.
-    Deferred(Failure),
-    /// A permanent failure (5xx, no such domain): bounce.
-    Failed(Failure),
-}
-
-/// The same outcome for every recipient of a request.
-pub fn for_all(recipients: &[(usize, String)], outcome: &DeliveryOutcome) -> Vec<(usize, DeliveryOutcome)> {
-    recipients.iter().map(|(i, _)| (*i, outcome.clone())).collect()
-}
+use super::spool::{RecipientState, SpooledMessage};
+use crate::message::{DeliveryOutcome, Failure};
 
 /// The retry policy, from the replicated settings `queue.*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

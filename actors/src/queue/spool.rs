@@ -11,6 +11,7 @@
 //! batch committed. Format 2 (`consensus::format::SPOOL_FORMAT`); a format-1
 //! spool (one table of whole messages) is migrated at open.
 
+use crate::message::Failure;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -62,30 +63,6 @@ impl SpooledRecipient {
             state: RecipientState::Pending,
             last_failure: None,
         }
-    }
-}
-
-/// Why a delivery attempt failed, in the terms a DSN reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// RFC 3463 status code, e.g. `5.1.1`.
-    pub status: String,
-    /// RFC 3464 Diagnostic-Code, e.g. `smtp; 550 5.1.1 No such user`.
-    pub diagnostic: String,
-    /// The server that answered, when one did.
-    pub remote_mta: Option<String>,
-}
-
-impl Failure {
-    /// A failure Gatehouse diagnosed itself (no SMTP reply to quote).
-    pub fn local(status: &str, text: impl std::fmt::Display) -> Self {
-        Self { status: status.into(), diagnostic: format!("x-gatehouse; {text}"), remote_mta: None }
-    }
-
-    /// The same failure, naming the server it concerns.
-    pub fn at(mut self, remote: &str) -> Self {
-        self.remote_mta = Some(remote.to_string());
-        self
     }
 }
 

@@ -5,14 +5,14 @@
 //! be tried because this one never got as far as a transaction.
 
 use mail_send::SmtpClient;
-use smtp_proto::{Response, EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
+use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
-use crate::queue::schedule::{for_all, DeliveryOutcome};
-use crate::queue::spool::Failure;
+use crate::message::Failure;
+use crate::message::{failure_from, for_all, outcome_of, DeliveryOutcome};
 
 /// One message for one remote domain.
 pub struct Envelope<'a> {
@@ -34,23 +34,6 @@ pub enum HopResult {
     TryNext(Failure),
     /// The TLS handshake failed after STARTTLS: try this address again in plain text.
     TlsFailed(Failure),
-}
-
-pub(crate) fn failure_from(response: &Response<String>, remote: &str) -> Failure {
-    let [a, b, c] = response.esc;
-    let status = if a != 0 { format!("{a}.{b}.{c}") } else { format!("{}.0.0", response.code / 100) };
-    let text: String = response.message.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect();
-    let esc = if a != 0 { format!(" {a}.{b}.{c}") } else { String::new() };
-    Failure { status, diagnostic: format!("smtp; {}{esc} {text}", response.code), remote_mta: Some(remote.to_string()) }
-}
-
-/// Deferred for 4xx, failed for 5xx, delivered for 2xx/3xx.
-pub(crate) fn outcome_of(response: &Response<String>, remote: &str) -> DeliveryOutcome {
-    match response.code / 100 {
-        2 | 3 => DeliveryOutcome::Delivered,
-        4 => DeliveryOutcome::Deferred(failure_from(response, remote)),
-        _ => DeliveryOutcome::Failed(failure_from(response, remote)),
-    }
 }
 
 /// Delivers to one address. `tls` is the connector for STARTTLS, or `None` to stay in plain text.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
-use crate::queue::schedule::{for_all, DeliveryOutcome};
-use crate::queue::spool::Failure;
+use crate::message::Failure;
+use crate::message::{for_all, DeliveryOutcome};
 use client::{deliver_to, Envelope, HopResult};
 
 /// Deliver `data` to these recipients, all in `domain`.
@@ -81,7 +81,7 @@ impl Actor for Relay {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        self.resolver = route::build_resolver(&self.config.nameservers).map(Arc::new);
+        self.resolver = crate::dns::build_resolver(&self.config.nameservers).map(Arc::new);
         if let Err(e) = &self.resolver {
             tracing::error!(error = %e, "no DNS resolver: remote mail stays queued");
         }

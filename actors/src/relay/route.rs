@@ -3,36 +3,12 @@
 //! MX, and a smarthost that replaces all of it. The ordering rules are pure
 //! functions; the lookups are thin calls into hickory.
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::queue::spool::Failure;
-
-/// A resolver on the given nameservers (`ip:port`), or the system's when none are given.
-pub fn build_resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    if nameservers.is_empty() {
-        return TokioResolver::builder_tokio()
-            .and_then(|b| b.build())
-            .map_err(|e| format!("system DNS configuration: {e}"));
-    }
-    let servers = nameservers
-        .iter()
-        .map(|addr| {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-        })
-        .collect();
-    Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
-        .build()
-        .map_err(|e| format!("DNS resolver: {e}"))
-}
+use crate::message::Failure;
 
 /// A host to try, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,29 +1,15 @@
 //! The DNS questions screening asks: DNSBL listings, the client's reverse
-//! name, whether a HELO name or a sender domain exists. Each worker thread
-//! keeps its own resolver (hickory spawns its connection tasks on the
-//! runtime that first uses them), and with it hickory's cache, which keeps
-//! every answer for its TTL: a client that connects twice within a DNSBL
-//! record's TTL costs one query.
+//! name, whether a HELO name or a sender domain exists, on the thread's
+//! resolver (`crate::dns`), whose cache keeps every answer for its TTL: a
+//! client that connects twice within a DNSBL record's TTL costs one query.
 
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
-use std::cell::OnceCell;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::policy::dnsbl::{query_name, DnsblQuery};
 use crate::policy::names::{DnsExistence, ReverseDns};
-use crate::relay::route::build_resolver;
-
-thread_local! {
-    static RESOLVER: OnceCell<Result<Rc<TokioResolver>, String>> = const { OnceCell::new() };
-}
-
-/// This thread's resolver on the configured nameservers.
-pub fn resolver(nameservers: &[SocketAddr]) -> Result<Rc<TokioResolver>, String> {
-    RESOLVER.with(|cell| cell.get_or_init(|| build_resolver(nameservers).map(Rc::new)).clone())
-}
 
 /// Every zone asked at once; a zone that has not answered within `timeout`
 /// counts as not listing the client (postscreen does the same).

@@ -25,9 +25,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
+use crate::message::SkipChecks;
 use crate::policy::connection::{blocked, Anvil, ClientLimits};
 use crate::policy::dnsbl::{self, DnsblVerdict};
-use crate::policy::lists::{check_client, ClientListVerdict, SkipChecks};
+use crate::policy::lists::{check_client, ClientListVerdict};
 use crate::policy::names::client_reverse;
 use crate::queue::{now_ms, DeliveryQueue, Enqueue};
 use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
@@ -345,7 +346,7 @@ impl Screening {
             self.session.greet(now_ms());
             return;
         }
-        let resolver = lookups::resolver(&self.services.nameservers);
+        let resolver = crate::dns::resolver(&self.services.nameservers);
         let checks = async move {
             let resolver = match resolver {
                 Ok(r) => r,

@@ -12,9 +12,10 @@ use std::time::Duration;
 use super::{lookups, ClientFacts, ScreeningServices};
 use crate::auth::policy::{spf_decision, AuthSettings, SpfDecision};
 use crate::auth::verify::{check_spf as check_spf_lookup, spf_of};
+use crate::message::SkipChecks;
 use crate::policy::connection::blocked;
 use crate::policy::greylist::{self, GreylistDecision, GreylistRequest, GreylistSettings};
-use crate::policy::lists::{check_envelope, EnvelopeListVerdict, SkipChecks};
+use crate::policy::lists::{check_envelope, EnvelopeListVerdict};
 use crate::policy::names::{self, DnsExistence};
 use crate::queue::now_ms;
 use crate::recipient::resolve_recipient;
@@ -204,7 +205,7 @@ async fn helo_and_sender(r: &RecipientRequest, settings: &consensus::state::Sett
     if !helo_lookup && !sender_lookup {
         return Ok(());
     }
-    let resolver = match lookups::resolver(&r.services.nameservers) {
+    let resolver = match crate::dns::resolver(&r.services.nameservers) {
         Ok(resolver) => resolver,
         Err(e) => {
             tracing::warn!(error = %e, "no DNS resolver: HELO and sender domain checks answer 450");

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::reply::Reply;
+use crate::message::Reply;
 
 /// Where an AUTH exchange stands while the client owes us a line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use super::data::{is_received_header, MessageFlaws};
 use super::limits::SmtpLimits;
-use super::reply::Reply;
+use crate::message::Reply;
 
 #[derive(Debug, Default)]
 pub struct BdatReader {

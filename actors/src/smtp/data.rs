@@ -9,7 +9,7 @@
 
 use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
-use super::reply::Reply;
+use crate::message::Reply;
 
 /// What the checks found in a message; DATA and BDAT share the verdict.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

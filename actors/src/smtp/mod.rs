@@ -8,9 +8,8 @@ pub mod data;
 pub mod input;
 pub mod limits;
 pub mod line;
-pub mod reply;
 pub mod session;
 
+pub use crate::message::{AcceptedRecipient, InboundMessage, PeerInfo, Reply};
 pub use limits::SmtpLimits;
-pub use reply::Reply;
-pub use session::{AcceptedRecipient, Action, InboundMessage, PeerInfo, RecipientVerdict, Session, SessionConfig};
+pub use session::{Action, RecipientVerdict, Session, SessionConfig};

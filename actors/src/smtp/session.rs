@@ -11,7 +11,6 @@
 
 use smtp_proto::{Error as ParseError, Request};
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::auth::{self, AuthDialog, AuthStep};
@@ -20,7 +19,7 @@ use super::data::DataReader;
 use super::input::InputBuffer;
 use super::limits::SmtpLimits;
 use super::line::{Line, LineBuffer};
-use super::reply::Reply;
+use crate::message::{AcceptedRecipient, InboundMessage, PeerInfo, Reply};
 
 /// What a session needs to know about the server.
 #[derive(Debug, Clone)]
@@ -68,13 +67,6 @@ impl SessionConfig {
     }
 }
 
-/// Who is on the other end (after the PROXY protocol, when there is one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub ip: IpAddr,
-    pub port: u16,
-}
-
 /// What the shell must do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -117,41 +109,6 @@ pub enum RecipientVerdict {
         deliver_to: Vec<String>,
     },
     Reject(Reply),
-}
-
-/// A recipient the session accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptedRecipient {
-    pub address: String,
-    pub deliver_to: Vec<String>,
-}
-
-/// A complete message, as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundMessage {
-    pub peer: PeerInfo,
-    /// The EHLO/HELO argument, and whether it was EHLO.
-    pub helo: String,
-    pub esmtp: bool,
-    /// The reverse path; empty for the null sender `<>`.
-    pub mail_from: String,
-    pub recipients: Vec<AcceptedRecipient>,
-    /// The message with dot-stuffing undone, lines ending in CRLF.
-    pub body: Vec<u8>,
-    pub smtputf8: bool,
-    /// The login of an authenticated client.
-    pub authenticated: Option<String>,
-    /// Whether the message came over TLS.
-    pub tls: bool,
-    /// When the end of data arrived (ms since the epoch, from the shell).
-    pub received_ms: u64,
-    /// Checks this message skips (whitelist matches, trusted network); set
-    /// by the shell, read by the authentication, content and spam stages.
-    pub skip: crate::policy::lists::SkipChecks,
-    /// Deliver to the recipients' Junk folder (DKIM failure, DMARC quarantine).
-    pub junk: bool,
-    /// Spam score added by the checks so far (SPF softfail/fail), for the spam stage.
-    pub spam_score: i32,
 }
 
 #[derive(Debug)]
