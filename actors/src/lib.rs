@@ -11,11 +11,13 @@
 //! knows nothing of how Raft replicates it.
 
 pub mod auth;
+pub mod content;
 pub mod delivery;
 pub mod dns;
 pub mod listener;
 pub mod login;
 pub mod message;
+pub mod pipeline;
 pub mod policy;
 pub mod queue;
 pub mod recipient;

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use crate::address::{DomainName, MailAddress};
 use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
+use crate::state::content::AddAttachmentRuleError;
 use crate::state::counters::DAY_MS;
 use crate::state::dkim::valid_selector;
 use crate::state::rules::AddRuleError;
@@ -16,7 +17,10 @@ use crate::state::{
     Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, User,
     CONFIG_DOCUMENT_VERSION,
 };
-use crate::state::{BlockedIp, DkimKey, GreylistClient, GreylistTriplet, ListRule, RuleSets, UnknownRecipients};
+use crate::state::{
+    AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, RuleSets,
+    UnknownRecipients,
+};
 
 type Applied = Result<Outcome, ApplyError>;
 
@@ -47,6 +51,17 @@ impl ClusterState {
             },
             RemoveListRule { id } => self.rules.remove(*id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id)),
             ImportRules { rules, replace } => self.import_rules(rules, *replace),
+            AddAttachmentRule { rule } => match self.content.add(rule.clone()) {
+                Ok(id) => Ok(Outcome::RuleAdded { id }),
+                Err(AddAttachmentRuleError::Exists(id)) => Err(ApplyError::RuleExists(id)),
+                Err(AddAttachmentRuleError::Bad(e)) => {
+                    Err(ApplyError::BadRule { field: e.field.into(), reason: e.reason })
+                }
+            },
+            RemoveAttachmentRule { id } => {
+                self.content.attachments.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
+            }
+            ImportAttachmentRules { rules, replace } => self.import_attachment_rules(rules, *replace),
             AddDomain { name } => self.add_domain(name, at_ms),
             RemoveDomain { name } => self.remove_domain(name),
             AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),
@@ -326,6 +341,7 @@ impl ClusterState {
         staged.rules.next_rule_id = document.rules.next_rule_id.max(after_last);
         staged.rules.version = self.rules.version + 1;
         staged.dkim = document.dkim.clone();
+        staged.content = document.content.clone();
         staged.commands_applied = self.commands_applied;
         *self = staged;
         Ok(Outcome::Done)
@@ -422,6 +438,27 @@ impl ClusterState {
         }
         staged.version = self.rules.version + 1;
         self.rules = staged;
+        Ok(Outcome::RulesImported { added, skipped })
+    }
+
+    /// Like `import_rules`, for the attachment filter.
+    fn import_attachment_rules(&mut self, rules: &[AttachmentRule], replace: bool) -> Applied {
+        let mut staged = if replace {
+            ContentFilters { attachments: Default::default(), next_id: self.content.next_id }
+        } else {
+            self.content.clone()
+        };
+        let (mut added, mut skipped) = (0, 0);
+        for (index, rule) in rules.iter().enumerate() {
+            match staged.add(rule.clone()) {
+                Ok(_) => added += 1,
+                Err(AddAttachmentRuleError::Exists(_)) => skipped += 1,
+                Err(AddAttachmentRuleError::Bad(e)) => {
+                    return Err(ApplyError::BadImportedRule { index, field: e.field.to_string(), reason: e.reason })
+                }
+            }
+        }
+        self.content = staged;
         Ok(Outcome::RulesImported { added, skipped })
     }
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::{ConfigDocument, DkimKey, ListRule, UserOverrides};
+use crate::state::{AttachmentRule, ConfigDocument, DkimKey, ListRule, UserOverrides};
 
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +94,19 @@ pub enum Command {
     /// imported rules replace all others (they get new ids).
     ImportRules {
         rules: Vec<ListRule>,
+        replace: bool,
+    },
+
+    /// Adds an attachment filter rule; it gets the next attachment rule id.
+    AddAttachmentRule {
+        rule: AttachmentRule,
+    },
+    RemoveAttachmentRule {
+        id: u64,
+    },
+    /// Adds many attachment rules, all or nothing, like `ImportRules`.
+    ImportAttachmentRules {
+        rules: Vec<AttachmentRule>,
         replace: bool,
     },
 

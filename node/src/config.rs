@@ -19,6 +19,36 @@ pub struct NodeConfig {
     pub log: LogConfig,
     pub smtp: SmtpConfig,
     pub dns: DnsConfig,
+    pub antivirus: AntivirusConfig,
+}
+
+/// This node's clamd. Whether messages are scanned is the replicated
+/// setting `antivirus.enabled`; where the scanner runs is per node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntivirusConfig {
+    /// `unix:/path` or `host:port`; empty: no scanner on this node.
+    pub clamd: String,
+    /// One scan (connect, send, answer) may take this long.
+    pub timeout_ms: u64,
+    /// Scans running at once on this node.
+    pub connections_max: usize,
+    /// clamd's `StreamMaxLength`: longer messages are scanned attachment by attachment.
+    pub stream_bytes_max: usize,
+    /// Run by `antivirus update` and at `antivirus.update_at`, before clamd's RELOAD.
+    pub update_command: String,
+}
+
+impl Default for AntivirusConfig {
+    fn default() -> Self {
+        Self {
+            clamd: "unix:/run/clamav/clamd.ctl".into(),
+            timeout_ms: 30_000,
+            connections_max: 8,
+            stream_bytes_max: 25 * 1024 * 1024,
+            update_command: "freshclam".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -63,6 +93,12 @@ pub struct SmtpConfig {
     /// Threads of the message stage (DKIM/ARC/DMARC checks, DKIM signing):
     /// its CPU work never runs on the session threads.
     pub auth_threads: usize,
+    /// Threads of the content stage (MIME parse, attachment and dangerous-content checks, clamd).
+    pub content_threads: usize,
+    /// Threads of each of the spam, rewrite and sign stages.
+    pub stage_threads: usize,
+    /// Messages queued or in work at each stage; the next end of DATA waits.
+    pub stage_mailbox_max: usize,
     /// Outbound SMTP connections open at once (relay to other domains).
     pub relay_connections_max: usize,
     /// Deliver local mail over LMTP to this server ("host:port" or "unix:/path")
@@ -85,6 +121,9 @@ impl Default for SmtpConfig {
             session_threads: 2,
             delivery_threads: 2,
             auth_threads: 2,
+            content_threads: 2,
+            stage_threads: 1,
+            stage_mailbox_max: 64,
             login_checks_max: 4,
             relay_connections_max: 50,
             lmtp_server: String::new(),
@@ -131,6 +170,7 @@ impl Default for NodeConfig {
             log: LogConfig::default(),
             smtp: SmtpConfig::default(),
             dns: DnsConfig::default(),
+            antivirus: AntivirusConfig::default(),
         }
     }
 }

@@ -18,8 +18,8 @@ pub struct MailSystem {
     /// The delivery queue, for the admin API's queue commands.
     pub queue: SupervisedAddr<::actors::queue::DeliveryQueue>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The message stage's threads (`smtp.auth_threads`).
-    auth_runtime: Option<tokio::runtime::Runtime>,
+    /// The pipeline stages' threads, one runtime per stage.
+    stage_runtimes: Vec<tokio::runtime::Runtime>,
 }
 
 impl MailSystem {
@@ -34,7 +34,7 @@ impl MailSystem {
 impl Drop for MailSystem {
     fn drop(&mut self) {
         // Never a blocking drop: this may run inside the admin API's runtime.
-        if let Some(rt) = self.auth_runtime.take() {
+        for rt in self.stage_runtimes.drain(..) {
             rt.shutdown_background();
         }
     }
@@ -55,13 +55,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     };
     let nameservers = relay_config.nameservers.clone();
     let proposer = node.proposer.clone();
-    let auth_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(smtp.auth_threads.max(1))
-        .thread_name("auth")
-        .enable_all()
-        .build()
-        .context("starting the message-stage threads")?;
-    let auth_pool = ::actors::auth::AuthPool::new(auth_runtime.handle().clone());
+    let (pipeline, stage_runtimes) = pipeline(config)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -110,7 +104,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 nameservers,
                 anvil: Default::default(),
                 open_connections: Default::default(),
-                auth_pool,
+                pipeline,
                 login_slots: Arc::new(tokio::sync::Semaphore::new(smtp.login_checks_max.max(1))),
             });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
@@ -155,9 +149,47 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
         Ok(running) => running,
         Err(e) => {
             // Dropping a runtime inside the caller's async context panics.
-            auth_runtime.shutdown_background();
+            for rt in stage_runtimes {
+                rt.shutdown_background();
+            }
             return Err(e);
         }
     };
-    Ok(MailSystem { system, queue, thread: Some(thread), auth_runtime: Some(auth_runtime) })
+    Ok(MailSystem { system, queue, thread: Some(thread), stage_runtimes })
+}
+
+/// The message pipeline's stages, each on runtime threads of its own.
+fn pipeline(config: &NodeConfig) -> anyhow::Result<(::actors::pipeline::Pipeline, Vec<tokio::runtime::Runtime>)> {
+    use ::actors::pipeline::StageWorker;
+    let smtp = &config.smtp;
+    let mut runtimes = Vec::new();
+    let mut stage = |name: &'static str, threads: usize| -> anyhow::Result<StageWorker> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the {name} stage threads"))?;
+        let worker = StageWorker::new(name, rt.handle().clone(), smtp.stage_mailbox_max);
+        runtimes.push(rt);
+        Ok(worker)
+    };
+    let av = &config.antivirus;
+    let clamd = (!av.clamd.is_empty()).then(|| {
+        ::actors::content::clamd::Clamd::new(::actors::content::clamd::ClamdConfig {
+            address: av.clamd.clone(),
+            timeout: std::time::Duration::from_millis(av.timeout_ms.max(1)),
+            connections_max: av.connections_max,
+            stream_bytes_max: av.stream_bytes_max,
+        })
+    });
+    let pipeline = ::actors::pipeline::Pipeline {
+        auth: stage("auth", smtp.auth_threads)?,
+        content: stage("content", smtp.content_threads)?,
+        spam: stage("spam", smtp.stage_threads)?,
+        rewrite: stage("rewrite", smtp.stage_threads)?,
+        sign: stage("sign", smtp.stage_threads)?,
+        clamd,
+    };
+    Ok((pipeline, runtimes))
 }

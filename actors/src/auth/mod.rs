@@ -1,5 +1,5 @@
-//! Sender authentication (SPF, DKIM, DMARC, ARC) and DKIM signing: the stage
-//! between the end of DATA and the queue. The screening actor waits for it
+//! Sender authentication (SPF, DKIM, DMARC, ARC) and DKIM signing: the
+//! first and last stages of the message pipeline (`crate::pipeline`). The screening actor waits for it
 //! before it answers the end of DATA, so a DMARC reject is a 550 to the
 //! client, never a bounce. Decisions are the pure functions of `policy`; the
 //! lookups are mail-auth's (`verify`).
@@ -12,67 +12,17 @@ pub mod verify;
 
 use consensus::state::settings::key;
 use consensus::AppliedState;
-use mail_auth::SpfOutput;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::smtp::{InboundMessage, Reply};
+use crate::message::{InboundMessage, Reply};
+use crate::pipeline::MessageContext;
 use policy::{message_decision, spf_decision, AuthSettings, MessageDecision, SpfDecision};
 
-/// What the stage needs besides the message.
-pub struct AuthContext {
-    pub state: Arc<AppliedState>,
-    pub nameservers: Vec<SocketAddr>,
-    pub client: IpAddr,
-    /// The client may relay: trusted network or authenticated. Its mail is
-    /// not verified (it is ours) and may be signed.
-    pub own_mail: bool,
-    /// SPF as checked at RCPT, when it was.
-    pub spf: Option<SpfOutput>,
-    /// Uniform in 0..100: DMARC `pct` applies the policy when it is below
-    /// `pct`. Drawn by the caller, so tests choose it.
-    pub dmarc_roll: u8,
-}
-
-/// The threads the message stage runs on: DKIM body hashes and RSA over
-/// messages of up to 25 MiB, and the DNS waits between them. A tokio runtime
-/// of its own (`smtp.auth_threads` workers), so a few large messages can
-/// never stall the session threads that serve every other connection.
-#[derive(Clone)]
-pub struct AuthPool {
-    handle: tokio::runtime::Handle,
-}
-
-impl AuthPool {
-    pub fn new(handle: tokio::runtime::Handle) -> Self {
-        Self { handle }
-    }
-
-    /// `run` on the pool; a stage that panicked is a temporary failure (the
-    /// client retries), never a lost message.
-    pub async fn run(&self, ctx: AuthContext, message: Box<InboundMessage>) -> Result<Box<InboundMessage>, Reply> {
-        match self.handle.spawn(run(ctx, message)).await {
-            Ok(result) => result,
-            Err(e) => {
-                tracing::error!(error = %e, "message authentication stage failed");
-                Err(Reply::new(451, "4.3.0", "Temporary failure checking the message; try again later"))
-            }
-        }
-    }
-}
-
-/// Verifies inbound mail and signs outbound mail. Returns the message with
-/// its new headers, or the reply that refuses it.
-pub async fn run(ctx: AuthContext, mut message: Box<InboundMessage>) -> Result<Box<InboundMessage>, Reply> {
+/// Verifies inbound mail (the pipeline's first stage; own mail passes).
+/// Returns the message with its result headers, or the reply that refuses it.
+pub async fn verify(ctx: &MessageContext, mut message: Box<InboundMessage>) -> Result<Box<InboundMessage>, Reply> {
     let settings = &ctx.state.state.settings;
     let hostname = settings.text(key::SMTP_HOSTNAME);
-    let signs = ctx.own_mail
-        && (message.authenticated.is_some()
-            || settings.networks(key::DKIM_SIGN_NETWORKS).iter().any(|n| n.contains(&ctx.client)));
-    if signs {
-        sign_message(&ctx.state, &mut message);
-    }
     if ctx.own_mail {
         return Ok(message);
     }
@@ -127,8 +77,9 @@ pub async fn run(ctx: AuthContext, mut message: Box<InboundMessage>) -> Result<B
     }
 }
 
-/// Adds a DKIM-Signature with the active key of the From domain, if it has one.
-fn sign_message(state: &AppliedState, message: &mut InboundMessage) {
+/// Adds a DKIM-Signature with the active key of the From domain, if it has
+/// one: the pipeline's last stage, so nothing changes the body after it.
+pub fn sign_message(state: &AppliedState, message: &mut InboundMessage) {
     let Some(parsed) = mail_auth::AuthenticatedMessage::parse(&message.body) else { return };
     let Some(domain) = parsed.from.first().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d.to_lowercase()) else {
         return;

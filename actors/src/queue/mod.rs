@@ -42,6 +42,12 @@ use spool::{RecipientState, Spool, SpooledMessage, SpooledRecipient};
 #[rtype(result = "Result<String, Reply>")]
 pub struct Enqueue(pub Box<InboundMessage>);
 
+/// Queue a message on hold (quarantined): kept durably, never attempted
+/// until an operator releases it (`gatehouse queue release ID`).
+#[derive(Message)]
+#[rtype(result = "Result<String, Reply>")]
+pub struct EnqueueHeld(pub Box<InboundMessage>);
+
 type Waiter = oneshot::Sender<Result<String, Reply>>;
 
 /// How often the queue looks for deferred messages whose time has come.
@@ -189,9 +195,10 @@ impl DeliveryQueue {
     }
 
     /// Attempts a message now if fewer than `queue.active_messages_max` are
-    /// in flight; else it waits, due now, for a free place.
+    /// in flight; else it waits, due now, for a free place. A held message
+    /// (quarantined on arrival) only waits.
     fn attempt_or_wait(&mut self, message: SpooledMessage, ctx: &mut Context<Self>) {
-        if self.busy.len() < self.active_max() {
+        if !message.held && self.busy.len() < self.active_max() {
             self.busy.insert(message.queue_id.clone());
             self.attempt(message, false, ctx);
         } else {
@@ -445,6 +452,21 @@ impl Actor for DeliveryQueue {
         }
         self.start_due(ctx);
         ctx.run_interval(SCAN_INTERVAL, |act, ctx| act.start_due(ctx));
+    }
+}
+
+impl Handler<EnqueueHeld> for DeliveryQueue {
+    type Result = ResponseFuture<Result<String, Reply>>;
+
+    fn handle(&mut self, msg: EnqueueHeld, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let mut message = self.spooled(*msg.0);
+        message.held = true;
+        self.pending.push((message, tx));
+        self.commit_pending(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")))
+        })
     }
 }
 

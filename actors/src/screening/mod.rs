@@ -26,11 +26,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
 use crate::message::SkipChecks;
+use crate::pipeline::Disposition;
 use crate::policy::connection::{blocked, Anvil, ClientLimits};
 use crate::policy::dnsbl::{self, DnsblVerdict};
 use crate::policy::lists::{check_client, ClientListVerdict};
 use crate::policy::names::client_reverse;
-use crate::queue::{now_ms, DeliveryQueue, Enqueue};
+use crate::queue::{now_ms, DeliveryQueue, Enqueue, EnqueueHeld};
 use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
 
 /// What kind of port a connection arrived on.
@@ -67,8 +68,8 @@ pub struct ScreeningServices {
     pub anvil: Mutex<Anvil>,
     /// Open SMTP connections on this node, against `connections_max`.
     pub open_connections: Arc<AtomicUsize>,
-    /// Where the message stage (DKIM, DMARC, signing) runs.
-    pub auth_pool: crate::auth::AuthPool,
+    /// The stages after the end of DATA (auth, content, spam, rewrite, sign).
+    pub pipeline: crate::pipeline::Pipeline,
     /// Password checks running at once (`smtp.login_checks_max`).
     pub login_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -473,7 +474,7 @@ impl Screening {
                     if message.skip != SkipChecks::default() {
                         tracing::debug!(client = %message.peer.ip, skip = ?message.skip.names(), "message skips checks");
                     }
-                    let auth = crate::auth::AuthContext {
+                    let context = crate::pipeline::MessageContext {
                         state: self.services.read.load(),
                         nameservers: self.services.nameservers.clone(),
                         client: self.client.ip,
@@ -482,14 +483,24 @@ impl Screening {
                         dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
                     let queue = self.services.queue.addr();
-                    let pool = self.services.auth_pool.clone();
-                    // Authentication first (it may refuse), then the queue: the 250 waits for both.
+                    let pipeline = self.services.pipeline.clone();
+                    // Every stage first (any may refuse), then the queue: the 250 waits for both.
                     let stored = async move {
-                        let message = pool.run(auth, message).await?;
-                        queue
-                            .send(Enqueue(message))
-                            .await
-                            .unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")))
+                        let unavailable = |_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later"));
+                        match pipeline.process(context, message).await? {
+                            Disposition::Deliver(m) => queue.send(Enqueue(m)).await.unwrap_or_else(unavailable),
+                            Disposition::Quarantine { message: m, reason, detail } => {
+                                let (client, from) = (m.peer.ip, m.mail_from.clone());
+                                let id = queue.send(EnqueueHeld(m)).await.unwrap_or_else(unavailable)?;
+                                tracing::info!(%client, %from, queue_id = %id, reason, detail = %detail, "message quarantined (held)");
+                                Ok(id)
+                            }
+                            Disposition::Delete { message: m, detail } => {
+                                let id = format!("{:011X}X", m.received_ms);
+                                tracing::info!(client = %m.peer.ip, from = %m.mail_from, queue_id = %id, detail = %detail, "message deleted by antivirus");
+                                Ok(id)
+                            }
+                        }
                     };
                     ctx.spawn(stored.into_actor(self).map(|result, act, ctx| {
                         act.session.stored(result, now_ms());

@@ -5,6 +5,7 @@
 //! node that applied the same log holds the same value. Readers get it through
 //! `crate::ReadHandle` as an immutable snapshot.
 
+pub mod content;
 pub mod counters;
 pub mod directory;
 pub mod dkim;
@@ -15,6 +16,7 @@ pub mod settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use content::{AttachmentAction, AttachmentMatch, AttachmentRule, ContentFilters};
 pub use counters::{
     BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnknownRecipients,
 };
@@ -65,6 +67,9 @@ pub struct ClusterState {
     /// DKIM signing keys by domain and selector.
     #[serde(default)]
     pub dkim: DkimKeys,
+    /// Attachment filter rules.
+    #[serde(default)]
+    pub content: ContentFilters,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and
@@ -85,6 +90,8 @@ pub struct ConfigDocument {
     /// DKIM keys, private halves included: an export restores signing.
     #[serde(default)]
     pub dkim: DkimKeys,
+    #[serde(default)]
+    pub content: ContentFilters,
 }
 
 pub const CONFIG_DOCUMENT_VERSION: u32 = 1;
@@ -98,6 +105,7 @@ impl ClusterState {
             // The version is this node's change counter, not configuration.
             rules: RuleSets { version: 0, ..self.rules.clone() },
             dkim: self.dkim.clone(),
+            content: self.content.clone(),
         }
     }
 }

@@ -24,6 +24,13 @@ pub enum SettingKind {
     Hostname,
     /// A comma-separated list of networks: CIDR (`10.0.0.0/8`) or single addresses.
     Networks,
+    /// Several lines of text (a notification template): newlines and tabs
+    /// allowed, other control characters not.
+    Template {
+        bytes_max: usize,
+    },
+    /// `HH:MM` (UTC), or empty for never.
+    TimeOfDay,
     /// One word out of a fixed set.
     Choice {
         options: &'static [&'static str],
@@ -38,6 +45,12 @@ pub struct SettingSpec {
     pub default: &'static str,
     pub doc: &'static str,
 }
+
+/// What a dangerous-content check does when it matches.
+pub const CONTENT_ACTIONS: &[&str] = &["off", "tag", "quarantine", "reject"];
+
+/// The default virus notice.
+pub const DEFAULT_VIRUS_NOTICE: &str = "Subject: Virus found in a message to you\n\nA message from {sender} to {recipient} with the subject \"{subject}\",\nreceived {date} (queue id {queue_id}), carried the virus {virus}.\nIt was {action}.\n";
 
 /// Every setting the cluster knows. docs/configuration.md lists the same table.
 pub const SETTING_SPECS: &[SettingSpec] = &[
@@ -353,6 +366,138 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "",
         doc: "Comma-separated domains whose valid ARC seal (RFC 8617) overrides a DMARC failure, for mailing lists and forwarders you trust.",
     },
+    SettingSpec {
+        key: "content.scan_outbound",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Mail from authenticated and trusted senders goes through the content stage (attachment filter, dangerous content, antivirus) too.",
+    },
+    SettingSpec {
+        key: "content.attachment_size_max",
+        kind: SettingKind::Integer { min: 0, max: 1 << 31 },
+        default: "0",
+        doc: "Largest single attachment in bytes (decoded); a message with a larger one is refused 552 5.3.4 naming it. 0: no limit.",
+    },
+    SettingSpec {
+        key: "content.mime_depth_max",
+        kind: SettingKind::Integer { min: 1, max: 100 },
+        default: "20",
+        doc: "Deepest nesting of multiparts and attached messages; deeper is malformed MIME.",
+    },
+    SettingSpec {
+        key: "content.mime_parts_max",
+        kind: SettingKind::Integer { min: 1, max: 100000 },
+        default: "1000",
+        doc: "Most MIME parts in one message (attached messages included), and most files listed from the archives of one attachment.",
+    },
+    SettingSpec {
+        key: "content.header_bytes_max",
+        kind: SettingKind::Integer { min: 1024, max: 16777216 },
+        default: "262144",
+        doc: "Largest top-level header block in bytes; larger is refused 552 5.3.4.",
+    },
+    SettingSpec {
+        key: "content.archive_depth_max",
+        kind: SettingKind::Integer { min: 0, max: 10 },
+        default: "2",
+        doc: "How many archives deep (zip, tar, gzip) the attachment filter and dangerous-content checks look; 0: the attachment only.",
+    },
+    SettingSpec {
+        key: "content.archive_bytes_max",
+        kind: SettingKind::Integer { min: 0, max: 1 << 30 },
+        default: "52428800",
+        doc: "Decompressed bytes read from the archives of one attachment; what lies beyond is not inspected (an archive bomb costs no more).",
+    },
+    SettingSpec {
+        key: "content.message_partial",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "reject",
+        doc: "message/partial and message/external-body parts (they reassemble or fetch content past every scanner).",
+    },
+    SettingSpec {
+        key: "content.double_extension",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "reject",
+        doc: "An executable behind a double extension (a.pdf.exe).",
+    },
+    SettingSpec {
+        key: "content.extension_mismatch",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "tag",
+        doc: "A program whose name claims another type (invoice.pdf whose bytes are a PE executable).",
+    },
+    SettingSpec {
+        key: "content.encrypted_archive",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "tag",
+        doc: "A password-protected archive member (nothing can scan inside it).",
+    },
+    SettingSpec {
+        key: "content.html_active",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "tag",
+        doc: "HTML with <form>, <script>, <iframe>, <object> or <embed>.",
+    },
+    SettingSpec {
+        key: "content.phishing_links",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "tag",
+        doc: "A link whose visible text is a URL on another host than the link's target.",
+    },
+    SettingSpec {
+        key: "content.malformed_mime",
+        kind: SettingKind::Choice { options: CONTENT_ACTIONS },
+        default: "reject",
+        doc: "A multipart whose closing boundary never comes, nesting past content.mime_depth_max, a header line over 998 bytes.",
+    },
+    SettingSpec {
+        key: "antivirus.enabled",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Scan every message with clamd (the node file's antivirus.clamd).",
+    },
+    SettingSpec {
+        key: "antivirus.action",
+        kind: SettingKind::Choice { options: &["reject", "delete", "quarantine", "tag"] },
+        default: "reject",
+        doc: "What happens to an infected message: refused at DATA (554 5.7.1), accepted and deleted, quarantined, or delivered with antivirus.subject_prefix.",
+    },
+    SettingSpec {
+        key: "antivirus.subject_prefix",
+        kind: SettingKind::Text { bytes_max: 64 },
+        default: "[VIRUS]",
+        doc: "Put before the subject of an infected message delivered under antivirus.action = tag.",
+    },
+    SettingSpec {
+        key: "antivirus.on_error",
+        kind: SettingKind::Choice { options: &["tempfail", "accept"] },
+        default: "tempfail",
+        doc: "clamd down or too slow: answer 451 4.7.0 so the sender retries, or accept with an X-Gatehouse-Virus-Scan: unscanned header.",
+    },
+    SettingSpec {
+        key: "antivirus.notify",
+        kind: SettingKind::Choice { options: &["none", "recipients", "admin", "both"] },
+        default: "none",
+        doc: "Who gets a notice built from antivirus.notify_template when a message is deleted or quarantined for a virus (admins: notify.admin_addresses).",
+    },
+    SettingSpec {
+        key: "antivirus.notify_template",
+        kind: SettingKind::Template { bytes_max: 4000 },
+        default: DEFAULT_VIRUS_NOTICE,
+        doc: "The notice: first line `Subject: ...`, then the text; {virus}, {sender}, {recipient}, {subject}, {date}, {queue_id} and {action} are filled in.",
+    },
+    SettingSpec {
+        key: "antivirus.update_at",
+        kind: SettingKind::TimeOfDay,
+        default: "",
+        doc: "When (HH:MM UTC) the daily definition update runs; one node runs it, every node's clamd reloads. Empty: never.",
+    },
+    SettingSpec {
+        key: "notify.admin_addresses",
+        kind: SettingKind::Text { bytes_max: 1000 },
+        default: "",
+        doc: "Comma-separated addresses that get administrator notices (virus notices under antivirus.notify = admin or both).",
+    },
 ];
 
 /// A setting's name with the type its value reads as. The constants in
@@ -381,6 +526,13 @@ impl<T> Key<T> {
     pub fn name(&self) -> &'static str {
         self.name
     }
+}
+
+/// `HH:MM` as hours and minutes.
+pub fn parse_time_of_day(text: &str) -> Option<(u32, u32)> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
 }
 
 /// The parsed value of a `Networks` setting.
@@ -455,6 +607,28 @@ setting_keys! {
     DKIM_SIGN_NETWORKS: Networks = 49, "dkim.sign_networks";
     DMARC_VERIFY: bool = 50, "dmarc.verify";
     ARC_TRUSTED_SEALERS: String = 51, "arc.trusted_sealers";
+    CONTENT_SCAN_OUTBOUND: bool = 52, "content.scan_outbound";
+    CONTENT_ATTACHMENT_SIZE_MAX: i64 = 53, "content.attachment_size_max";
+    CONTENT_MIME_DEPTH_MAX: i64 = 54, "content.mime_depth_max";
+    CONTENT_MIME_PARTS_MAX: i64 = 55, "content.mime_parts_max";
+    CONTENT_HEADER_BYTES_MAX: i64 = 56, "content.header_bytes_max";
+    CONTENT_ARCHIVE_DEPTH_MAX: i64 = 57, "content.archive_depth_max";
+    CONTENT_ARCHIVE_BYTES_MAX: i64 = 58, "content.archive_bytes_max";
+    CONTENT_MESSAGE_PARTIAL: String = 59, "content.message_partial";
+    CONTENT_DOUBLE_EXTENSION: String = 60, "content.double_extension";
+    CONTENT_EXTENSION_MISMATCH: String = 61, "content.extension_mismatch";
+    CONTENT_ENCRYPTED_ARCHIVE: String = 62, "content.encrypted_archive";
+    CONTENT_HTML_ACTIVE: String = 63, "content.html_active";
+    CONTENT_PHISHING_LINKS: String = 64, "content.phishing_links";
+    CONTENT_MALFORMED_MIME: String = 65, "content.malformed_mime";
+    ANTIVIRUS_ENABLED: bool = 66, "antivirus.enabled";
+    ANTIVIRUS_ACTION: String = 67, "antivirus.action";
+    ANTIVIRUS_SUBJECT_PREFIX: String = 68, "antivirus.subject_prefix";
+    ANTIVIRUS_ON_ERROR: String = 69, "antivirus.on_error";
+    ANTIVIRUS_NOTIFY: String = 70, "antivirus.notify";
+    ANTIVIRUS_NOTIFY_TEMPLATE: String = 71, "antivirus.notify_template";
+    ANTIVIRUS_UPDATE_AT: String = 72, "antivirus.update_at";
+    NOTIFY_ADMIN_ADDRESSES: String = 73, "notify.admin_addresses";
 }
 
 /// A settings value after validation.
@@ -502,9 +676,11 @@ impl Parsed {
             SettingKind::Bool => Parsed::Flag(text == "true"),
             SettingKind::Integer { .. } => Parsed::Int(text.parse().unwrap_or(0)),
             SettingKind::Networks => Parsed::Networks(parse_networks(text).unwrap_or_default()),
-            SettingKind::Text { .. } | SettingKind::Hostname | SettingKind::Choice { .. } => {
-                Parsed::Text(text.to_string())
-            }
+            SettingKind::Text { .. }
+            | SettingKind::Template { .. }
+            | SettingKind::TimeOfDay
+            | SettingKind::Hostname
+            | SettingKind::Choice { .. } => Parsed::Text(text.to_string()),
         }
     }
 }
@@ -536,6 +712,26 @@ impl Settings {
                     return Err(bad(format!("must be at most {bytes_max} bytes with no control characters")));
                 }
                 Ok(value.to_string())
+            }
+            SettingKind::Template { bytes_max } => {
+                let value = value.replace("\r\n", "\n");
+                let allowed = |c: char| !c.is_control() || c == '\n' || c == '\t';
+                if value.len() > bytes_max || !value.chars().all(allowed) {
+                    return Err(bad(format!(
+                        "must be at most {bytes_max} bytes with no control characters but newlines"
+                    )));
+                }
+                Ok(value)
+            }
+            SettingKind::TimeOfDay => {
+                let v = value.trim();
+                if v.is_empty() {
+                    return Ok(String::new());
+                }
+                match parse_time_of_day(v) {
+                    Some((h, m)) => Ok(format!("{h:02}:{m:02}")),
+                    None => Err(bad(format!("{value:?} is not a time HH:MM (00:00 to 23:59), or empty"))),
+                }
             }
             SettingKind::Hostname => {
                 crate::address::DomainName::parse(value).map(|d| d.to_string()).map_err(|e| bad(e.to_string()))
@@ -660,12 +856,23 @@ mod network_tests {
                 (SettingKind::Bool, "bool")
                     | (SettingKind::Integer { .. }, "i64")
                     | (SettingKind::Networks, "Networks")
-                    | (SettingKind::Text { .. } | SettingKind::Hostname | SettingKind::Choice { .. }, "String")
+                    | (
+                        SettingKind::Text { .. }
+                            | SettingKind::Template { .. }
+                            | SettingKind::TimeOfDay
+                            | SettingKind::Hostname
+                            | SettingKind::Choice { .. },
+                        "String"
+                    )
             );
             assert!(fits, "{name}: key type {ty} does not fit {:?}", spec.kind);
             assert_eq!(Settings::validate(name, spec.default).as_deref(), Ok(spec.default), "{name}: default");
         }
         assert!(ALL_INDICES.iter().enumerate().all(|(i, n)| i == *n));
+        assert_eq!(Settings::validate("antivirus.update_at", "3:05").as_deref(), Ok("03:05"));
+        assert!(Settings::validate("antivirus.update_at", "24:00").is_err());
+        assert!(Settings::validate("antivirus.notify_template", "a\u{7}b").is_err());
+        assert_eq!(Settings::validate("antivirus.notify_template", "a\r\nb").as_deref(), Ok("a\nb"));
         let mut s = Settings::default();
         assert_eq!(s.text(key::SMTP_HOSTNAME), "mail.gatehouse.invalid");
         assert_eq!(s.uint(key::SMTP_JUNK_COMMANDS_MAX), 100);

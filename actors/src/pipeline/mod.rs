@@ -1,0 +1,144 @@
+//! The message pipeline after the end of DATA, as the design card draws it:
+//! auth (verify) → content → spam → rewrite → sign → queue. Each stage is a
+//! worker with its own threads (a tokio runtime the node owns) and a
+//! bounded mailbox (at most `mailbox_max` messages queued or in work; the
+//! next one waits, which holds its session's end-of-DATA reply: back-pressure
+//! reaches the client, never memory). A stage that panics fails only that
+//! message, with a 451 the sender retries. The screening actor awaits the
+//! whole line and answers the end of DATA with its verdict, so a refusal is
+//! an SMTP reply inside the session, never a bounce.
+
+mod rewrite;
+
+use consensus::state::settings::key;
+use consensus::AppliedState;
+use mail_auth::SpfOutput;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+use crate::content::clamd::Clamd;
+use crate::message::{InboundMessage, Reply};
+
+/// One stage's threads and mailbox.
+#[derive(Clone)]
+pub struct StageWorker {
+    name: &'static str,
+    handle: tokio::runtime::Handle,
+    mailbox: Arc<Semaphore>,
+}
+
+impl StageWorker {
+    pub fn new(name: &'static str, handle: tokio::runtime::Handle, mailbox_max: usize) -> Self {
+        Self { name, handle, mailbox: Arc::new(Semaphore::new(mailbox_max.max(1))) }
+    }
+
+    /// Runs `work` on this stage's threads once its mailbox has room.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, Reply>> + Send + 'static,
+    ) -> Result<T, Reply> {
+        let tempfail = || Reply::new(451, "4.3.0", "Temporary failure checking the message; try again later");
+        let Ok(_slot) = self.mailbox.acquire().await else { return Err(tempfail()) };
+        match self.handle.spawn(work).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(stage = self.name, error = %e, "message stage failed");
+                Err(tempfail())
+            }
+        }
+    }
+}
+
+/// The stages of one node.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub auth: StageWorker,
+    pub content: StageWorker,
+    pub spam: StageWorker,
+    pub rewrite: StageWorker,
+    pub sign: StageWorker,
+    /// This node's clamd, when `antivirus.clamd` names one.
+    pub clamd: Option<Clamd>,
+}
+
+/// What the stages need besides the message.
+pub struct MessageContext {
+    pub state: Arc<AppliedState>,
+    pub nameservers: Vec<SocketAddr>,
+    pub client: IpAddr,
+    /// Authenticated or trusted client: its mail is not verified, may be
+    /// signed, and is scanned only under `content.scan_outbound`.
+    pub own_mail: bool,
+    pub spf: Option<SpfOutput>,
+    /// Uniform in 0..100, for DMARC `pct`.
+    pub dmarc_roll: u8,
+}
+
+/// Where an accepted message goes.
+#[derive(Debug)]
+pub enum Disposition {
+    /// To the queue for delivery.
+    Deliver(Box<InboundMessage>),
+    /// To the queue on hold: quarantined, with the reason (`virus`,
+    /// `attachment`, `content`) and what was found.
+    Quarantine { message: Box<InboundMessage>, reason: &'static str, detail: String },
+    /// Accepted and dropped (antivirus.action = delete), with what was found.
+    Delete { message: Box<InboundMessage>, detail: String },
+}
+
+impl Pipeline {
+    /// Runs the message through every stage.
+    pub async fn process(&self, ctx: MessageContext, message: Box<InboundMessage>) -> Result<Disposition, Reply> {
+        let ctx = Arc::new(ctx);
+        let settings = &ctx.state.state.settings;
+        let signs = ctx.own_mail
+            && (message.authenticated.is_some()
+                || settings.networks(key::DKIM_SIGN_NETWORKS).iter().any(|n| n.contains(&ctx.client)));
+        let scans = !ctx.own_mail || settings.flag(key::CONTENT_SCAN_OUTBOUND);
+
+        let c = ctx.clone();
+        let message = self.auth.run(async move { crate::auth::verify(&c, message).await }).await?;
+
+        let (message, parsed, findings) = if scans {
+            let (c, clamd) = (ctx.clone(), self.clamd.clone());
+            self.content
+                .run(async move {
+                    let (parsed, findings) = crate::content::run(&c.state, clamd.as_ref(), &message).await?;
+                    Ok((message, Some(Arc::new(parsed)), Some(findings)))
+                })
+                .await?
+        } else {
+            (message, None, None)
+        };
+
+        // The spam stage scores the shared parse here (issue 13); until then
+        // it passes every message on.
+        let message = self
+            .spam
+            .run(async move {
+                drop(parsed);
+                Ok(message)
+            })
+            .await?;
+
+        let disposition = self.rewrite.run(async move { Ok(rewrite::apply(message, findings)) }).await?;
+
+        if !signs {
+            return Ok(disposition);
+        }
+        let c = ctx.clone();
+        self.sign
+            .run(async move {
+                Ok(match disposition {
+                    Disposition::Deliver(mut m) => {
+                        crate::auth::sign_message(&c.state, &mut m);
+                        Disposition::Deliver(m)
+                    }
+                    other => other,
+                })
+            })
+            .await
+    }
+}

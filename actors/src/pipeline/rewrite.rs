@@ -1,0 +1,87 @@
+//! The rewrite stage: what the earlier stages asked for, applied to the
+//! bytes before anything signs them — attachments cut out (a note in their
+//! place), a subject prefix, result headers — and the message's destination.
+
+use super::Disposition;
+use crate::content::ContentFindings;
+use crate::message::InboundMessage;
+
+pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::ContentFindings>) -> Disposition {
+    let Some(found) = findings else { return Disposition::Deliver(message) };
+    let ContentFindings { verdict, headers, subject_prefix, delete, quarantine, virus } = found;
+    if delete {
+        let detail = virus.map(|v| format!("virus {v}")).unwrap_or_default();
+        return Disposition::Delete { message, detail };
+    }
+    let mut removals = verdict.remove;
+    removals.sort_by(|a, b| b.0 .0.cmp(&a.0 .0));
+    for ((from, to), name) in removals {
+        if from < to && to <= message.body.len() {
+            let note = format!(
+                "Content-Type: text/plain; charset=utf-8\r\n\r\nThe attachment \"{}\" was removed by the mail server's attachment filter.\r\n",
+                name.replace(['"', '\r', '\n'], "")
+            );
+            message.body.splice(from..to, note.into_bytes());
+        }
+    }
+    if let Some(prefix) = subject_prefix {
+        prefix_subject(&mut message.body, &prefix);
+    }
+    let mut top: Vec<u8> = Vec::new();
+    if let Some((reason, detail)) = &quarantine {
+        top.extend_from_slice(format!("X-Gatehouse-Quarantine: {reason}: {detail}\r\n").as_bytes());
+    }
+    for h in headers {
+        top.extend_from_slice(h.as_bytes());
+        top.extend_from_slice(b"\r\n");
+    }
+    if !top.is_empty() {
+        top.extend_from_slice(&message.body);
+        message.body = top;
+    }
+    match quarantine {
+        Some((reason, detail)) => Disposition::Quarantine { message, reason, detail },
+        None => Disposition::Deliver(message),
+    }
+}
+
+/// Puts `prefix` before the value of the first top-level Subject header, or
+/// adds a Subject when there is none.
+fn prefix_subject(body: &mut Vec<u8>, prefix: &str) {
+    let end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
+    let mut at = 0;
+    while at < end {
+        let line_end = body[at..].windows(2).position(|w| w == b"\r\n").map(|p| at + p).unwrap_or(end);
+        if body[at..line_end].len() >= 8 && body[at..at + 8].eq_ignore_ascii_case(b"subject:") {
+            let mut value = at + 8;
+            while body.get(value) == Some(&b' ') {
+                value += 1;
+            }
+            body.splice(value..value, format!("{prefix} ").into_bytes());
+            return;
+        }
+        at = line_end + 2;
+    }
+    let mut out = format!("Subject: {prefix}\r\n").into_bytes();
+    out.extend_from_slice(body);
+    *body = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_prefix_table() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"From: a\r\nSubject: hi\r\n\r\nbody", b"From: a\r\nSubject: [VIRUS] hi\r\n\r\nbody"),
+            (b"SUBJECT:hi\r\n\r\nSubject: not this", b"SUBJECT:[VIRUS] hi\r\n\r\nSubject: not this"),
+            (b"From: a\r\n\r\nSubject: body", b"Subject: [VIRUS]\r\nFrom: a\r\n\r\nSubject: body"),
+        ];
+        for (input, want) in cases {
+            let mut b = input.to_vec();
+            prefix_subject(&mut b, "[VIRUS]");
+            assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(want));
+        }
+    }
+}
