@@ -17,6 +17,8 @@ pub struct MailSystem {
     system: actix::System,
     /// The delivery queue, for the admin API's queue commands.
     pub queue: SupervisedAddr<::actors::queue::DeliveryQueue>,
+    /// This node's clamd (for `antivirus status`), when one is configured.
+    pub clamd: Option<::actors::content::clamd::Clamd>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The pipeline stages' threads, one runtime per stage.
     stage_runtimes: Vec<tokio::runtime::Runtime>,
@@ -56,6 +58,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let nameservers = relay_config.nameservers.clone();
     let proposer = node.proposer.clone();
     let (pipeline, stage_runtimes) = pipeline(config)?;
+    let clamd = pipeline.clamd.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -155,7 +158,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             return Err(e);
         }
     };
-    Ok(MailSystem { system, queue, thread: Some(thread), stage_runtimes })
+    Ok(MailSystem { system, queue, clamd, thread: Some(thread), stage_runtimes })
 }
 
 /// The message pipeline's stages, each on runtime threads of its own.

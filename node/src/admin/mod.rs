@@ -6,6 +6,7 @@
 //! applied state. Errors are `{"error": "...", "field": "..."}` with 400
 //! (bad input), 404 (no such thing), 409 (conflict), 503 (no quorum).
 
+mod content;
 mod dkim;
 mod queue;
 mod routes;
@@ -25,6 +26,8 @@ pub struct AdminState {
     pub node: Arc<ClusterNode>,
     /// This node's delivery queue (each node queues what it accepted).
     pub queue: ::actors::supervise::SupervisedAddr<::actors::queue::DeliveryQueue>,
+    /// This node's clamd, when `antivirus.clamd` names one.
+    pub clamd: Option<::actors::content::clamd::Clamd>,
 }
 
 /// An API error with the field at fault when there is one.

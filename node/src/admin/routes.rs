@@ -56,6 +56,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/blocked", web::get().to(super::rules::blocked))
             .route("/blocked", web::post().to(super::rules::block))
             .route("/blocked/{ip}", web::delete().to(super::rules::unblock))
+            .route("/content/filters", web::get().to(super::content::list))
+            .route("/content/filters", web::post().to(super::content::add))
+            .route("/content/filters/import", web::post().to(super::content::import))
+            .route("/content/filters/{id}", web::delete().to(super::content::remove))
+            .route("/antivirus/template", web::get().to(super::content::template))
+            .route("/antivirus/template", web::put().to(super::content::set_template))
+            .route("/antivirus/status", web::get().to(super::content::status))
             .route("/queue", web::get().to(super::queue::list))
             .route("/queue/{id}", web::get().to(super::queue::show))
             .route("/queue/{id}/{action}", web::post().to(super::queue::control)),

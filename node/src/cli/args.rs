@@ -53,6 +53,12 @@ pub enum Command {
     /// Black and white lists (replicated: in force on every node).
     #[command(subcommand)]
     Rules(RulesCmd),
+    /// The content stage: attachment filter rules (replicated).
+    #[command(subcommand)]
+    Content(ContentCmd),
+    /// Antivirus: the virus notice template (replicated), this node's clamd.
+    #[command(subcommand)]
+    Antivirus(AntivirusCmd),
     /// This node's delivery queue (postqueue/postsuper).
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -260,19 +266,81 @@ pub enum RulesCmd {
     /// Remove the rule with this id.
     Remove { id: u64 },
     /// Print every rule as a JSON array, the format `rules import` reads.
-    Export {
-        /// Write to this file instead of standard output.
-        #[arg(long, short = 'o')]
-        output: Option<PathBuf>,
-    },
+    Export(ExportRules),
     /// Add the rules of a JSON array (from `rules export`), all or nothing;
     /// rules already present are skipped.
-    Import {
-        file: PathBuf,
-        /// Replace every existing rule with the file's.
-        #[arg(long)]
-        replace: bool,
+    Import(ImportRules),
+}
+
+/// Where `... export` writes a rule list.
+#[derive(Debug, clap::Args)]
+pub struct ExportRules {
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+/// What `... import` reads.
+#[derive(Debug, clap::Args)]
+pub struct ImportRules {
+    pub file: PathBuf,
+    /// Replace every existing rule with the file's.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContentCmd {
+    /// Attachment filter rules: file types by extension or by content.
+    #[command(subcommand)]
+    Filter(FilterCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilterCmd {
+    /// Every attachment rule with its id.
+    List,
+    /// Add a rule, e.g. `content filter add --match extension exe`,
+    /// `content filter add --match type executable --action quarantine`.
+    Add {
+        /// `extension`: the file name's extension; `type`: what the file's bytes
+        /// are (`exe`, `elf`, `zip`, `pdf`..., or `executable` for any program).
+        #[arg(long = "match", value_parser = ["extension", "type"])]
+        matches: String,
+        /// The extension (without the dot) or the type.
+        value: String,
+        /// reject: refuse with 554 5.7.1; quarantine: hold; remove: deliver without the file.
+        #[arg(long, value_parser = ["reject", "quarantine", "remove"], default_value = "reject")]
+        action: String,
+        #[arg(long, default_value = "")]
+        comment: String,
     },
+    /// Remove the rule with this id.
+    Remove { id: u64 },
+    /// Print every rule as a JSON array, the format `content filter import` reads.
+    Export(ExportRules),
+    /// Add the rules of a JSON array (from `export`), all or nothing; rules
+    /// already present are skipped.
+    Import(ImportRules),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AntivirusCmd {
+    /// The notice sent about a virus (antivirus.notify_template).
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// This node's clamd: reachable or not, engine and signature versions.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCmd {
+    /// Print the template.
+    Get,
+    /// Replace the template with a file's text (`-`: standard input). First
+    /// line `Subject: ...`; {virus}, {sender}, {recipient}, {subject}, {date},
+    /// {queue_id} and {action} are filled in.
+    Set { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,8 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use super::args::{
-    AliasCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, DkimCmd, DomainCmd, GreylistCmd, GroupCmd, PasswordArgs,
-    QueueCmd, RulesCmd, UserCmd,
+    AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -115,17 +115,45 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("rules", rule)
             }
             RulesCmd::Remove { id } => client.delete(&p(&["rules", &id.to_string()])),
-            RulesCmd::Export { output } => {
+            RulesCmd::Export(ExportRules { output }) => {
                 let rules = client.get("rules")?;
                 write_or_return(rules, output.as_deref())
             }
-            RulesCmd::Import { file, replace } => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-                let rules: Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not a JSON array of rules", file.display()))?;
-                anyhow::ensure!(rules.is_array(), "{}: not a JSON array of rules", file.display());
+            RulesCmd::Import(ImportRules { file, replace }) => {
+                let rules = read_json_array(file, "rules")?;
                 client.post("rules/import", json!({ "rules": rules, "replace": replace }))
             }
+        },
+        Command::Content(ContentCmd::Filter(c)) => match c {
+            FilterCmd::List => client.get("content/filters"),
+            FilterCmd::Add { matches, value, action, comment } => client.post(
+                "content/filters",
+                json!({ "match": matches, "value": value, "action": action, "comment": comment }),
+            ),
+            FilterCmd::Remove { id } => client.delete(&p(&["content", "filters", &id.to_string()])),
+            FilterCmd::Export(ExportRules { output }) => {
+                let rules = client.get("content/filters")?;
+                write_or_return(rules, output.as_deref())
+            }
+            FilterCmd::Import(ImportRules { file, replace }) => {
+                let rules = read_json_array(file, "attachment rules")?;
+                client.post("content/filters/import", json!({ "rules": rules, "replace": replace }))
+            }
+        },
+        Command::Antivirus(c) => match c {
+            AntivirusCmd::Template(TemplateCmd::Get) => client.get("antivirus/template"),
+            AntivirusCmd::Template(TemplateCmd::Set { file }) => {
+                let text = if file.as_os_str() == "-" {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                        .context("reading the template from standard input")?;
+                    text
+                } else {
+                    std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+                };
+                client.put("antivirus/template", json!({ "template": text }))
+            }
+            AntivirusCmd::Status => client.get("antivirus/status"),
         },
         Command::Greylist(c) => match c {
             GreylistCmd::Pending => client.get("greylist?pending=true"),
@@ -176,6 +204,15 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         }
         Command::Serve | Command::Join { .. } => anyhow::bail!("serve and join run the node"),
     }
+}
+
+/// Reads a JSON array (of rules) from a file, naming the file when it is not one.
+fn read_json_array(file: &std::path::Path, what: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let array: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a JSON array of {what}", file.display()))?;
+    anyhow::ensure!(array.is_array(), "{}: not a JSON array of {what}", file.display());
+    Ok(array)
 }
 
 /// Writes a document to a file (and says so), or returns it for printing.

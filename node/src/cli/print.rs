@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use super::args::{
-    AliasCmd, BlockedCmd, ClusterCmd, Command, DkimCmd, DomainCmd, GreylistCmd, GroupCmd, QueueCmd, RulesCmd, UserCmd,
+    AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
+    GreylistCmd, GroupCmd, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -94,10 +95,10 @@ pub fn human(command: &Command, reply: &Value) {
                 .collect(),
         ),
         Command::Rules(RulesCmd::Add { .. }) => println!("ok: rule {}", s(reply, "id")),
-        Command::Rules(RulesCmd::Export { output: None }) => {
+        Command::Rules(RulesCmd::Export(ExportRules { output: None })) => {
             println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default())
         }
-        Command::Rules(RulesCmd::Import { .. }) => {
+        Command::Rules(RulesCmd::Import(_)) => {
             println!("ok: {} rule(s) added, {} already present", s(reply, "added"), s(reply, "skipped"))
         }
         Command::Greylist(GreylistCmd::Pending | GreylistCmd::List) => table(
@@ -135,6 +136,35 @@ pub fn human(command: &Command, reply: &Value) {
             &["IP", "UNTIL", "REASON"],
             items(reply).iter().map(|b| vec![s(b, "ip"), time_text(b, "until_ms"), s(b, "reason")]).collect(),
         ),
+        Command::Content(ContentCmd::Filter(FilterCmd::List)) => table(
+            &["ID", "MATCH", "VALUE", "ACTION", "COMMENT"],
+            items(reply)
+                .iter()
+                .map(|r| vec![s(r, "id"), s(r, "match"), s(r, "value"), s(r, "action"), s(r, "comment")])
+                .collect(),
+        ),
+        Command::Content(ContentCmd::Filter(FilterCmd::Add { .. })) => println!("ok: rule {}", s(reply, "id")),
+        Command::Content(ContentCmd::Filter(FilterCmd::Export(ExportRules { output: None }))) => {
+            println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default())
+        }
+        Command::Content(ContentCmd::Filter(FilterCmd::Import(_))) => {
+            println!("ok: {} rule(s) added, {} already present", s(reply, "added"), s(reply, "skipped"))
+        }
+        Command::Antivirus(AntivirusCmd::Template(TemplateCmd::Get)) => print!("{}", s(reply, "template")),
+        Command::Antivirus(AntivirusCmd::Status) => {
+            if reply["reachable"].as_bool() == Some(true) {
+                println!("node {}: clamd {} answers: {}", s(reply, "node_id"), s(reply, "clamd"), s(reply, "version"));
+            } else {
+                println!(
+                    "node {}: clamd {} unreachable: {}",
+                    s(reply, "node_id"),
+                    s(reply, "clamd"),
+                    s(reply, "error")
+                );
+            }
+            let state = if reply["enabled"].as_bool() == Some(true) { "on" } else { "off" };
+            println!("scanning (antivirus.enabled): {state}");
+        }
         Command::Queue(QueueCmd::List) => queue_list(reply),
         Command::Queue(QueueCmd::Show { .. }) => {
             if let Some(entry) = reply.get("entry") {

@@ -4,6 +4,8 @@
 //! nothing running.
 #![allow(dead_code)]
 
+pub mod mime;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -424,4 +426,73 @@ s.quit()
     );
     let out = python(&script);
     assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Sends `message` (raw bytes, CRLF line ends) from `from` to `to` over SMTP
+/// to 127.0.0.1:`port` and returns the reply to the end of DATA as
+/// `"250 2.0.0 ..."` (or the refusal of an earlier step).
+pub fn send_raw(port: u16, from: &str, to: &[&str], message: &[u8]) -> String {
+    let file = std::env::temp_dir().join(format!("gatehouse-msg-{}-{}", std::process::id(), free_port()));
+    std::fs::write(&file, message).expect("write message");
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=60)
+s.ehlo("client.example.org")
+code, text = s.mail("{from}")
+if code != 250:
+    print(code, text.decode()); raise SystemExit
+for r in {to:?}:
+    code, text = s.rcpt(r)
+    if code != 250:
+        print(code, text.decode()); raise SystemExit
+code, text = s.data(open({file:?}, "rb").read())
+print(code, text.decode())
+s.quit()
+"#,
+        file = file.display().to_string()
+    );
+    let out = python(&script);
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "send_raw: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A clamd of the test's own (Debian `clamav-daemon`) on 127.0.0.1:`port`,
+/// loading only the signatures in `db` (no download is possible here).
+pub fn clamd(dir: &Path, port: u16) -> Daemon {
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).expect("mkdir clamd db");
+    if std::fs::read_dir(&db).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        std::fs::write(db.join("gatehouse-test.ndb"), eicar_signature()).expect("write signature");
+    }
+    let conf = dir.join("clamd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "TCPSocket {port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nForeground yes\nLogFile {}\n\
+             StreamMaxLength 25M\nTemporaryDirectory {}\nPidFile {}\n",
+            db.display(),
+            dir.join("clamd.log").display(),
+            dir.display(),
+            dir.join("clamd.pid").display()
+        ),
+    )
+    .expect("write clamd.conf");
+    let mut command = Command::new("clamd");
+    command.arg(format!("--config-file={}", conf.display()));
+    Daemon::start(&mut command, port, "clamd (scripts/test installs clamav-daemon)").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The EICAR test string (assembled, so no scanner flags this source file).
+pub fn eicar() -> Vec<u8> {
+    let mut s = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR".to_vec();
+    s.extend_from_slice(b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    s
+}
+
+/// An `.ndb` signature for the EICAR string, named `Gatehouse.Test.Eicar`.
+pub fn eicar_signature() -> String {
+    let hex: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
+    format!("Gatehouse.Test.Eicar:0:*:{hex}\n")
 }
