@@ -19,6 +19,7 @@ pub mod login;
 pub mod message;
 pub mod pipeline;
 pub mod policy;
+pub mod quarantine;
 pub mod queue;
 pub mod recipient;
 pub mod relay;

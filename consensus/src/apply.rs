@@ -18,13 +18,20 @@ use crate::state::{
     CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{
-    AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, RuleSets,
-    UnknownRecipients,
+    AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, QuarantineState,
+    RuleSets, UnknownRecipients,
 };
 
 type Applied = Result<Outcome, ApplyError>;
 
 impl ClusterState {
+    fn quarantine_request(&mut self, id: &str, state: QuarantineState) -> Applied {
+        match self.quarantine.request(id, state) {
+            true => Ok(Outcome::Done),
+            false => Err(ApplyError::UnknownQuarantined(id.to_string())),
+        }
+    }
+
     /// Applies a whole log entry.
     pub fn apply_request(&mut self, request: &ClusterRequest) -> ClusterResponse {
         let results = request.commands.iter().map(|c| self.apply(c, request.at_ms)).collect();
@@ -62,6 +69,16 @@ impl ClusterState {
                 self.content.attachments.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
             }
             ImportAttachmentRules { rules, replace } => self.import_attachment_rules(rules, *replace),
+            QuarantineAdd { id, entry } => {
+                self.quarantine.add(id, entry.clone());
+                Ok(Outcome::Done)
+            }
+            QuarantineRelease { id } => self.quarantine_request(id, QuarantineState::Releasing),
+            QuarantineDelete { id } => self.quarantine_request(id, QuarantineState::Deleting),
+            QuarantineForget { id } => {
+                self.quarantine.forget(id);
+                Ok(Outcome::Done)
+            }
             AddDomain { name } => self.add_domain(name, at_ms),
             RemoveDomain { name } => self.remove_domain(name),
             AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),

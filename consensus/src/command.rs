@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::{AttachmentRule, ConfigDocument, DkimKey, ListRule, UserOverrides};
+use crate::state::{AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, UserOverrides};
 
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +195,23 @@ pub enum Command {
     ForgetNode {
         node_id: u64,
     },
+    /// Records a message held in quarantine on `entry.node_id` (idempotent).
+    QuarantineAdd {
+        id: String,
+        entry: QuarantineEntry,
+    },
+    /// Asks the owning node to deliver the message to its recipients.
+    QuarantineRelease {
+        id: String,
+    },
+    /// Asks the owning node to drop the message.
+    QuarantineDelete {
+        id: String,
+    },
+    /// The owning node carried out the request (or no longer holds the message).
+    QuarantineForget {
+        id: String,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -304,6 +321,8 @@ pub enum ApplyError {
     UnknownSelector { domain: String, selector: String },
     #[error("key: {0}")]
     BadDkimKey(String),
+    #[error("id: no quarantined message {0}")]
+    UnknownQuarantined(String),
 }
 
 impl ApplyError {
@@ -332,6 +351,7 @@ impl ApplyError {
             UnknownRule(_) => "id".into(),
             BadSelector(_) | SelectorExists { .. } | UnknownSelector { .. } => "selector".into(),
             BadDkimKey(_) => "key".into(),
+            UnknownQuarantined(_) => "id".into(),
         }
     }
 
@@ -349,6 +369,7 @@ impl ApplyError {
                 | UnknownRule(_)
                 | UnknownTriplet(_)
                 | UnknownSelector { .. }
+                | UnknownQuarantined(_)
         )
     }
 

@@ -57,6 +57,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     };
     let nameservers = relay_config.nameservers.clone();
     let proposer = node.proposer.clone();
+    let proposer_for_keeper = node.proposer.clone();
     let (pipeline, stage_runtimes) = pipeline(config)?;
     let clamd = pipeline.clamd.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -109,6 +110,12 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 open_connections: Default::default(),
                 pipeline,
                 login_slots: Arc::new(tokio::sync::Semaphore::new(smtp.login_checks_max.max(1))),
+                node_id,
+            });
+            let (keeper_read, keeper_proposer, keeper_queue) = (read.clone(), proposer_for_keeper, queue.clone());
+            SupervisedAddr::start("quarantine", move || {
+                let (read, proposer, queue) = (keeper_read.clone(), keeper_proposer.clone(), keeper_queue.clone());
+                ::actors::quarantine::QuarantineKeeper::new(read, proposer, queue, node_id).start()
             });
             let workers: Vec<ArbiterHandle> = (0..smtp.session_threads).map(|_| Arbiter::new().handle()).collect();
             let role = |name, implicit_tls, require_auth| ListenerRole {

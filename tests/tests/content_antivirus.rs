@@ -123,3 +123,82 @@ fn clamd_catches_eicar_in_every_wrapping_and_each_action_does_what_it_says() {
     assert!(text(&files[6]).contains("X-Gatehouse-Virus-Scan: clean (clamd)"), "{}", text(&files[6]));
     drop(scanner);
 }
+
+/// Waits until `node` lists exactly `count` quarantined messages; returns them.
+fn quarantined(node: &common::Node, count: usize) -> Vec<serde_json::Value> {
+    wait_for(Duration::from_secs(10), || {
+        let list = node.ok(&["quarantine", "list"]);
+        let items = list.as_array().cloned().unwrap_or_default();
+        (items.len() == count).then_some(items)
+    })
+    .unwrap_or_else(|| panic!("{} never listed {count} quarantined: {}", node.name, node.ok(&["quarantine", "list"])))
+}
+
+#[test]
+fn quarantine_is_listed_on_every_node_and_released_once_from_any() {
+    let root = tempfile::tempdir().unwrap();
+    let clamd_port = free_port();
+    let _scanner = clamd(&root.path().join("clamd"), clamd_port);
+    let extra = format!("[antivirus]\nclamd = \"127.0.0.1:{clamd_port}\"\n");
+    let nodes = common::three_nodes(root.path(), &extra);
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+    n1.ok(&["domain", "add", "example.com"]);
+    n1.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    n1.ok(&["user", "add", "bob@example.com", "--password", "correct horse"]);
+    n1.ok(&["config", "set", "antivirus.enabled", "true"]);
+    n1.ok(&["config", "set", "antivirus.action", "quarantine"]);
+    let port = n1.smtp_ports.smtp;
+
+    // Two infected messages arrive at node 1.
+    let reply = send_raw(port, "sender@example.org", &["alice@example.com"], &plain("for alice", &eicar()));
+    assert!(reply.starts_with("250"), "{reply}");
+    let reply = send_raw(port, "sender@example.org", &["bob@example.com"], &plain("for bob", &eicar()));
+    assert!(reply.starts_with("250"), "{reply}");
+
+    // Node 2 lists both, with their reason, owner and recipients; filters work.
+    let listed = quarantined(n2, 2);
+    let n1_id = common::node_id(n1);
+    assert!(listed.iter().all(|e| e["node_id"] == n1_id && e["reason"] == "virus"), "{listed:?}");
+    assert!(listed.iter().all(|e| e["detail"].as_str().unwrap_or_default().contains("Gatehouse.Test.Eicar")));
+    let for_alice = n2.ok(&["quarantine", "list", "--recipient", "alice@example.com"]);
+    let for_alice = for_alice.as_array().unwrap();
+    assert_eq!(for_alice.len(), 1, "{for_alice:?}");
+    assert_eq!(for_alice[0]["subject"], "for alice");
+    assert_eq!(n2.ok(&["quarantine", "list", "--reason", "spam"]).as_array().unwrap().len(), 0);
+    let err = n2.try_ok(&["quarantine", "list", "--reason", "bogus"]).unwrap_err();
+    assert!(err.contains("reason"), "{err}");
+    let alice_id = for_alice[0]["id"].as_str().unwrap().to_string();
+
+    // show: headers anywhere, the whole message on the node that holds it.
+    let far = n3.ok(&["quarantine", "show", &alice_id]);
+    assert!(far["message"].is_null(), "{far}");
+    assert!(far["entry"]["headers"].as_str().unwrap().contains("Subject: for alice"), "{far}");
+    let near = n1.ok(&["quarantine", "show", &alice_id]);
+    assert!(near["message"].as_str().unwrap().contains("EICAR"), "{near}");
+
+    // Released from node 3: delivered once, on node 1 where it was held, and gone from the index.
+    n3.ok(&["quarantine", "release", &alice_id]);
+    let delivered = wait_for(Duration::from_secs(10), || {
+        let files = maildir_files(n1, "alice");
+        (!files.is_empty()).then_some(files)
+    })
+    .expect("released message delivered");
+    let listed = quarantined(n2, 1);
+    assert_eq!(listed[0]["subject"], "for bob");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(maildir_files(n1, "alice").len(), 1, "delivered exactly once");
+    assert!(text(&delivered[0]).contains("X-Gatehouse-Quarantine: virus"), "{}", text(&delivered[0]));
+    let err = n2.try_ok(&["quarantine", "release", &alice_id]).unwrap_err();
+    assert!(err.contains("id") && err.contains("404"), "{err}");
+
+    // Deleted from node 2: never delivered, gone from the index and from node 1's queue.
+    let bob_id = listed[0]["id"].as_str().unwrap().to_string();
+    n2.ok(&["quarantine", "delete", &bob_id]);
+    quarantined(n3, 0);
+    let queue = wait_for(Duration::from_secs(5), || {
+        let q = n1.ok(&["queue", "list"]);
+        q.as_array().unwrap().is_empty().then_some(q)
+    });
+    assert!(queue.is_some(), "node 1's queue still holds: {}", n1.ok(&["queue", "list"]));
+    assert!(maildir_files(n1, "bob").is_empty());
+}

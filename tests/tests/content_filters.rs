@@ -107,10 +107,7 @@ fn dangerous_content_checks_each_refuse_or_tag_as_set() {
         ("extension-mismatch", with_attachments("x", &[("invoice.pdf", &pe_program())])),
         ("encrypted-archive", with_attachments("x", &[("secret.zip", &encrypted_zip(&[("a.txt", b"hi")]))])),
         ("html-active", html("x", "<p>Log in</p><form action=\"https://evil.example/\"><input name=p></form>")),
-        (
-            "phishing-link",
-            html("x", "<a href=\"https://evil.example/login\">https://www.bank.example/login</a>"),
-        ),
+        ("phishing-link", html("x", "<a href=\"https://evil.example/login\">https://www.bank.example/login</a>")),
     ];
     for (i, (check, message)) in cases.iter().enumerate() {
         let text = delivered(&n, port, message, i);

@@ -5,6 +5,7 @@
 use super::Disposition;
 use crate::content::ContentFindings;
 use crate::message::InboundMessage;
+use crate::quarantine::entry::QUARANTINE_HEADER;
 
 pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::ContentFindings>) -> Disposition {
     let Some(found) = findings else { return Disposition::Deliver(message) };
@@ -29,7 +30,7 @@ pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::
     }
     let mut top: Vec<u8> = Vec::new();
     if let Some((reason, detail)) = &quarantine {
-        top.extend_from_slice(format!("X-Gatehouse-Quarantine: {reason}: {detail}\r\n").as_bytes());
+        top.extend_from_slice(format!("{QUARANTINE_HEADER}: {reason}: {detail}\r\n").as_bytes());
     }
     for h in headers {
         top.extend_from_slice(h.as_bytes());

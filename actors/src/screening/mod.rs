@@ -72,6 +72,8 @@ pub struct ScreeningServices {
     pub pipeline: crate::pipeline::Pipeline,
     /// Password checks running at once (`smtp.login_checks_max`).
     pub login_slots: Arc<tokio::sync::Semaphore>,
+    /// This node's id: the owner recorded for the messages it quarantines.
+    pub node_id: u64,
 }
 
 /// One open SMTP connection, counted while it lives.
@@ -484,6 +486,7 @@ impl Screening {
                     };
                     let queue = self.services.queue.addr();
                     let pipeline = self.services.pipeline.clone();
+                    let services = self.services.clone();
                     // Every stage first (any may refuse), then the queue: the 250 waits for both.
                     let stored = async move {
                         let unavailable = |_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later"));
@@ -491,8 +494,12 @@ impl Screening {
                             Disposition::Deliver(m) => queue.send(Enqueue(m)).await.unwrap_or_else(unavailable),
                             Disposition::Quarantine { message: m, reason, detail } => {
                                 let (client, from) = (m.peer.ip, m.mail_from.clone());
+                                let entry = crate::quarantine::entry_for(&m, services.node_id, reason, &detail);
                                 let id = queue.send(EnqueueHeld(m)).await.unwrap_or_else(unavailable)?;
                                 tracing::info!(%client, %from, queue_id = %id, reason, detail = %detail, "message quarantined (held)");
+                                // Not awaited: the keeper re-announces what the index lacks.
+                                services
+                                    .propose_in_background(Command::QuarantineAdd { id: id.clone(), entry }, client);
                                 Ok(id)
                             }
                             Disposition::Delete { message: m, detail } => {

@@ -9,6 +9,7 @@ pub mod content;
 pub mod counters;
 pub mod directory;
 pub mod dkim;
+pub mod quarantine;
 pub mod rule_index;
 pub mod rules;
 pub mod settings;
@@ -22,6 +23,7 @@ pub use counters::{
 };
 pub use directory::{Alias, Directory, Domain, Group, User, UserOverrides};
 pub use dkim::{DkimAlgorithm, DkimKey, DkimKeys};
+pub use quarantine::{QuarantineEntry, QuarantineIndex, QuarantineReason, QuarantineState};
 pub use rule_index::RuleIndex;
 pub use rules::{ListName, ListRule, RuleAction, RuleKind, RuleSets};
 pub use settings::{SettingSpec, Settings, SETTING_SPECS};
@@ -70,6 +72,9 @@ pub struct ClusterState {
     /// Attachment filter rules.
     #[serde(default)]
     pub content: ContentFilters,
+    /// Where every quarantined message is held, and what was asked for it.
+    #[serde(default)]
+    pub quarantine: QuarantineIndex,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and

@@ -498,6 +498,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "",
         doc: "Comma-separated addresses that get administrator notices (virus notices under antivirus.notify = admin or both).",
     },
+    SettingSpec {
+        key: "quarantine.retention_days",
+        kind: SettingKind::Integer { min: 1, max: 3650 },
+        default: "30",
+        doc: "Quarantined messages older than this are deleted by the node that holds them.",
+    },
 ];
 
 /// A setting's name with the type its value reads as. The constants in
@@ -629,6 +635,7 @@ setting_keys! {
     ANTIVIRUS_NOTIFY_TEMPLATE: String = 71, "antivirus.notify_template";
     ANTIVIRUS_UPDATE_AT: String = 72, "antivirus.update_at";
     NOTIFY_ADMIN_ADDRESSES: String = 73, "notify.admin_addresses";
+    QUARANTINE_RETENTION_DAYS: i64 = 74, "quarantine.retention_days";
 }
 
 /// A settings value after validation.

@@ -8,6 +8,7 @@
 
 mod content;
 mod dkim;
+mod quarantine;
 mod queue;
 mod routes;
 mod rules;

@@ -59,6 +59,9 @@ pub enum Command {
     /// Antivirus: the virus notice template (replicated), this node's clamd.
     #[command(subcommand)]
     Antivirus(AntivirusCmd),
+    /// Quarantined messages of the whole cluster: list, show, release, delete.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// This node's delivery queue (postqueue/postsuper).
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -341,6 +344,25 @@ pub enum TemplateCmd {
     /// line `Subject: ...`; {virus}, {sender}, {recipient}, {subject}, {date},
     /// {queue_id} and {action} are filled in.
     Set { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Every quarantined message in the cluster, whichever node holds it.
+    List {
+        /// Only messages for this recipient.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Only messages held for this reason.
+        #[arg(long, value_parser = ["virus", "attachment", "content", "spam"])]
+        reason: Option<String>,
+    },
+    /// One message: its record and headers; the whole text on the node that holds it.
+    Show { id: String },
+    /// Deliver it to its original recipients, without the check that held it.
+    Release { id: String },
+    /// Drop it, without delivery or bounce.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,16 @@ impl AdminClient {
         parts.iter().map(|p| encode_segment(p)).collect::<Vec<_>>().join("/")
     }
 
+    /// A query-string value: everything but unreserved characters percent-encoded.
+    pub fn query_value(raw: &str) -> String {
+        raw.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call("GET", path, None)
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, TemplateCmd,
+    UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -181,6 +182,21 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("blocked", json!({ "ip": ip, "seconds": seconds, "reason": reason }))
             }
             BlockedCmd::Remove { ip } => client.delete(&p(&["blocked", ip])),
+        },
+        Command::Quarantine(c) => match c {
+            QuarantineCmd::List { recipient, reason } => {
+                let mut query = Vec::new();
+                if let Some(r) = recipient {
+                    query.push(format!("recipient={}", AdminClient::query_value(r)));
+                }
+                if let Some(r) = reason {
+                    query.push(format!("reason={r}"));
+                }
+                client.get(&format!("quarantine?{}", query.join("&")))
+            }
+            QuarantineCmd::Show { id } => client.get(&p(&["quarantine", id])),
+            QuarantineCmd::Release { id } => client.post(&p(&["quarantine", id, "release"]), json!({})),
+            QuarantineCmd::Delete { id } => client.post(&p(&["quarantine", id, "delete"]), json!({})),
         },
         Command::Queue(c) => match c {
             QueueCmd::List => client.get("queue"),

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -164,6 +164,42 @@ pub fn human(command: &Command, reply: &Value) {
             }
             let state = if reply["enabled"].as_bool() == Some(true) { "on" } else { "off" };
             println!("scanning (antivirus.enabled): {state}");
+        }
+        Command::Quarantine(QuarantineCmd::List { .. }) => table(
+            &["ID", "NODE", "RECEIVED", "REASON", "SENDER", "RECIPIENTS", "SUBJECT", "STATE"],
+            items(reply)
+                .iter()
+                .map(|e| {
+                    vec![
+                        s(e, "id"),
+                        s(e, "node_id"),
+                        time_text(e, "received_ms"),
+                        format!("{}: {}", s(e, "reason"), s(e, "detail")),
+                        s(e, "sender"),
+                        join_list(e, "recipients"),
+                        s(e, "subject"),
+                        s(e, "state"),
+                    ]
+                })
+                .collect(),
+        ),
+        Command::Quarantine(QuarantineCmd::Show { .. }) => {
+            let e = &reply["entry"];
+            println!("id:         {}", s(reply, "id"));
+            println!("held on:    node {}", s(e, "node_id"));
+            println!("received:   {}", time_text(e, "received_ms"));
+            println!("reason:     {}: {}", s(e, "reason"), s(e, "detail"));
+            println!("sender:     {}", s(e, "sender"));
+            println!("recipients: {}", join_list(e, "recipients"));
+            println!("state:      {}", s(e, "state"));
+            println!();
+            match reply.get("message").and_then(Value::as_str) {
+                Some(text) => print!("{text}"),
+                None => {
+                    print!("{}", s(e, "headers"));
+                    println!("\n(headers only: the body is on node {})", s(e, "node_id"));
+                }
+            }
         }
         Command::Queue(QueueCmd::List) => queue_list(reply),
         Command::Queue(QueueCmd::Show { .. }) => {
