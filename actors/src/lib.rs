@@ -17,6 +17,7 @@ pub mod dns;
 pub mod listener;
 pub mod login;
 pub mod message;
+pub mod notice;
 pub mod pipeline;
 pub mod policy;
 pub mod quarantine;

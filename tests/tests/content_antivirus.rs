@@ -121,6 +121,34 @@ fn clamd_catches_eicar_in_every_wrapping_and_each_action_does_what_it_says() {
     .expect("the unscanned and the retried message delivered");
     assert!(text(&files[5]).contains("X-Gatehouse-Virus-Scan: unscanned"), "{}", text(&files[5]));
     assert!(text(&files[6]).contains("X-Gatehouse-Virus-Scan: clean (clamd)"), "{}", text(&files[6]));
+
+    // Notices: the operator's template, to the recipient and to the admin.
+    n.ok(&["user", "add", "admin@example.com", "--password", "correct horse"]);
+    let template = root.path().join("notice.txt");
+    std::fs::write(
+        &template,
+        "Subject: Blocked: {virus}\n\nHello {recipient}, the message \"{subject}\" from {sender} was {action} (id {queue_id}).\n",
+    )
+    .unwrap();
+    n.ok(&["antivirus", "template", "set", template.to_str().unwrap()]);
+    let got = n.ok(&["antivirus", "template", "get"]);
+    assert!(got["template"].as_str().unwrap().starts_with("Subject: Blocked: {virus}"), "{got}");
+    n.ok(&["config", "set", "antivirus.notify", "both"]);
+    n.ok(&["config", "set", "notify.admin_addresses", "admin@example.com"]);
+    n.ok(&["config", "set", "antivirus.action", "delete"]);
+    let reply = send_raw(ports.smtp, from, &to, &plain("payroll", &eicar()));
+    assert!(reply.starts_with("250"), "{reply}");
+    let notice = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(7).cloned()).expect("notice");
+    let notice = text(&notice);
+    assert!(notice.contains("Subject: Blocked: Gatehouse.Test.Eicar"), "{notice}");
+    assert!(
+        notice.contains("Hello alice@example.com, the message \"payroll\" from sender@example.org was deleted"),
+        "{notice}"
+    );
+    assert!(notice.contains("Auto-Submitted: auto-generated"), "{notice}");
+    let admin =
+        wait_for(Duration::from_secs(10), || maildir_files(&n, "admin").first().cloned()).expect("admin notice");
+    assert!(text(&admin).contains("Hello admin@example.com"), "{}", text(&admin));
     drop(scanner);
 }
 

@@ -5,6 +5,7 @@
 //! no module reaching back into another's.
 
 mod envelope;
+pub mod headers;
 mod outcome;
 mod reply;
 mod skip;

@@ -83,9 +83,10 @@ pub enum Disposition {
     Deliver(Box<InboundMessage>),
     /// To the queue on hold: quarantined, with the reason (`virus`,
     /// `attachment`, `content`) and what was found.
-    Quarantine { message: Box<InboundMessage>, reason: &'static str, detail: String },
+    /// `virus` names what clamd found, when that is the reason.
+    Quarantine { message: Box<InboundMessage>, reason: &'static str, detail: String, virus: Option<String> },
     /// Accepted and dropped (antivirus.action = delete), with what was found.
-    Delete { message: Box<InboundMessage>, detail: String },
+    Delete { message: Box<InboundMessage>, detail: String, virus: Option<String> },
 }
 
 impl Pipeline {

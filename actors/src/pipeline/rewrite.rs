@@ -11,8 +11,8 @@ pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::
     let Some(found) = findings else { return Disposition::Deliver(message) };
     let ContentFindings { verdict, headers, subject_prefix, delete, quarantine, virus } = found;
     if delete {
-        let detail = virus.map(|v| format!("virus {v}")).unwrap_or_default();
-        return Disposition::Delete { message, detail };
+        let detail = virus.as_ref().map(|v| format!("virus {v}")).unwrap_or_default();
+        return Disposition::Delete { message, detail, virus };
     }
     let mut removals = verdict.remove;
     removals.sort_by(|a, b| b.0 .0.cmp(&a.0 .0));
@@ -41,7 +41,10 @@ pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::
         message.body = top;
     }
     match quarantine {
-        Some((reason, detail)) => Disposition::Quarantine { message, reason, detail },
+        Some((reason, detail)) => {
+            let virus = if reason == "virus" { virus } else { None };
+            Disposition::Quarantine { message, reason, detail, virus }
+        }
         None => Disposition::Deliver(message),
     }
 }

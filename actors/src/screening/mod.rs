@@ -11,6 +11,7 @@ mod io;
 pub mod lookups;
 pub mod proxy;
 mod recipient;
+mod store;
 
 use actix::prelude::*;
 use consensus::state::settings::key;
@@ -26,12 +27,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::login::verify_login;
 use crate::message::SkipChecks;
-use crate::pipeline::Disposition;
 use crate::policy::connection::{blocked, Anvil, ClientLimits};
 use crate::policy::dnsbl::{self, DnsblVerdict};
 use crate::policy::lists::{check_client, ClientListVerdict};
 use crate::policy::names::client_reverse;
-use crate::queue::{now_ms, DeliveryQueue, Enqueue, EnqueueHeld};
+use crate::queue::{now_ms, DeliveryQueue};
 use crate::smtp::{Action, PeerInfo, Reply, Session, SessionConfig, SmtpLimits};
 
 /// What kind of port a connection arrived on.
@@ -484,30 +484,12 @@ impl Screening {
                         spf: self.transaction_spf.take(),
                         dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
-                    let queue = self.services.queue.addr();
-                    let pipeline = self.services.pipeline.clone();
                     let services = self.services.clone();
                     // Every stage first (any may refuse), then the queue: the 250 waits for both.
                     let stored = async move {
-                        let unavailable = |_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later"));
-                        match pipeline.process(context, message).await? {
-                            Disposition::Deliver(m) => queue.send(Enqueue(m)).await.unwrap_or_else(unavailable),
-                            Disposition::Quarantine { message: m, reason, detail } => {
-                                let (client, from) = (m.peer.ip, m.mail_from.clone());
-                                let entry = crate::quarantine::entry_for(&m, services.node_id, reason, &detail);
-                                let id = queue.send(EnqueueHeld(m)).await.unwrap_or_else(unavailable)?;
-                                tracing::info!(%client, %from, queue_id = %id, reason, detail = %detail, "message quarantined (held)");
-                                // Not awaited: the keeper re-announces what the index lacks.
-                                services
-                                    .propose_in_background(Command::QuarantineAdd { id: id.clone(), entry }, client);
-                                Ok(id)
-                            }
-                            Disposition::Delete { message: m, detail } => {
-                                let id = format!("{:011X}X", m.received_ms);
-                                tracing::info!(client = %m.peer.ip, from = %m.mail_from, queue_id = %id, detail = %detail, "message deleted by antivirus");
-                                Ok(id)
-                            }
-                        }
+                        let state = context.state.clone();
+                        let disposition = services.pipeline.process(context, message).await?;
+                        store::store(&services, &state, disposition).await
                     };
                     ctx.spawn(stored.into_actor(self).map(|result, act, ctx| {
                         act.session.stored(result, now_ms());
