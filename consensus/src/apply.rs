@@ -75,6 +75,18 @@ impl ClusterState {
             }
             QuarantineRelease { id } => self.quarantine_request(id, QuarantineState::Releasing),
             QuarantineDelete { id } => self.quarantine_request(id, QuarantineState::Deleting),
+            RequestAntivirusUpdate => Ok(Outcome::AntivirusUpdate { generation: Some(self.antivirus.request(at_ms)) }),
+            ScheduleAntivirusUpdate { day } => {
+                Ok(Outcome::AntivirusUpdate { generation: self.antivirus.request_scheduled(*day, at_ms) })
+            }
+            ReportAntivirusStatus { node_id, status } => {
+                let mut status = status.clone();
+                for text in [&mut status.version, &mut status.error, &mut status.update_result] {
+                    text.truncate(text.floor_char_boundary(1000));
+                }
+                self.antivirus.nodes.insert(*node_id, status);
+                Ok(Outcome::Done)
+            }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);
                 Ok(Outcome::Done)

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::{AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, UserOverrides};
+use crate::state::{
+    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, UserOverrides,
+};
 
 /// One change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +214,18 @@ pub enum Command {
     QuarantineForget {
         id: String,
     },
+    /// Every node runs its update command and reloads clamd (`antivirus update`).
+    RequestAntivirusUpdate,
+    /// The daily schedule's request for `day` (days since the epoch); only
+    /// the first proposal of a day counts, whichever node makes it.
+    ScheduleAntivirusUpdate {
+        day: u64,
+    },
+    /// A node's clamd version and last update.
+    ReportAntivirusStatus {
+        node_id: u64,
+        status: AntivirusNodeStatus,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -249,6 +263,10 @@ pub enum Outcome {
     UnknownRecipientCounted {
         count: u32,
         blocked: bool,
+    },
+    /// The update generation now requested (none: already scheduled today).
+    AntivirusUpdate {
+        generation: Option<u64>,
     },
 }
 

@@ -37,6 +37,8 @@ pub struct AntivirusConfig {
     pub stream_bytes_max: usize,
     /// Run by `antivirus update` and at `antivirus.update_at`, before clamd's RELOAD.
     pub update_command: String,
+    /// The update command may run this long; then it is killed.
+    pub update_timeout_ms: u64,
 }
 
 impl Default for AntivirusConfig {
@@ -47,6 +49,7 @@ impl Default for AntivirusConfig {
             connections_max: 8,
             stream_bytes_max: 25 * 1024 * 1024,
             update_command: "freshclam".into(),
+            update_timeout_ms: 600_000,
         }
     }
 }

@@ -58,8 +58,12 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let nameservers = relay_config.nameservers.clone();
     let proposer = node.proposer.clone();
     let proposer_for_keeper = node.proposer.clone();
+    let proposer_for_updater = node.proposer.clone();
+    let (update_command, update_timeout_ms) =
+        (config.antivirus.update_command.clone(), config.antivirus.update_timeout_ms);
     let (pipeline, stage_runtimes) = pipeline(config)?;
     let clamd = pipeline.clamd.clone();
+    let clamd_for_updater = pipeline.clamd.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("mail".into()).spawn(move || {
         let system = actix::System::new();
@@ -113,6 +117,17 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 node_id,
             });
             let (keeper_read, keeper_proposer, keeper_queue) = (read.clone(), proposer_for_keeper, queue.clone());
+            let (updater_read, updater_proposer, updater_clamd) =
+                (read.clone(), proposer_for_updater, clamd_for_updater);
+            let update = ::actors::content::updater::UpdateConfig {
+                command: update_command,
+                timeout: std::time::Duration::from_millis(update_timeout_ms.max(1000)),
+            };
+            SupervisedAddr::start("antivirus-updater", move || {
+                let (read, proposer, clamd) = (updater_read.clone(), updater_proposer.clone(), updater_clamd.clone());
+                ::actors::content::updater::AntivirusUpdater::new(read, proposer, clamd, update.clone(), node_id)
+                    .start()
+            });
             SupervisedAddr::start("quarantine", move || {
                 let (read, proposer, queue) = (keeper_read.clone(), keeper_proposer.clone(), keeper_queue.clone());
                 ::actors::quarantine::QuarantineKeeper::new(read, proposer, queue, node_id).start()

@@ -230,3 +230,80 @@ fn quarantine_is_listed_on_every_node_and_released_once_from_any() {
     assert!(queue.is_some(), "node 1's queue still holds: {}", n1.ok(&["queue", "list"]));
     assert!(maildir_files(n1, "bob").is_empty());
 }
+
+#[test]
+fn antivirus_update_installs_new_signatures_on_every_node() {
+    let root = tempfile::tempdir().unwrap();
+    let marker = b"GATEHOUSE-NEW-SIGNATURE-TEST-7f3a";
+    let hex: String = marker.iter().map(|b| format!("{b:02x}")).collect();
+    let new_signature = root.path().join("new.ndb");
+    std::fs::write(&new_signature, format!("Gatehouse.Test.New:0:*:{hex}\n")).unwrap();
+    // Each node has its own clamd and signature directory; its update
+    // command installs the new file there (as freshclam would download it).
+    let mut scanners = Vec::new();
+    let mut nodes: Vec<common::Node> = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let dir = root.path().join(format!("clamd-{name}"));
+        let port = free_port();
+        scanners.push(clamd(&dir, port));
+        let script = format!("cp {} {}/db/new.ndb", new_signature.display(), dir.display());
+        let extra = format!("[antivirus]\nclamd = \"127.0.0.1:{port}\"\nupdate_command = {script:?}\n");
+        let mut n = common::Node::new(root.path(), name, &extra);
+        if nodes.is_empty() {
+            n.serve();
+        } else {
+            let token = nodes[0].token();
+            n.join(&token, &nodes[0].raft.clone());
+        }
+        nodes.push(n);
+    }
+    let n1 = &nodes[0];
+    n1.ok(&["domain", "add", "example.com"]);
+    n1.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    n1.ok(&["config", "set", "antivirus.enabled", "true"]);
+    let message = plain("new threat", marker);
+    for n in &nodes {
+        let reply = send_raw(n.smtp_ports.smtp, "sender@example.org", &["alice@example.com"], &message);
+        assert!(reply.starts_with("250"), "{} before the update: {reply}", n.name);
+    }
+
+    let requested = nodes[1].ok(&["antivirus", "update"]);
+    assert_eq!(requested["generation"], 1, "{requested}");
+    for n in &nodes {
+        let refused = wait_for(Duration::from_secs(20), || {
+            let reply = send_raw(n.smtp_ports.smtp, "sender@example.org", &["alice@example.com"], &message);
+            reply.starts_with("554 5.7.1").then_some(reply)
+        });
+        let reply = refused.unwrap_or_else(|| panic!("{} never detected the new signature", n.name));
+        assert!(reply.contains("Gatehouse.Test.New"), "{reply}");
+    }
+    // Any node shows every node's clamd and its last update.
+    let status = wait_for(Duration::from_secs(10), || {
+        let status = nodes[2].ok(&["antivirus", "status"]);
+        let done = status["nodes"].as_array().is_some_and(|all| {
+            all.len() == 3
+                && all
+                    .iter()
+                    .all(|s| s["generation_done"] == 1 && s["version"].as_str().unwrap_or("").starts_with("ClamAV"))
+        });
+        done.then_some(status)
+    });
+    let status = status.unwrap_or_else(|| panic!("{}", nodes[2].ok(&["antivirus", "status"])));
+    for s in status["nodes"].as_array().unwrap() {
+        assert!(s["update_result"].as_str().unwrap().contains("update command succeeded"), "{s}");
+    }
+
+    // The daily schedule: 00:00 UTC has passed today, so it is due at once;
+    // all three nodes propose it and exactly one update runs.
+    n1.ok(&["config", "set", "antivirus.update_at", "00:00"]);
+    let all_done = |generation: u64| {
+        let status = nodes[0].ok(&["antivirus", "status"]);
+        let nodes_done =
+            status["nodes"].as_array().is_some_and(|all| all.iter().all(|s| s["generation_done"] == generation));
+        (status["generation"] == generation && nodes_done).then_some(status)
+    };
+    assert!(wait_for(Duration::from_secs(10), || all_done(2)).is_some(), "{}", nodes[0].ok(&["antivirus", "status"]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(nodes[1].ok(&["antivirus", "status"])["generation"], 2, "one scheduled update per day");
+    drop(scanners);
+}

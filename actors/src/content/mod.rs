@@ -8,6 +8,7 @@ pub mod clamd;
 pub mod files;
 pub mod html;
 pub mod mime;
+pub mod updater;
 
 use consensus::state::settings::key;
 use consensus::AppliedState;

@@ -5,6 +5,7 @@
 //! node that applied the same log holds the same value. Readers get it through
 //! `crate::ReadHandle` as an immutable snapshot.
 
+pub mod antivirus;
 pub mod content;
 pub mod counters;
 pub mod directory;
@@ -17,6 +18,7 @@ pub mod settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use antivirus::{AntivirusNodeStatus, AntivirusState};
 pub use content::{AttachmentAction, AttachmentMatch, AttachmentRule, ContentFilters};
 pub use counters::{
     BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnknownRecipients,
@@ -75,6 +77,9 @@ pub struct ClusterState {
     /// Where every quarantined message is held, and what was asked for it.
     #[serde(default)]
     pub quarantine: QuarantineIndex,
+    /// Definition update requests and each node's clamd status.
+    #[serde(default)]
+    pub antivirus: AntivirusState,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and

@@ -73,25 +73,46 @@ pub async fn set_template(state: web::Data<AdminState>, body: web::Json<Template
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
 }
 
-/// This node's clamd: reachable or not, and its engine and signature versions.
+/// Every node's clamd as last reported, and this node's asked now.
 pub async fn status(state: web::Data<AdminState>) -> Reply {
     let applied = state.node.read.load();
-    let enabled = applied.state.settings.flag(key::ANTIVIRUS_ENABLED);
-    let node_id = state.node.id;
-    let Some(clamd) = state.clamd.clone() else {
-        return Ok(HttpResponse::Ok().json(serde_json::json!({
-            "node_id": node_id, "enabled": enabled, "clamd": "", "reachable": false,
-            "error": "no clamd configured on this node (antivirus.clamd is empty)",
-        })));
+    let av = &applied.state.antivirus;
+    let nodes: Vec<serde_json::Value> = av
+        .nodes
+        .iter()
+        .map(|(id, s)| {
+            serde_json::json!({
+                "node_id": id, "version": s.version, "error": s.error, "generation_done": s.generation_done,
+                "updated_ms": s.updated_ms, "update_result": s.update_result, "reported_ms": s.reported_ms,
+            })
+        })
+        .collect();
+    let (reachable, version, error) = match state.clamd.as_ref() {
+        None => (false, String::new(), "no clamd configured on this node (antivirus.clamd is empty)".to_string()),
+        Some(clamd) => match clamd.version().await {
+            Ok(v) => (true, v, String::new()),
+            Err(e) => (false, String::new(), e.to_string()),
+        },
     };
-    let address = clamd.address().to_string();
-    let reply = match clamd.version().await {
-        Ok(version) => serde_json::json!({
-            "node_id": node_id, "enabled": enabled, "clamd": address, "reachable": true, "version": version,
-        }),
-        Err(e) => serde_json::json!({
-            "node_id": node_id, "enabled": enabled, "clamd": address, "reachable": false, "error": e.to_string(),
-        }),
-    };
-    Ok(HttpResponse::Ok().json(reply))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "enabled": applied.state.settings.flag(key::ANTIVIRUS_ENABLED),
+        "generation": av.generation,
+        "requested_ms": av.requested_ms,
+        "node_id": state.node.id,
+        "clamd": state.clamd.as_ref().map(|c| c.address().to_string()).unwrap_or_default(),
+        "reachable": reachable,
+        "version": version,
+        "error": error,
+        "nodes": nodes,
+    })))
+}
+
+/// Asks every node to update its definitions and reload clamd.
+pub async fn update(state: web::Data<AdminState>) -> Reply {
+    match state.node.proposer.propose(Command::RequestAntivirusUpdate).await? {
+        Outcome::AntivirusUpdate { generation } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "generation": generation })))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
 }

@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/antivirus/template", web::get().to(super::content::template))
             .route("/antivirus/template", web::put().to(super::content::set_template))
             .route("/antivirus/status", web::get().to(super::content::status))
+            .route("/antivirus/update", web::post().to(super::content::update))
             .route("/quarantine", web::get().to(super::quarantine::list))
             .route("/quarantine/{id}", web::get().to(super::quarantine::show))
             .route("/quarantine/{id}/{action}", web::post().to(super::quarantine::control))

@@ -332,8 +332,10 @@ pub enum AntivirusCmd {
     /// The notice sent about a virus (antivirus.notify_template).
     #[command(subcommand)]
     Template(TemplateCmd),
-    /// This node's clamd: reachable or not, engine and signature versions.
+    /// Every node's clamd: engine and signature versions, last update.
     Status,
+    /// Every node runs its update command (node file `antivirus.update_command`) and reloads clamd now.
+    Update,
 }
 
 #[derive(Debug, Subcommand)]

@@ -155,6 +155,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.put("antivirus/template", json!({ "template": text }))
             }
             AntivirusCmd::Status => client.get("antivirus/status"),
+            AntivirusCmd::Update => client.post("antivirus/update", json!({})),
         },
         Command::Greylist(c) => match c {
             GreylistCmd::Pending => client.get("greylist?pending=true"),

@@ -152,18 +152,50 @@ pub fn human(command: &Command, reply: &Value) {
         }
         Command::Antivirus(AntivirusCmd::Template(TemplateCmd::Get)) => print!("{}", s(reply, "template")),
         Command::Antivirus(AntivirusCmd::Status) => {
+            let state = if reply["enabled"].as_bool() == Some(true) { "on" } else { "off" };
+            println!("scanning (antivirus.enabled): {state}; update generation {}", s(reply, "generation"));
             if reply["reachable"].as_bool() == Some(true) {
-                println!("node {}: clamd {} answers: {}", s(reply, "node_id"), s(reply, "clamd"), s(reply, "version"));
+                println!(
+                    "this node ({}): clamd {} answers: {}",
+                    s(reply, "node_id"),
+                    s(reply, "clamd"),
+                    s(reply, "version")
+                );
             } else {
                 println!(
-                    "node {}: clamd {} unreachable: {}",
+                    "this node ({}): clamd {} unreachable: {}",
                     s(reply, "node_id"),
                     s(reply, "clamd"),
                     s(reply, "error")
                 );
             }
-            let state = if reply["enabled"].as_bool() == Some(true) { "on" } else { "off" };
-            println!("scanning (antivirus.enabled): {state}");
+            println!();
+            table(
+                &["NODE", "CLAMD VERSION", "UPDATE", "UPDATED", "RESULT"],
+                items(&reply["nodes"])
+                    .iter()
+                    .map(|n| {
+                        let version = if s(n, "version").is_empty() {
+                            format!("unreachable: {}", s(n, "error"))
+                        } else {
+                            s(n, "version")
+                        };
+                        vec![
+                            s(n, "node_id"),
+                            version,
+                            s(n, "generation_done"),
+                            time_text(n, "updated_ms"),
+                            s(n, "update_result"),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Command::Antivirus(AntivirusCmd::Update) => {
+            println!(
+                "ok: update {} requested; every node runs its update command and reloads clamd",
+                s(reply, "generation")
+            )
         }
         Command::Quarantine(QuarantineCmd::List { .. }) => table(
             &["ID", "NODE", "RECEIVED", "REASON", "SENDER", "RECIPIENTS", "SUBJECT", "STATE"],
