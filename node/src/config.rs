@@ -178,6 +178,22 @@ impl Default for NodeConfig {
     }
 }
 
+/// Keys that became replicated settings: named with where they went, so an
+/// old file fails with directions instead of "unknown field".
+fn moved_to_settings(text: &str) -> anyhow::Result<()> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else { return Ok(()) };
+    let limits = table.get("smtp").and_then(|s| s.get("limits")).and_then(|l| l.as_table());
+    for key in ["message_bytes_max", "recipients_max", "hops_max"] {
+        if limits.is_some_and(|l| l.contains_key(key)) {
+            anyhow::bail!(
+                "smtp.limits.{key} is now the cluster setting smtp.{key}: remove it from this file and run \
+                 `gatehouse config set smtp.{key} VALUE` once for the whole cluster"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl NodeConfig {
     /// Reads the file if given, else the embedded defaults.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -185,6 +201,7 @@ impl NodeConfig {
             return Ok(Self::default());
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        moved_to_settings(&text).with_context(|| format!("config {}", path.display()))?;
         let config: Self = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         config.validate().with_context(|| format!("config {}", path.display()))?;
         Ok(config)

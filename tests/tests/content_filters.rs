@@ -131,3 +131,52 @@ fn dangerous_content_checks_each_refuse_or_tag_as_set() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(maildir_files(&n, "alice").len(), 6, "the quarantined message was not delivered");
 }
+
+#[test]
+fn message_size_recipients_and_hops_are_cluster_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    n.ok(&["user", "add", "bob@example.com", "--password", "correct horse"]);
+    n.ok(&["user", "add", "carol@example.com", "--password", "correct horse"]);
+    n.ok(&["config", "set", "smtp.message_bytes_max", "4000"]);
+    n.ok(&["config", "set", "smtp.recipients_max", "2"]);
+    n.ok(&["config", "set", "smtp.hops_max", "3"]);
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
+s.ehlo("client.example.org")
+print("SIZE", s.esmtp_features.get("size"))
+s.mail("a@example.org")
+for r in ["alice@example.com", "bob@example.com", "carol@example.com"]:
+    print("RCPT", *s.rcpt(r))
+s.rset()
+s.mail("a@example.org")
+s.rcpt("alice@example.com")
+print("BIG", *s.data(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" * 1 + (b"y" * 70 + b"\r\n") * 60))
+s.mail("a@example.org")
+s.rcpt("alice@example.com")
+print("LOOP", *s.data(b"Received: a\r\nReceived: b\r\nReceived: c\r\nReceived: d\r\nSubject: loop\r\n\r\nx\r\n"))
+s.quit()
+"#,
+        port = ports.smtp
+    );
+    let out = common::python(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("SIZE 4000"), "{text}");
+    assert!(text.contains("RCPT 452 b'4.5.3"), "the third recipient: {text}");
+    assert!(text.contains("BIG 552 b'5.3.4"), "{text}");
+    assert!(text.contains("LOOP 554 b'5.4.6"), "{text}");
+
+    // The old node-file keys are refused at start, with directions.
+    let n2 = Node::new(root.path(), "old", "");
+    n2.set_smtp_limits("message_bytes_max = 1000");
+    let out = std::process::Command::new(common::binary())
+        .args(["-c", n2.config.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("smtp.limits.message_bytes_max is now the cluster setting smtp.message_bytes_max"), "{err}");
+}

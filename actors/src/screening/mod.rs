@@ -191,6 +191,14 @@ impl Screening {
             tracing::debug!(open = count, "node under stress: short deadlines for this session");
             role.limits = role.limits.under_stress();
         }
+        {
+            // The MailPlus "General" limits are cluster settings, read at each session's start.
+            let state = services.read.load();
+            let s = &state.state.settings;
+            role.limits.message_bytes_max = usize::try_from(s.uint(key::SMTP_MESSAGE_BYTES_MAX)).unwrap_or(usize::MAX);
+            role.limits.recipients_max = usize::try_from(s.uint(key::SMTP_RECIPIENTS_MAX)).unwrap_or(usize::MAX);
+            role.limits.hops_max = u32::try_from(s.uint(key::SMTP_HOPS_MAX)).unwrap_or(u32::MAX);
+        }
         let proxied = services
             .read
             .load()

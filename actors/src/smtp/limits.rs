@@ -14,10 +14,16 @@ pub struct SmtpLimits {
     /// Generous by default: real mail breaks the RFC limit often.
     pub data_line_bytes_max: usize,
     /// Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
+    /// Not a node-file key: set from the replicated setting of the same name (`smtp.*`) per session.
+    #[serde(skip)]
     pub recipients_max: usize,
     /// Largest message accepted, advertised in SIZE (RFC 1870).
+    /// Not a node-file key: set from the replicated setting of the same name (`smtp.*`) per session.
+    #[serde(skip)]
     pub message_bytes_max: usize,
     /// Most Received headers before a message is refused as looping.
+    /// Not a node-file key: set from the replicated setting of the same name (`smtp.*`) per session.
+    #[serde(skip)]
     pub hops_max: u32,
     /// Protocol errors (bad commands, refused recipients) before the server hangs up.
     pub errors_max: u32,

@@ -499,6 +499,24 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Comma-separated addresses that get administrator notices (virus notices under antivirus.notify = admin or both).",
     },
     SettingSpec {
+        key: "smtp.message_bytes_max",
+        kind: SettingKind::Integer { min: 1024, max: 1 << 30 },
+        default: "26214400",
+        doc: "Largest message in bytes, advertised in SIZE; larger is refused 552 5.3.4 (MailPlus 'maximum message size', Postfix message_size_limit).",
+    },
+    SettingSpec {
+        key: "smtp.recipients_max",
+        kind: SettingKind::Integer { min: 1, max: 100000 },
+        default: "100",
+        doc: "Recipients per message; more get 452 4.5.3 (Postfix smtpd_recipient_limit).",
+    },
+    SettingSpec {
+        key: "smtp.hops_max",
+        kind: SettingKind::Integer { min: 1, max: 1000 },
+        default: "50",
+        doc: "Received headers before a message is refused as a mail loop (554 5.4.6; Postfix hopcount_limit).",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -635,7 +653,10 @@ setting_keys! {
     ANTIVIRUS_NOTIFY_TEMPLATE: String = 71, "antivirus.notify_template";
     ANTIVIRUS_UPDATE_AT: String = 72, "antivirus.update_at";
     NOTIFY_ADMIN_ADDRESSES: String = 73, "notify.admin_addresses";
-    QUARANTINE_RETENTION_DAYS: i64 = 74, "quarantine.retention_days";
+    SMTP_MESSAGE_BYTES_MAX: i64 = 74, "smtp.message_bytes_max";
+    SMTP_RECIPIENTS_MAX: i64 = 75, "smtp.recipients_max";
+    SMTP_HOPS_MAX: i64 = 76, "smtp.hops_max";
+    QUARANTINE_RETENTION_DAYS: i64 = 77, "quarantine.retention_days";
 }
 
 /// A settings value after validation.
