@@ -388,7 +388,8 @@ print(len(times), round(times[len(times) // 2] * 1000, 1), round(times[int(len(t
     assert!(count >= 100.0, "too few NOOPs to judge: {text}");
     assert!(median < 50.0, "median NOOP round trip {median} ms while the pipeline works: {text}");
     assert!(p99 < 500.0, "p99 NOOP round trip {p99} ms: {text}");
-    let signed = wait_for(Duration::from_secs(30), || maildir_files(&n, "alice").into_iter().next()).expect("delivered");
+    let signed =
+        wait_for(Duration::from_secs(30), || maildir_files(&n, "alice").into_iter().next()).expect("delivered");
     let head = String::from_utf8_lossy(&signed[..4096]);
     assert!(head.contains("DKIM-Signature:") && head.contains("X-Gatehouse-Virus-Scan: clean (clamd)"), "{head}");
 }

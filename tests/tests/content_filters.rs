@@ -98,9 +98,7 @@ fn dangerous_content_checks_each_refuse_or_tag_as_set() {
     refused(port, partial, "554 5.7.1", "message/partial");
     let unclosed = b"From: <a@example.org>\r\nSubject: broken\r\nMIME-Version: 1.0\r\n\
         Content-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nno end\r\n";
-    refused(port, unclosed, "554 5.6.0", "boundary");
     let long_header = format!("From: <a@example.org>\r\nSubject: {}\r\n\r\nbody\r\n", "y".repeat(1200));
-    refused(port, long_header.as_bytes(), "554 5.6.0", "998");
 
     // Tagged by default: delivered with a warning header naming the check.
     let cases: [(&str, Vec<u8>); 4] = [
@@ -116,12 +114,20 @@ fn dangerous_content_checks_each_refuse_or_tag_as_set() {
     // A plain message has no warning.
     let text = delivered(&n, port, &plain("ordinary", b"hello"), 4);
     assert!(!text.contains("X-Gatehouse-Content-Warning"), "{text}");
+    // Malformed MIME is tagged by default, refused when set so.
+    let text = delivered(&n, port, unclosed, 5);
+    assert!(text.contains("X-Gatehouse-Content-Warning: malformed-mime: "), "{text}");
+    let text = delivered(&n, port, long_header.as_bytes(), 6);
+    assert!(text.contains("X-Gatehouse-Content-Warning: malformed-mime: "), "{text}");
+    n.ok(&["config", "set", "content.malformed_mime", "reject"]);
+    refused(port, unclosed, "554 5.6.0", "boundary");
+    refused(port, long_header.as_bytes(), "554 5.6.0", "998");
 
     // Each switch changes its check's action: reject, off, quarantine.
     n.ok(&["config", "set", "content.html_active", "reject"]);
     refused(port, &cases[2].1, "554 5.7.1", "form");
     n.ok(&["config", "set", "content.double_extension", "off"]);
-    let text = delivered(&n, port, &with_attachments("x", &[("report.pdf.exe", b"data")]), 5);
+    let text = delivered(&n, port, &with_attachments("x", &[("report.pdf.exe", b"data")]), 7);
     assert!(!text.contains("double-extension"), "{text}");
     n.ok(&["config", "set", "content.phishing_links", "quarantine"]);
     let reply = send_raw(port, FROM, &TO, &cases[3].1);
@@ -129,7 +135,7 @@ fn dangerous_content_checks_each_refuse_or_tag_as_set() {
     let queue = n.ok(&["queue", "list"]);
     assert!(queue.as_array().unwrap().iter().any(|e| e["held"] == true), "held: {queue}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(maildir_files(&n, "alice").len(), 6, "the quarantined message was not delivered");
+    assert_eq!(maildir_files(&n, "alice").len(), 8, "the quarantined message was not delivered");
 }
 
 #[test]

@@ -210,7 +210,9 @@ fn dangerous_file(entry: &FileEntry, policy: &ContentPolicy, v: &mut ContentVerd
         let detail = format!("executable behind a double extension: {}", printable(&entry.path));
         push(v, "double-extension", detail, policy.double_extension);
     }
-    if entry.executable && !outer_runs {
+    // A name with no extension claims nothing, and a `#!` script is text:
+    // only a binary program under a harmless-looking extension contradicts it.
+    if entry.executable && entry.detected.is_some() && !outer_runs && !entry.extension.is_empty() {
         let detail = format!(
             "{} is named .{} but is a program ({})",
             printable(&entry.path),

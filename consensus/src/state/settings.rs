@@ -447,7 +447,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     SettingSpec {
         key: "content.malformed_mime",
         kind: SettingKind::Choice { options: CONTENT_ACTIONS },
-        default: "reject",
+        default: "tag",
         doc: "A multipart whose closing boundary never comes, nesting past content.mime_depth_max, a header line over 998 bytes.",
     },
     SettingSpec {
