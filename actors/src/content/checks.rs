@@ -212,7 +212,7 @@ fn dangerous_file(entry: &FileEntry, policy: &ContentPolicy, v: &mut ContentVerd
     }
     // A name with no extension claims nothing, and a `#!` script is text:
     // only a binary program under a harmless-looking extension contradicts it.
-    if entry.executable && entry.detected.is_some() && !outer_runs && !entry.extension.is_empty() {
+    if entry.executable && !entry.script && !outer_runs && !entry.extension.is_empty() {
         let detail = format!(
             "{} is named .{} but is a program ({})",
             printable(&entry.path),
@@ -248,4 +248,165 @@ fn refusal(f: &Finding) -> Reply {
 /// A sender-chosen name, safe to put in a reply or a header.
 pub fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use consensus::state::ContentFilters;
+
+    const PE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00";
+
+    fn with_attachment(name: &str, data: &[u8]) -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        format!(
+            "From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn html(body: &str) -> Vec<u8> {
+        format!("From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n{body}\r\n")
+            .into_bytes()
+    }
+
+    fn encrypted_zip() -> Vec<u8> {
+        let mut z = crate::content::files::tests::zip_of(&[("secret.txt", b"hi")]);
+        for i in 0..z.len().saturating_sub(10) {
+            if z[i..i + 4] == *b"PK\x03\x04" {
+                z[i + 6] |= 1;
+            } else if z[i..i + 4] == *b"PK\x01\x02" {
+                z[i + 8] |= 1;
+            }
+        }
+        z
+    }
+
+    /// Every check at `action`, no attachment rules.
+    fn policy(action: CheckAction) -> ContentPolicy {
+        let mut p = ContentPolicy::from_state(&Settings::default(), &ContentFilters::default());
+        for a in [
+            &mut p.message_partial,
+            &mut p.double_extension,
+            &mut p.extension_mismatch,
+            &mut p.encrypted_archive,
+            &mut p.html_active,
+            &mut p.phishing_links,
+            &mut p.malformed_mime,
+        ] {
+            *a = action;
+        }
+        p
+    }
+
+    fn checks_found(raw: &[u8], policy: &ContentPolicy) -> Vec<&'static str> {
+        evaluate(&ParsedMessage::parse(raw), policy).findings.iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn every_check_finds_its_case_and_nothing_else() {
+        let deep = {
+            let mut m = String::from(
+                "From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"l0\"\r\n\r\n",
+            );
+            for i in 1..=25 {
+                m.push_str(&format!("--l{}\r\nContent-Type: multipart/mixed; boundary=\"l{i}\"\r\n\r\n", i - 1));
+            }
+            m.push_str("--l25\r\nContent-Type: text/plain\r\n\r\nbottom\r\n");
+            for i in (0..=25).rev() {
+                m.push_str(&format!("--l{i}--\r\n"));
+            }
+            m.into_bytes()
+        };
+        let table: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+            ("plain text", b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n".to_vec(), vec![]),
+            ("harmless attachment", with_attachment("notes.txt", b"just text"), vec![]),
+            ("double extension", with_attachment("a.pdf.exe", b"data"), vec!["double-extension"]),
+            ("PE under .pdf", with_attachment("invoice.pdf", PE), vec!["extension-mismatch"]),
+            ("PE without extension", with_attachment("tool", PE), vec![]),
+            ("script under .txt", with_attachment("run.txt", b"#!/bin/sh\necho hi\n"), vec![]),
+            ("encrypted zip member", with_attachment("s.zip", &encrypted_zip()), vec!["encrypted-archive"]),
+            (
+                "message/partial",
+                b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: message/partial; id=\"x\"; number=1\r\n\r\nhalf\r\n"
+                    .to_vec(),
+                vec!["message-partial"],
+            ),
+            ("html form", html("<form action=\"https://x.example/\"><input></form>"), vec!["html-active"]),
+            ("html script", html("<p>hi</p><SCRIPT>alert(1)</SCRIPT>"), vec!["html-active"]),
+            ("plain html", html("<p>hello <a href=\"https://a.example/\">https://a.example/</a></p>"), vec![]),
+            (
+                "phishing link",
+                html("<a href=\"https://evil.example/\">https://bank.example/login</a>"),
+                vec!["phishing-link"],
+            ),
+            (
+                "unclosed boundary",
+                b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z\r\n\r\nx\r\n"
+                    .to_vec(),
+                vec!["malformed-mime"],
+            ),
+            (
+                "header line over 998",
+                format!("From: a@example.org\r\nSubject: {}\r\n\r\nx\r\n", "y".repeat(1000)).into_bytes(),
+                vec!["malformed-mime"],
+            ),
+            ("nesting past the limit", deep, vec!["malformed-mime"]),
+        ];
+        let tag = policy(CheckAction::Tag);
+        for (name, raw, expected) in &table {
+            let mut found = checks_found(raw, &tag);
+            found.dedup();
+            assert_eq!(&found, expected, "{name}");
+        }
+        // Off finds nothing; reject turns each finding into a 554 refusal.
+        let off = policy(CheckAction::Off);
+        let reject = policy(CheckAction::Reject);
+        for (name, raw, expected) in &table {
+            assert!(checks_found(raw, &off).is_empty(), "{name} with every check off");
+            let verdict = evaluate(&ParsedMessage::parse(raw), &reject);
+            match verdict.reject {
+                Some(reply) => {
+                    assert!(!expected.is_empty(), "{name} refused for nothing: {}", reply.text);
+                    assert_eq!(reply.code, 554, "{name}");
+                    let status = if expected[0] == "malformed-mime" { "5.6.0" } else { "5.7.1" };
+                    assert_eq!(reply.enhanced, status, "{name}");
+                }
+                None => assert!(expected.is_empty(), "{name} not refused"),
+            }
+        }
+    }
+
+    #[test]
+    fn attachment_rules_match_by_extension_type_and_inside_archives_with_their_action() {
+        let mut filters = ContentFilters::default();
+        let mut add = |m, v: &str, action| {
+            let rule = AttachmentRule { matches: m, value: v.into(), action, comment: String::new() };
+            filters.add(rule).map_err(|e| format!("{e:?}"))
+        };
+        assert!(add(AttachmentMatch::Extension, "js", AttachmentAction::Reject).is_ok());
+        assert!(add(AttachmentMatch::Type, "executable", AttachmentAction::Quarantine).is_ok());
+        assert!(add(AttachmentMatch::Extension, "bat", AttachmentAction::Remove).is_ok());
+        let p = ContentPolicy::from_state(&Settings::default(), &filters);
+        let verdict = |raw: Vec<u8>| evaluate(&ParsedMessage::parse(&raw), &p);
+
+        let js = verdict(with_attachment("x.JS", b"alert(1)"));
+        let reply = js.reject.expect("refused");
+        assert_eq!((reply.code, reply.enhanced), (554, "5.7.1"));
+        assert!(reply.text.contains("file type .js (rule 1): x.JS"), "{}", reply.text);
+
+        let inner = crate::content::files::tests::zip_of(&[("setup.bin", PE)]);
+        let held = verdict(with_attachment("docs.zip", &inner));
+        assert!(held.reject.is_none());
+        let q = held.quarantine().expect("quarantined");
+        assert!(q.detail.contains("docs.zip/setup.bin"), "{}", q.detail);
+
+        let removed = verdict(with_attachment("run.bat", b"@echo off"));
+        assert!(removed.reject.is_none() && removed.quarantine().is_none());
+        assert_eq!(removed.remove.len(), 1);
+        assert_eq!(removed.remove[0].1, "run.bat");
+    }
 }

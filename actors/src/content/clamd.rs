@@ -65,6 +65,11 @@ impl Clamd {
         &self.config.address
     }
 
+    /// How long one scan may take (`antivirus.timeout_ms`).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.config.timeout
+    }
+
     /// Scans `data` with INSTREAM.
     pub async fn scan(&self, data: &[u8]) -> Result<ScanResult, ClamdError> {
         if data.len() > self.config.stream_bytes_max {

@@ -33,6 +33,8 @@ pub struct FileEntry {
     pub detected: Option<&'static str>,
     /// The content is a program (PE, ELF, Mach-O, DEX, shell script…).
     pub executable: bool,
+    /// The content is a `#!` script (a program, but text).
+    pub script: bool,
     /// An archive member stored encrypted (password protected).
     pub encrypted: bool,
     pub size: usize,
@@ -80,6 +82,7 @@ fn visit(
         path: path.clone(),
         detected,
         executable,
+        script: data.starts_with(b"#!"),
         encrypted,
         size: data.len(),
         truncated: false,
@@ -215,7 +218,7 @@ fn is_executable(data: &[u8], kind: Option<&infer::Type>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 

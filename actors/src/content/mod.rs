@@ -73,7 +73,10 @@ async fn antivirus(
     let settings = &state.state.settings;
     let result = match clamd {
         None => Err(ClamdError::Refused("no clamd configured on this node (antivirus.clamd)".into())),
-        Some(c) => scan(c, message, parsed).await,
+        // One bound for the whole message, however many pieces it is sent in.
+        Some(c) => tokio::time::timeout(c.timeout(), scan(c, message, parsed))
+            .await
+            .unwrap_or(Err(ClamdError::Timeout(c.timeout().as_millis()))),
     };
     match result {
         Ok(ScanResult::Clean) => {
@@ -110,12 +113,13 @@ async fn antivirus(
 }
 
 /// The whole message when clamd takes it (clamd decodes MIME itself);
-/// otherwise each decoded attachment, which must then fit one by one.
+/// otherwise each decoded attachment and text body, which must then fit one by one.
 async fn scan(clamd: &Clamd, message: &InboundMessage, parsed: &ParsedMessage) -> Result<ScanResult, ClamdError> {
     match clamd.scan(&message.body).await {
         Err(ClamdError::TooLong { .. }) => {
-            for a in &parsed.attachments {
-                if let ScanResult::Infected(name) = clamd.scan(&a.data).await? {
+            let texts = parsed.text.iter().chain(&parsed.html).map(|t| t.as_bytes());
+            for piece in parsed.attachments.iter().map(|a| a.data.as_slice()).chain(texts) {
+                if let ScanResult::Infected(name) = clamd.scan(piece).await? {
                     return Ok(ScanResult::Infected(name));
                 }
             }
