@@ -168,7 +168,7 @@ fn quarantine_is_listed_on_every_node_and_released_once_from_any() {
     let clamd_port = free_port();
     let _scanner = clamd(&root.path().join("clamd"), clamd_port);
     let extra = format!("[antivirus]\nclamd = \"127.0.0.1:{clamd_port}\"\n");
-    let nodes = common::three_nodes(root.path(), &extra);
+    let mut nodes = common::three_nodes(root.path(), &extra);
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     n1.ok(&["domain", "add", "example.com"]);
     n1.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
@@ -229,6 +229,22 @@ fn quarantine_is_listed_on_every_node_and_released_once_from_any() {
     });
     assert!(queue.is_some(), "node 1's queue still holds: {}", n1.ok(&["queue", "list"]));
     assert!(maildir_files(n1, "bob").is_empty());
+
+    // kill -9 right after the 250 of a quarantined message: after the restart
+    // it is in the index (announced then, or again by the keeper at start),
+    // and a release from another node delivers it once.
+    let reply = send_raw(port, "sender@example.org", &["bob@example.com"], &plain("before the crash", &eicar()));
+    assert!(reply.starts_with("250"), "{reply}");
+    nodes[0].kill9();
+    nodes[0].serve();
+    let listed = quarantined(&nodes[1], 1);
+    assert_eq!(listed[0]["subject"], "before the crash", "{listed:?}");
+    nodes[2].ok(&["quarantine", "release", listed[0]["id"].as_str().unwrap()]);
+    wait_for(Duration::from_secs(15), || (maildir_files(&nodes[0], "bob").len() == 1).then_some(()))
+        .expect("released after the crash and delivered");
+    quarantined(&nodes[1], 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(maildir_files(&nodes[0], "bob").len(), 1, "delivered once");
 }
 
 #[test]

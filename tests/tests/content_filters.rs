@@ -83,6 +83,13 @@ fn attachment_filter_by_extension_by_content_inside_archives_and_by_size() {
     // The import gave the rules new ids; the old one is gone.
     let err = n.try_ok(&["content", "filter", "remove", &exe["id"].to_string()]).unwrap_err();
     assert!(err.contains("404") || err.contains("no "), "{err}");
+
+    // Mail from a trusted network is the organisation's own: filtered too,
+    // unless content.scan_outbound is off.
+    n.ok(&["config", "set", "smtp.trusted_networks", "127.0.0.0/8"]);
+    refused(port, &with_attachments("outbound", &[("run.exe", b"not really")]), "554 5.7.1", "run.exe");
+    n.ok(&["config", "set", "content.scan_outbound", "false"]);
+    delivered(&n, port, &with_attachments("outbound", &[("run.exe", b"not really")]), 3);
 }
 
 #[test]

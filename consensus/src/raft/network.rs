@@ -69,14 +69,27 @@ impl ConnectionPool {
     pub async fn call(&self, addr: &str, request: &RpcRequest, timeout: Duration) -> io::Result<RpcResponse> {
         let reused = {
             let mut idle = self.idle.lock().await;
+            idle.retain(|(_, s)| still_open(s));
             idle.iter().position(|(a, _)| a == addr).map(|i| idle.swap_remove(i).1)
         };
         let exchange = async {
             let mut stream = match reused {
-                Some(s) => s,
-                None => self.dialer.connect(addr).await?,
+                Some(mut s) => match write_frame(&mut s, request).await {
+                    Ok(()) => s,
+                    // A write refused by a pooled connection reached no one (its peer
+                    // is gone: a restarted node), so a new connection may carry it.
+                    Err(_) => {
+                        let mut s = self.dialer.connect(addr).await?;
+                        write_frame(&mut s, request).await?;
+                        s
+                    }
+                },
+                None => {
+                    let mut s = self.dialer.connect(addr).await?;
+                    write_frame(&mut s, request).await?;
+                    s
+                }
             };
-            write_frame(&mut stream, request).await?;
             let response = read_frame(&mut stream, self.dialer.frame_bytes_max).await?;
             Ok::<_, io::Error>((stream, response))
         };
@@ -89,6 +102,14 @@ impl ConnectionPool {
         }
         Ok(response)
     }
+}
+
+/// An idle pooled connection is usable only while nothing arrived on it:
+/// end of stream, a TLS close_notify or an error mean its peer went away
+/// (a restarted node), and a request written there would be lost.
+fn still_open(stream: &TlsStream<TcpStream>) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.get_ref().0.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// openraft's factory: makes one `PeerClient` per replication stream.
