@@ -11,7 +11,11 @@
 use consensus::state::{AttachmentAction, AttachmentMatch, AttachmentRule, ClusterState};
 use consensus::AppliedState;
 use gatehouse_actors::content::clamd::{Clamd, ClamdConfig};
-use gatehouse_actors::message::{InboundMessage, PeerInfo};
+use gatehouse_actors::message::InboundMessage;
+
+#[path = "shared/corpus.rs"]
+mod corpus;
+use corpus::{message, walk};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,43 +94,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed * 1000.0 / n as f64,
     );
     Ok(())
-}
-
-fn message(body: Vec<u8>) -> InboundMessage {
-    // Corpus files end lines with LF; the stage sees CRLF as the session hands it on.
-    let mut crlf = Vec::with_capacity(body.len() + body.len() / 40);
-    for (i, b) in body.iter().enumerate() {
-        if *b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
-            crlf.push(b'\r');
-        }
-        crlf.push(*b);
-    }
-    InboundMessage {
-        peer: PeerInfo { ip: std::net::Ipv4Addr::new(192, 0, 2, 1).into(), port: 25 },
-        helo: "client.example.org".into(),
-        esmtp: true,
-        mail_from: "sender@example.org".into(),
-        recipients: vec![],
-        body: crlf,
-        smtputf8: false,
-        authenticated: None,
-        tls: false,
-        received_ms: 0,
-        skip: Default::default(),
-        junk: false,
-        spam_score: 0,
-    }
-}
-
-fn walk(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }

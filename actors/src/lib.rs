@@ -26,4 +26,5 @@ pub mod recipient;
 pub mod relay;
 pub mod screening;
 pub mod smtp;
+pub mod spam;
 pub mod supervise;

@@ -101,7 +101,7 @@ pub fn virus_notices(state: &AppliedState, facts: &VirusFacts, queue_id: &str, n
                 received_ms: now_ms,
                 skip: Default::default(),
                 junk: false,
-                spam_score: 0,
+                spam_symbols: Vec::new(),
             }
         })
         .collect()

@@ -24,6 +24,9 @@ use crate::state::{
 
 type Applied = Result<Outcome, ApplyError>;
 
+/// Distinct tokens one learned message may carry (the tokenizer keeps fewer).
+pub const LEARN_TOKENS_MAX: usize = 10_000;
+
 impl ClusterState {
     fn quarantine_request(&mut self, id: &str, state: QuarantineState) -> Applied {
         match self.quarantine.request(id, state) {
@@ -86,6 +89,17 @@ impl ClusterState {
                 }
                 self.antivirus.nodes.insert(*node_id, status);
                 Ok(Outcome::Done)
+            }
+            LearnSpam { digest, class, tokens } => {
+                if tokens.len() > LEARN_TOKENS_MAX {
+                    return Err(ApplyError::InvalidSetting {
+                        key: "tokens".into(),
+                        reason: format!("at most {LEARN_TOKENS_MAX} tokens per message"),
+                    });
+                }
+                let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
+                let effect = self.spam.bayes.learn(*digest, *class, tokens, max);
+                Ok(Outcome::Learned { effect })
             }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
+use crate::state::spam::LearnEffect;
 use crate::state::{
-    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, UserOverrides,
+    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, SpamClass, UserOverrides,
 };
 
 /// One change to the cluster state.
@@ -226,6 +227,13 @@ pub enum Command {
         node_id: u64,
         status: AntivirusNodeStatus,
     },
+    /// Teaches the Bayes model one message: its digest (so it counts once)
+    /// and its distinct token hashes, computed by the node that got it.
+    LearnSpam {
+        digest: u64,
+        class: SpamClass,
+        tokens: Vec<u64>,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -267,6 +275,9 @@ pub enum Outcome {
     /// The update generation now requested (none: already scheduled today).
     AntivirusUpdate {
         generation: Option<u64>,
+    },
+    Learned {
+        effect: LearnEffect,
     },
 }
 

@@ -52,10 +52,15 @@ pub async fn verify(ctx: &MessageContext, mut message: Box<InboundMessage>) -> R
         (policy::MessageFindings { dkim: vec![], dmarc: None, arc: Default::default(), pct_roll: 0 }, String::new())
     };
     if let Some(spf) = &ctx.spf {
-        if let SpfDecision::Accept { score } =
-            spf_decision(verify::spf_of(spf.result()), spf.domain(), ctx.client, &auth)
-        {
-            message.spam_score += score;
+        let result = verify::spf_of(spf.result());
+        if let SpfDecision::Accept { score } = spf_decision(result, spf.domain(), ctx.client, &auth) {
+            let name = match result {
+                policy::Spf::Fail => "SPF_FAIL",
+                _ => "SPF_SOFTFAIL",
+            };
+            if score != 0 {
+                message.spam_symbols.push((name, score));
+            }
         }
     }
     match message_decision(&findings, &message.skip, &auth) {

@@ -42,6 +42,7 @@ pub struct InboundMessage {
     pub skip: SkipChecks,
     /// Deliver to the recipients' Junk folder (DKIM failure, DMARC quarantine).
     pub junk: bool,
-    /// Spam score added by the checks so far (SPF softfail/fail), for the spam stage.
-    pub spam_score: i32,
+    /// Spam symbols the earlier checks found (SPF softfail/fail), with their
+    /// scores, for the spam stage's sum.
+    pub spam_symbols: Vec<(&'static str, i32)>,
 }

@@ -40,7 +40,7 @@ mod tests {
         let message = InboundMessage {
             skip: Default::default(),
             junk: false,
-            spam_score: 0,
+            spam_symbols: Vec::new(),
             peer: PeerInfo { ip: "192.0.2.9".parse().unwrap(), port: 1 },
             helo: "client.example.org".into(),
             esmtp: true,

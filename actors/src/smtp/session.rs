@@ -746,7 +746,7 @@ impl Session {
             received_ms: now_ms,
             skip: Default::default(),
             junk: false,
-            spam_score: 0,
+            spam_symbols: Vec::new(),
         };
         self.waiting = Waiting::Stored;
         self.actions.push_back(Action::Store(Box::new(message)));

@@ -6,6 +6,7 @@
 //! `crate::ReadHandle` as an immutable snapshot.
 
 pub mod antivirus;
+pub mod bayes;
 pub mod content;
 pub mod counters;
 pub mod directory;
@@ -14,6 +15,7 @@ pub mod quarantine;
 pub mod rule_index;
 pub mod rules;
 pub mod settings;
+pub mod spam;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,6 +31,7 @@ pub use quarantine::{QuarantineEntry, QuarantineIndex, QuarantineReason, Quarant
 pub use rule_index::RuleIndex;
 pub use rules::{ListName, ListRule, RuleAction, RuleKind, RuleSets};
 pub use settings::{SettingSpec, Settings, SETTING_SPECS};
+pub use spam::{SpamClass, SpamState};
 
 /// A join token waiting to be redeemed. Only its SHA-256 is stored, so a copy
 /// of the state (a snapshot, an export) cannot be used to join.
@@ -80,6 +83,9 @@ pub struct ClusterState {
     /// Definition update requests and each node's clamd status.
     #[serde(default)]
     pub antivirus: AntivirusState,
+    /// The spam engine's learned model.
+    #[serde(default)]
+    pub spam: SpamState,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and

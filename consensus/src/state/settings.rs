@@ -31,6 +31,11 @@ pub enum SettingKind {
     },
     /// `HH:MM` (UTC), or empty for never.
     TimeOfDay,
+    /// A spam score: a decimal number with up to two decimals.
+    Score {
+        min: f64,
+        max: f64,
+    },
     /// One word out of a fixed set.
     Choice {
         options: &'static [&'static str],
@@ -517,6 +522,54 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Received headers before a message is refused as a mail loop (554 5.4.6; Postfix hopcount_limit).",
     },
     SettingSpec {
+        key: "spam.enabled",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Score every message (the spam stage); off: no X-Spam headers, no spam actions.",
+    },
+    SettingSpec {
+        key: "spam.scan_outbound",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Score mail from authenticated and trusted senders too (Kerio recommends it: it catches stolen accounts); outbound spam is only tagged and logged, never moved or quarantined.",
+    },
+    SettingSpec {
+        key: "spam.tag_score",
+        kind: SettingKind::Score { min: -100.0, max: 1000.0 },
+        default: "5",
+        doc: "From this score on a message is spam: X-Spam-Flag: YES, X-Spam-Status: Yes, and the spam.action.",
+    },
+    SettingSpec {
+        key: "spam.action",
+        kind: SettingKind::Choice { options: &["tag", "subject", "junk", "quarantine"] },
+        default: "junk",
+        doc: "What happens to spam (score >= spam.tag_score) below spam.reject_score: headers only, headers and spam.subject_prefix, the recipients' Junk folder, or quarantine.",
+    },
+    SettingSpec {
+        key: "spam.subject_prefix",
+        kind: SettingKind::Text { bytes_max: 64 },
+        default: "[SPAM]",
+        doc: "Put before the subject of spam under spam.action = subject.",
+    },
+    SettingSpec {
+        key: "spam.reject_score",
+        kind: SettingKind::Score { min: -100.0, max: 1000.0 },
+        default: "15",
+        doc: "From this score a message is refused at DATA with 550 5.7.1 (no backscatter).",
+    },
+    SettingSpec {
+        key: "spam.bayes_min_learns",
+        kind: SettingKind::Integer { min: 1, max: 1000000 },
+        default: "200",
+        doc: "Spam and ham messages each that Bayes must have learned before it votes (SpamAssassin bayes_min_spam_num/ham_num).",
+    },
+    SettingSpec {
+        key: "spam.bayes_tokens_max",
+        kind: SettingKind::Integer { min: 10000, max: 100000000 },
+        default: "1000000",
+        doc: "Tokens the cluster's Bayes model keeps; past it the least recently learned are dropped (SpamAssassin bayes_expiry_max_db_size).",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -656,7 +709,15 @@ setting_keys! {
     SMTP_MESSAGE_BYTES_MAX: i64 = 74, "smtp.message_bytes_max";
     SMTP_RECIPIENTS_MAX: i64 = 75, "smtp.recipients_max";
     SMTP_HOPS_MAX: i64 = 76, "smtp.hops_max";
-    QUARANTINE_RETENTION_DAYS: i64 = 77, "quarantine.retention_days";
+    SPAM_ENABLED: bool = 77, "spam.enabled";
+    SPAM_SCAN_OUTBOUND: bool = 78, "spam.scan_outbound";
+    SPAM_TAG_SCORE: f64 = 79, "spam.tag_score";
+    SPAM_ACTION: String = 80, "spam.action";
+    SPAM_SUBJECT_PREFIX: String = 81, "spam.subject_prefix";
+    SPAM_REJECT_SCORE: f64 = 82, "spam.reject_score";
+    SPAM_BAYES_MIN_LEARNS: i64 = 83, "spam.bayes_min_learns";
+    SPAM_BAYES_TOKENS_MAX: i64 = 84, "spam.bayes_tokens_max";
+    QUARANTINE_RETENTION_DAYS: i64 = 85, "quarantine.retention_days";
 }
 
 /// A settings value after validation.
@@ -695,6 +756,7 @@ enum Parsed {
     Text(String),
     Flag(bool),
     Int(i64),
+    Score(f64),
     Networks(Networks),
 }
 
@@ -703,6 +765,7 @@ impl Parsed {
         match spec.kind {
             SettingKind::Bool => Parsed::Flag(text == "true"),
             SettingKind::Integer { .. } => Parsed::Int(text.parse().unwrap_or(0)),
+            SettingKind::Score { .. } => Parsed::Score(text.parse().unwrap_or(0.0)),
             SettingKind::Networks => Parsed::Networks(parse_networks(text).unwrap_or_default()),
             SettingKind::Text { .. }
             | SettingKind::Template { .. }
@@ -734,6 +797,14 @@ impl Settings {
                     return Err(bad(format!("{n} is outside {min}..={max}")));
                 }
                 Ok(n.to_string())
+            }
+            SettingKind::Score { min, max } => {
+                let n: f64 = value.trim().parse().map_err(|_| bad(format!("{value:?} is not a number")))?;
+                if !n.is_finite() || n < min || n > max {
+                    return Err(bad(format!("{value} is outside {min}..={max}")));
+                }
+                // Two decimals, so every node reads back the same number.
+                Ok(format!("{}", (n * 100.0).round() / 100.0))
             }
             SettingKind::Text { bytes_max } => {
                 if value.len() > bytes_max || value.chars().any(|c| c.is_control()) {
@@ -827,6 +898,14 @@ impl Settings {
         }
     }
 
+    /// A score setting.
+    pub fn score(&self, key: Key<f64>) -> f64 {
+        match self.parsed(key) {
+            Parsed::Score(n) => *n,
+            _ => 0.0,
+        }
+    }
+
     /// An integer setting as u64 (negative values read as 0).
     pub fn uint(&self, key: Key<i64>) -> u64 {
         self.int(key).max(0) as u64
@@ -883,6 +962,7 @@ mod network_tests {
                 (spec.kind, *ty),
                 (SettingKind::Bool, "bool")
                     | (SettingKind::Integer { .. }, "i64")
+                    | (SettingKind::Score { .. }, "f64")
                     | (SettingKind::Networks, "Networks")
                     | (
                         SettingKind::Text { .. }
@@ -898,6 +978,10 @@ mod network_tests {
         }
         assert!(ALL_INDICES.iter().enumerate().all(|(i, n)| i == *n));
         assert_eq!(Settings::validate("antivirus.update_at", "3:05").as_deref(), Ok("03:05"));
+        assert_eq!(Settings::validate("spam.tag_score", "4.555").as_deref(), Ok("4.56"));
+        assert_eq!(Settings::validate("spam.tag_score", " -2 ").as_deref(), Ok("-2"));
+        assert!(Settings::validate("spam.tag_score", "NaN").is_err());
+        assert!(Settings::validate("spam.tag_score", "1e9").is_err());
         assert!(Settings::validate("antivirus.update_at", "24:00").is_err());
         assert!(Settings::validate("antivirus.notify_template", "a\u{7}b").is_err());
         assert_eq!(Settings::validate("antivirus.notify_template", "a\r\nb").as_deref(), Ok("a\nb"));

@@ -1,0 +1,198 @@
+//! The spam stage: symbols (rspamd's model) summed against the thresholds of
+//! the `spam.*` settings. Symbols come from the earlier stages (SPF),
+//! GTUBE, the content stage's warnings and the cluster's Bayes model. Pure
+//! apart from reading the applied state; runs on the spam stage's threads.
+
+pub mod bayes;
+pub mod tokens;
+
+use consensus::state::settings::key;
+use consensus::AppliedState;
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::content::mime::ParsedMessage;
+use crate::message::headers::{header_block, header_value};
+use crate::message::InboundMessage;
+
+/// The standard anti-spam test string (SpamAssassin's GTUBE).
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// One named finding and what it adds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Symbol {
+    pub name: &'static str,
+    pub score: f64,
+    pub options: Vec<String>,
+}
+
+/// What the stage decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpamAction {
+    NoAction,
+    /// Spam: headers, and the subject prefix.
+    RewriteSubject,
+    /// Spam: headers only.
+    AddHeader,
+    /// Spam: to the recipients' Junk folder.
+    Junk,
+    Quarantine,
+    Reject,
+}
+
+impl SpamAction {
+    /// rspamd's names, for `spam check --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoAction => "no action",
+            Self::RewriteSubject => "rewrite subject",
+            Self::AddHeader => "add header",
+            Self::Junk => "junk",
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpamVerdict {
+    pub score: f64,
+    /// `spam.tag_score`.
+    pub required_score: f64,
+    pub reject_score: f64,
+    pub action: SpamAction,
+    pub symbols: Vec<Symbol>,
+    /// Bayes' spam probability, when it voted.
+    pub bayes: Option<f64>,
+    #[serde(skip)]
+    pub tokens: Vec<u64>,
+    /// The message's learn digest (Message-ID, else the body).
+    #[serde(skip)]
+    pub digest: u64,
+}
+
+impl SpamVerdict {
+    pub fn is_spam(&self) -> bool {
+        self.score >= self.required_score
+    }
+
+    /// `X-Spam-*` headers (SpamAssassin's names, which filters and clients know).
+    pub fn headers(&self) -> Vec<String> {
+        let flag = if self.is_spam() { "Yes" } else { "No" };
+        let names: Vec<&str> = self.symbols.iter().map(|s| s.name).collect();
+        let mut out = vec![
+            format!("X-Spam-Flag: {}", if self.is_spam() { "YES" } else { "NO" }),
+            format!("X-Spam-Score: {:.2}", self.score),
+            format!(
+                "X-Spam-Status: {flag}, score={:.2} required={:.2} tests={}",
+                self.score,
+                self.required_score,
+                names.join(",")
+            ),
+        ];
+        let mut report = String::from("X-Spam-Report:");
+        for s in &self.symbols {
+            let options = if s.options.is_empty() { String::new() } else { format!(" ({})", s.options.join(", ")) };
+            report.push_str(&format!("\r\n\t* {:>6.2} {}{}", s.score, s.name, options));
+        }
+        if !self.symbols.is_empty() {
+            out.push(report);
+        }
+        out
+    }
+}
+
+/// Bayes' symbols: its probability mapped to a score, strongest at the ends.
+fn bayes_symbol(p: f64) -> Symbol {
+    let options = vec![format!("{:.2}%", p * 100.0)];
+    if p >= 0.5 {
+        Symbol { name: "BAYES_SPAM", score: round(6.0 * ((p - 0.5) * 2.0).powi(3)), options }
+    } else {
+        Symbol { name: "BAYES_HAM", score: round(-3.0 * ((0.5 - p) * 2.0).powi(3)), options }
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Scores a message. `parsed` is the content stage's parse; `warnings` the
+/// names of the content checks that tagged it.
+pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMessage, warnings: &[&str]) -> SpamVerdict {
+    let settings = &state.state.settings;
+    let mut symbols: Vec<Symbol> = Vec::new();
+    let raw = &message.body;
+    let headers = header_block(raw);
+
+    let gtube_in = |t: &String| t.contains(GTUBE);
+    if parsed.text.iter().any(gtube_in) || parsed.html.iter().any(gtube_in) || contains(raw, GTUBE.as_bytes()) {
+        symbols.push(Symbol { name: "GTUBE", score: 1000.0, options: vec![] });
+    }
+    for (name, score) in &message.spam_symbols {
+        symbols.push(Symbol { name, score: f64::from(*score), options: vec![] });
+    }
+    for (check, name, score) in CONTENT_WARNINGS {
+        if warnings.contains(check) {
+            symbols.push(Symbol { name, score: *score, options: vec![] });
+        }
+    }
+    let tokens = tokens::tokenize(raw, parsed);
+    let min_learns = settings.uint(key::SPAM_BAYES_MIN_LEARNS);
+    let bayes = bayes::classify(&state.state.spam.bayes, &tokens, min_learns);
+    if let Some(p) = bayes {
+        symbols.push(bayes_symbol(p));
+    }
+
+    let score = round(symbols.iter().map(|s| s.score).sum());
+    let required_score = settings.score(key::SPAM_TAG_SCORE);
+    let reject_score = settings.score(key::SPAM_REJECT_SCORE);
+    let action = if score >= reject_score {
+        SpamAction::Reject
+    } else if score >= required_score {
+        match settings.text(key::SPAM_ACTION).as_str() {
+            "tag" => SpamAction::AddHeader,
+            "subject" => SpamAction::RewriteSubject,
+            "quarantine" => SpamAction::Quarantine,
+            _ => SpamAction::Junk,
+        }
+    } else {
+        SpamAction::NoAction
+    };
+    let digest = match header_value(&headers, "message-id") {
+        Some(id) if !id.is_empty() => xxh3_64(id.trim().as_bytes()),
+        _ => xxh3_64(raw),
+    };
+    SpamVerdict { score, required_score, reject_score, action, symbols, bayes, tokens, digest }
+}
+
+/// The content stage's warnings as spam symbols.
+const CONTENT_WARNINGS: &[(&str, &str, f64)] = &[
+    ("phishing-link", "PHISHING_LINK", 3.0),
+    ("html-active", "HTML_ACTIVE_CONTENT", 1.0),
+    ("malformed-mime", "MALFORMED_MIME", 1.5),
+    ("extension-mismatch", "EXTENSION_MISMATCH", 3.0),
+    ("encrypted-archive", "ENCRYPTED_ARCHIVE", 1.0),
+    ("double-extension", "DOUBLE_EXTENSION", 4.0),
+];
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bayes_scores_are_monotonic_and_bounded() {
+        let mut last = f64::MIN;
+        for i in 0..=100 {
+            let s = bayes_symbol(f64::from(i) / 100.0).score;
+            assert!(s >= last, "{i}");
+            assert!((-3.0..=6.0).contains(&s));
+            last = s;
+        }
+        assert_eq!(bayes_symbol(0.5).score, 0.0);
+    }
+}
