@@ -46,3 +46,33 @@ pub struct InboundMessage {
     /// scores, for the spam stage's sum.
     pub spam_symbols: Vec<(&'static str, i32)>,
 }
+
+impl InboundMessage {
+    /// A message from a file or an API request (`spam check`, `spam learn`,
+    /// the corpus tools) as the session would hand it on: bare LF line ends
+    /// become CRLF; no envelope.
+    pub fn from_file(raw: &[u8]) -> Self {
+        let mut body = Vec::with_capacity(raw.len() + raw.len() / 40);
+        for (i, b) in raw.iter().enumerate() {
+            if *b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+                body.push(b'\r');
+            }
+            body.push(*b);
+        }
+        InboundMessage {
+            peer: PeerInfo { ip: std::net::Ipv4Addr::LOCALHOST.into(), port: 0 },
+            helo: String::new(),
+            esmtp: true,
+            mail_from: String::new(),
+            recipients: vec![],
+            body,
+            smtputf8: false,
+            authenticated: None,
+            tls: false,
+            received_ms: 0,
+            skip: Default::default(),
+            junk: false,
+            spam_symbols: Vec::new(),
+        }
+    }
+}

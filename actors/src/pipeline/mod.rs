@@ -114,17 +114,29 @@ impl Pipeline {
             (message, None, None)
         };
 
-        // The spam stage scores the shared parse here (issue 13); until then
-        // it passes every message on.
-        let message = self
-            .spam
-            .run(async move {
-                drop(parsed);
-                Ok(message)
-            })
-            .await?;
-
-        let disposition = self.rewrite.run(async move { Ok(rewrite::apply(message, findings)) }).await?;
+        let scores = settings.flag(key::SPAM_ENABLED)
+            && !message.skip.spam
+            && (!ctx.own_mail || settings.flag(key::SPAM_SCAN_OUTBOUND));
+        let (message, verdict) = if scores {
+            let c = ctx.clone();
+            let warnings: Vec<&'static str> = findings.iter().flat_map(|f| f.verdict.tags().map(|t| t.check)).collect();
+            self.spam
+                .run(async move {
+                    let parsed = match parsed {
+                        Some(p) => p,
+                        None => Arc::new(crate::content::mime::ParsedMessage::parse(&message.body)),
+                    };
+                    let verdict = crate::spam::check(&c.state, &message, &parsed, &warnings);
+                    spam_refusal(&verdict, c.own_mail, &message)?;
+                    Ok((message, Some(verdict)))
+                })
+                .await?
+        } else {
+            (message, None)
+        };
+        let own_mail = ctx.own_mail;
+        let disposition =
+            self.rewrite.run(async move { Ok(rewrite::apply(message, findings, verdict, own_mail)) }).await?;
 
         if !signs {
             return Ok(disposition);
@@ -142,4 +154,20 @@ impl Pipeline {
             })
             .await
     }
+}
+
+/// Spam over `spam.reject_score` is refused at DATA, so the sender's own
+/// server tells its user (no backscatter). Own mail is never refused for
+/// spam: it is tagged and logged, and the sender's account stays usable.
+fn spam_refusal(verdict: &crate::spam::SpamVerdict, own_mail: bool, message: &InboundMessage) -> Result<(), Reply> {
+    if verdict.action != crate::spam::SpamAction::Reject {
+        return Ok(());
+    }
+    let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name).collect();
+    tracing::info!(client = %message.peer.ip, from = %message.mail_from, score = verdict.score, own_mail, symbols = %names.join(","), "spam");
+    if own_mail {
+        return Ok(());
+    }
+    let text = format!("Message refused as spam (score {:.2}, limit {:.2})", verdict.score, verdict.reject_score);
+    Err(Reply::new(550, "5.7.1", &text))
 }

@@ -6,10 +6,34 @@ use super::Disposition;
 use crate::content::ContentFindings;
 use crate::message::InboundMessage;
 use crate::quarantine::entry::QUARANTINE_HEADER;
+use crate::spam::{SpamAction, SpamVerdict};
 
-pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::ContentFindings>) -> Disposition {
-    let Some(found) = findings else { return Disposition::Deliver(message) };
-    let ContentFindings { verdict, headers, subject_prefix, delete, quarantine, virus } = found;
+pub fn apply(
+    mut message: Box<InboundMessage>,
+    findings: Option<crate::content::ContentFindings>,
+    spam: Option<SpamVerdict>,
+    own_mail: bool,
+) -> Disposition {
+    let ContentFindings { verdict, mut headers, mut subject_prefix, delete, mut quarantine, virus } =
+        findings.unwrap_or_default();
+    if let Some(spam) = &spam {
+        // Whatever X-Spam-* the sender wrote is not our verdict.
+        remove_fields(&mut message.body, b"x-spam-");
+        headers.extend(spam.headers());
+        // Own mail that looks like spam is only tagged: moving or holding it
+        // would hide the problem (a stolen account) from its sender.
+        match spam.action {
+            SpamAction::RewriteSubject if subject_prefix.is_none() => {
+                subject_prefix = Some(spam.subject_prefix.clone());
+            }
+            SpamAction::Junk if !own_mail => message.junk = true,
+            SpamAction::Quarantine if !own_mail && quarantine.is_none() => {
+                let names: Vec<&str> = spam.symbols.iter().map(|s| s.name).collect();
+                quarantine = Some(("spam", format!("score {:.2}: {}", spam.score, names.join(","))));
+            }
+            _ => {}
+        }
+    }
     if delete {
         let detail = virus.as_ref().map(|v| format!("virus {v}")).unwrap_or_default();
         return Disposition::Delete { message, detail, virus };
@@ -49,6 +73,29 @@ pub fn apply(mut message: Box<InboundMessage>, findings: Option<crate::content::
     }
 }
 
+/// Removes the top-level header fields whose names start with `prefix`
+/// (lower case), continuation lines included.
+fn remove_fields(body: &mut Vec<u8>, prefix: &[u8]) {
+    let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 2);
+    let mut kept = Vec::with_capacity(body.len());
+    let mut at = 0;
+    let mut dropping = false;
+    while at < end {
+        let line_end = body[at..end].windows(2).position(|w| w == b"\r\n").map_or(end, |p| at + p + 2);
+        let line = &body[at..line_end];
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            dropping = line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix);
+        }
+        if !dropping {
+            kept.extend_from_slice(line);
+        }
+        at = line_end;
+    }
+    kept.extend_from_slice(&body[end..]);
+    *body = kept;
+}
+
 /// Puts `prefix` before the value of the first top-level Subject header, or
 /// adds a Subject when there is none.
 fn prefix_subject(body: &mut Vec<u8>, prefix: &str) {
@@ -74,6 +121,13 @@ fn prefix_subject(body: &mut Vec<u8>, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_spam_headers_are_removed() {
+        let mut body = b"X-Spam-Flag: NO\r\nSubject: hi\r\nx-spam-status: No,\r\n tests=none\r\nTo: a\r\n\r\nX-Spam-Flag: body\r\n".to_vec();
+        remove_fields(&mut body, b"x-spam-");
+        assert_eq!(body, b"Subject: hi\r\nTo: a\r\n\r\nX-Spam-Flag: body\r\n");
+    }
 
     #[test]
     fn subject_prefix_table() {

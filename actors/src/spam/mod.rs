@@ -62,6 +62,9 @@ pub struct SpamVerdict {
     pub required_score: f64,
     pub reject_score: f64,
     pub action: SpamAction,
+    /// `spam.subject_prefix`, for `RewriteSubject`.
+    #[serde(skip)]
+    pub subject_prefix: String,
     pub symbols: Vec<Symbol>,
     /// Bayes' spam probability, when it voted.
     pub bayes: Option<f64>,
@@ -113,8 +116,9 @@ fn bayes_symbol(p: f64) -> Symbol {
     }
 }
 
+/// Two decimals; `+ 0.0` turns the -0.0 of an empty sum into 0.0.
 fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 /// Scores a message. `parsed` is the content stage's parse; `warnings` the
@@ -163,7 +167,8 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
         Some(id) if !id.is_empty() => xxh3_64(id.trim().as_bytes()),
         _ => xxh3_64(raw),
     };
-    SpamVerdict { score, required_score, reject_score, action, symbols, bayes, tokens, digest }
+    let subject_prefix = settings.text(key::SPAM_SUBJECT_PREFIX);
+    SpamVerdict { score, required_score, reject_score, action, subject_prefix, symbols, bayes, tokens, digest }
 }
 
 /// The content stage's warnings as spam symbols.

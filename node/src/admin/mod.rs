@@ -12,6 +12,7 @@ mod quarantine;
 mod queue;
 mod routes;
 mod rules;
+mod spam;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -121,6 +122,7 @@ pub async fn run(state: AdminState, listen: &str, token: String, body_bytes_max:
         App::new()
             .app_data(state.clone())
             .app_data(token.clone())
+            .app_data(web::PayloadConfig::new(body_bytes_max))
             .app_data(
                 web::JsonConfig::default()
                     .limit(body_bytes_max)

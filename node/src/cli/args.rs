@@ -59,6 +59,9 @@ pub enum Command {
     /// Antivirus: the virus notice template (replicated), this node's clamd.
     #[command(subcommand)]
     Antivirus(AntivirusCmd),
+    /// The spam engine: check messages, teach the cluster's model, its status.
+    #[command(subcommand)]
+    Spam(SpamCmd),
     /// Quarantined messages of the whole cluster: list, show, release, delete.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
@@ -218,7 +221,12 @@ pub enum ConfigCmd {
     /// Show one setting, or all with their defaults.
     Get { key: Option<String> },
     /// Set KEY to VALUE on every node (checked against the key's type first).
-    Set { key: String, value: String },
+    Set {
+        key: String,
+        /// May be negative (`spam.tag_score -1`).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Return a setting to its default.
     Reset { key: String },
 }
@@ -346,6 +354,23 @@ pub enum TemplateCmd {
     /// line `Subject: ...`; {virus}, {sender}, {recipient}, {subject}, {date},
     /// {queue_id} and {action} are filled in.
     Set { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamCmd {
+    /// Score messages with the live model (like rspamc): files, directories
+    /// (Maildirs) and mbox files; standard input when none is given.
+    Check { paths: Vec<PathBuf> },
+    /// Teach the cluster's Bayes model (like sa-learn); every node learns it.
+    Learn {
+        #[arg(long, conflicts_with = "ham", required_unless_present = "ham")]
+        spam: bool,
+        #[arg(long)]
+        ham: bool,
+        paths: Vec<PathBuf>,
+    },
+    /// The model: messages learned, tokens, whether Bayes votes yet.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

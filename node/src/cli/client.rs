@@ -52,22 +52,28 @@ impl AdminClient {
     }
 
     pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call("POST", path, Some(body))
+        self.call("POST", path, Some(Body::Json(body)))
     }
 
     pub fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call("PUT", path, Some(body))
+        self.call("PUT", path, Some(Body::Json(body)))
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call("DELETE", path, None)
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// POSTs raw bytes (a message) as `message/rfc822`.
+    pub fn post_message(&self, path: &str, message: &[u8]) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(Body::Message(message)))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Value> {
         let url = format!("{}/{}", self.base, path);
         let request = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));
         let result = match body {
-            Some(b) => request.send_json(b),
+            Some(Body::Json(b)) => request.send_json(b),
+            Some(Body::Message(bytes)) => request.set("Content-Type", "message/rfc822").send_bytes(bytes),
             None => request.call(),
         };
         match result {
@@ -85,4 +91,10 @@ impl AdminClient {
             Err(e) => anyhow::bail!("cannot reach the admin API at {}: {e}", self.base),
         }
     }
+}
+
+/// What a request carries.
+enum Body<'a> {
+    Json(Value),
+    Message(&'a [u8]),
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, TemplateCmd,
-    UserCmd,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamCmd,
+    TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -183,6 +183,11 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("blocked", json!({ "ip": ip, "seconds": seconds, "reason": reason }))
             }
             BlockedCmd::Remove { ip } => client.delete(&p(&["blocked", ip])),
+        },
+        Command::Spam(c) => match c {
+            SpamCmd::Check { paths } => super::spam::check(client, paths),
+            SpamCmd::Learn { spam, paths, .. } => super::spam::learn(client, if *spam { "spam" } else { "ham" }, paths),
+            SpamCmd::Status => client.get("spam/status"),
         },
         Command::Quarantine(c) => match c {
             QuarantineCmd::List { recipient, reason } => {

@@ -8,5 +8,6 @@ pub mod client;
 mod commands;
 pub mod dmarc;
 mod print;
+mod spam;
 
 pub use commands::run_admin_command;

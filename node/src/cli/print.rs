@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -196,6 +196,37 @@ pub fn human(command: &Command, reply: &Value) {
                 "ok: update {} requested; every node runs its update command and reloads clamd",
                 s(reply, "generation")
             )
+        }
+        Command::Spam(SpamCmd::Check { .. }) => {
+            for r in items(reply) {
+                println!(
+                    "{}: score {} / {}, action: {}",
+                    s(&r, "file"),
+                    s(&r, "score"),
+                    s(&r, "required_score"),
+                    s(&r, "action")
+                );
+                if let Some(symbols) = r["symbols"].as_object() {
+                    for sym in symbols.values() {
+                        let options = join_list(sym, "options");
+                        let options = if options.is_empty() { String::new() } else { format!(" ({options})") };
+                        println!("  {:>7.2} {}{}", sym["score"].as_f64().unwrap_or(0.0), s(sym, "name"), options);
+                    }
+                }
+            }
+        }
+        Command::Spam(SpamCmd::Learn { .. }) => println!(
+            "ok: {} learned as {}, {} already learned, {} moved from the other class",
+            s(reply, "learned"),
+            s(reply, "class"),
+            s(reply, "already_learned"),
+            s(reply, "relearned")
+        ),
+        Command::Spam(SpamCmd::Status) => {
+            println!("learned: {} spam, {} ham", s(reply, "spam_learned"), s(reply, "ham_learned"));
+            println!("tokens:  {} of {} ({} expired)", s(reply, "tokens"), s(reply, "tokens_max"), s(reply, "expired"));
+            let ready = if reply["bayes_ready"].as_bool() == Some(true) { "yes" } else { "no" };
+            println!("Bayes votes: {ready} (needs {} of each)", s(reply, "bayes_min_learns"));
         }
         Command::Quarantine(QuarantineCmd::List { .. }) => table(
             &["ID", "NODE", "RECEIVED", "REASON", "SENDER", "RECIPIENTS", "SUBJECT", "STATE"],

@@ -1,0 +1,125 @@
+//! The spam stage end to end: GTUBE refused at DATA, the X-Spam headers and
+//! each action, and the cluster's Bayes model: learned on node 1 through
+//! `gatehouse spam learn`, the same `spam check` score on node 3.
+
+mod common;
+
+use common::mime::plain;
+use common::{maildir_files, send_raw, smtp_node, wait_for};
+use std::time::Duration;
+
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+/// Spammy and hammy corpora of the test's own (no outside data needed).
+fn corpus(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (spam, ham) = (root.join("spam"), root.join("ham"));
+    std::fs::create_dir_all(&spam).unwrap();
+    std::fs::create_dir_all(&ham).unwrap();
+    for i in 0..12 {
+        let s = format!(
+            "From: deals{i}@promo.example\nSubject: cheap pills offer {i}\nMessage-ID: <s{i}@promo.example>\n\n\
+             Buy cheap pills now, limited offer, click http://pills.example/{i} viagra discount winner\n"
+        );
+        std::fs::write(spam.join(format!("{i}.eml")), s).unwrap();
+        let h = format!(
+            "From: colleague{i}@partner.example\nSubject: project meeting notes {i}\nMessage-ID: <h{i}@partner.example>\n\n\
+             Hello team, the minutes of the project meeting and the schedule for the release review are attached\n"
+        );
+        std::fs::write(ham.join(format!("{i}.eml")), h).unwrap();
+    }
+    (spam, ham)
+}
+
+#[test]
+fn gtube_is_refused_and_each_action_does_what_it_says() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    let to = ["alice@example.com"];
+    let from = "sender@example.org";
+
+    let reply = send_raw(ports.smtp, from, &to, &plain("test", GTUBE.as_bytes()));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(reply.contains("spam"), "{reply}");
+
+    // Under the thresholds: delivered with the verdict headers; a sender's own
+    // X-Spam-Flag is removed.
+    let mut ham = b"X-Spam-Flag: NO\r\n".to_vec();
+    ham.extend(plain("hello", b"nothing to see"));
+    assert!(send_raw(ports.smtp, from, &to, &ham).starts_with("250"));
+    let first = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").first().cloned()).expect("delivered");
+    let first = text(&first);
+    assert!(first.contains("X-Spam-Flag: NO\r\nX-Spam-Score: 0.00\r\nX-Spam-Status: No, score=0.00 required=5.00"), "{first}");
+    assert_eq!(first.matches("X-Spam-Flag").count(), 1, "{first}");
+
+    // A score between the thresholds (tag at 5, reject at 15): GTUBE's 1000 is
+    // over both, so lower the tag threshold under 0 to make ordinary mail spam.
+    n.ok(&["config", "set", "spam.tag_score", "-1"]);
+    n.ok(&["config", "set", "spam.action", "subject"]);
+    assert!(send_raw(ports.smtp, from, &to, &plain("quarterly figures", b"x")).starts_with("250"));
+    let tagged = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(1).cloned()).expect("tagged");
+    let tagged = text(&tagged);
+    assert!(tagged.contains("Subject: [SPAM] quarterly figures"), "{tagged}");
+    assert!(tagged.contains("X-Spam-Flag: YES"), "{tagged}");
+
+    n.ok(&["config", "set", "spam.action", "junk"]);
+    assert!(send_raw(ports.smtp, from, &to, &plain("to junk", b"x")).starts_with("250"));
+    let junk = n.dir.join("data/mail/example.com/alice/.Junk/new");
+    let moved = wait_for(Duration::from_secs(10), || common::files_in(&junk).first().cloned()).expect("in Junk");
+    assert!(text(&moved).contains("Subject: to junk"));
+
+    n.ok(&["config", "set", "spam.action", "quarantine"]);
+    assert!(send_raw(ports.smtp, from, &to, &plain("held as spam", b"x")).starts_with("250"));
+    let held = wait_for(Duration::from_secs(10), || {
+        let list = n.ok(&["quarantine", "list", "--reason", "spam"]);
+        list.as_array().and_then(|a| a.first().cloned())
+    })
+    .expect("quarantined for spam");
+    assert_eq!(held["subject"], "held as spam");
+    n.ok(&["quarantine", "release", held["id"].as_str().unwrap()]);
+    wait_for(Duration::from_secs(10), || (maildir_files(&n, "alice").len() == 3).then_some(())).expect("released");
+
+    n.ok(&["config", "set", "spam.enabled", "false"]);
+    assert!(send_raw(ports.smtp, from, &to, &plain("unscored", b"x")).starts_with("250"));
+    let last = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(3).cloned()).expect("delivered");
+    assert!(!text(&last).contains("X-Spam-"), "{}", text(&last));
+}
+
+#[test]
+fn the_model_learned_on_one_node_scores_alike_on_another() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = common::three_nodes(root.path(), "");
+    let (n1, n3) = (&nodes[0], &nodes[2]);
+    n1.ok(&["config", "set", "spam.bayes_min_learns", "5"]);
+    let (spam, ham) = corpus(root.path());
+    let learned = n1.ok(&["spam", "learn", "--spam", spam.to_str().unwrap()]);
+    assert_eq!(learned["learned"], 12, "{learned}");
+    n1.ok(&["spam", "learn", "--ham", ham.to_str().unwrap()]);
+    let again = n1.ok(&["spam", "learn", "--ham", ham.to_str().unwrap()]);
+    assert_eq!(again["already_learned"], 12, "counted once: {again}");
+
+    let probe = root.path().join("probe.eml");
+    std::fs::write(&probe, "From: x@promo.example\nSubject: cheap pills\n\nlimited offer pills discount click now\n").unwrap();
+    let on_n1 = n1.ok(&["spam", "check", probe.to_str().unwrap()]);
+    assert!(on_n1[0]["symbols"]["BAYES_SPAM"]["score"].as_f64().unwrap_or(0.0) > 3.0, "{on_n1}");
+    let same = wait_for(Duration::from_secs(1), || {
+        let on_n3 = n3.ok(&["spam", "check", probe.to_str().unwrap()]);
+        (on_n3[0]["score"] == on_n1[0]["score"]).then_some(on_n3)
+    });
+    assert!(same.is_some(), "node 3 scores {} within 1 s", n3.ok(&["spam", "check", probe.to_str().unwrap()]));
+    let status = n3.ok(&["spam", "status"]);
+    assert_eq!((status["spam_learned"].as_u64(), status["ham_learned"].as_u64()), (Some(12), Some(12)), "{status}");
+
+    // A correction moves a message from spam to ham instead of counting it twice.
+    let one = spam.join("0.eml");
+    let moved = n1.ok(&["spam", "learn", "--ham", one.to_str().unwrap()]);
+    assert_eq!(moved["relearned"], 1, "{moved}");
+    let status = wait_for(Duration::from_secs(2), || {
+        let s = n3.ok(&["spam", "status"]);
+        (s["spam_learned"] == 11).then_some(s)
+    });
+    assert!(status.is_some(), "{}", n3.ok(&["spam", "status"]));
+}
