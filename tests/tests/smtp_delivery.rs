@@ -60,7 +60,11 @@ s.quit()
         .filter(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
         .map(|l| l.split(':').next().unwrap_or(l))
         .collect();
-    assert_eq!(fields, ["Received", "Authentication-Results"], "only our two headers are added: {header}");
+    assert_eq!(
+        fields,
+        ["Received", "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "Authentication-Results"],
+        "only our headers are added: {header}"
+    );
     assert!(header.contains("Authentication-Results: mx.example.com;"), "{header}");
 }
 

@@ -531,7 +531,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         key: "spam.scan_outbound",
         kind: SettingKind::Bool,
         default: "true",
-        doc: "Score mail from authenticated and trusted senders too (Kerio recommends it: it catches stolen accounts); outbound spam is only tagged and logged, never moved or quarantined.",
+        doc: "Score mail from logged-in users too (it catches stolen accounts); it is only tagged and logged, never refused, moved or held.",
     },
     SettingSpec {
         key: "spam.tag_score",
