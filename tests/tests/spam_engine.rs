@@ -91,7 +91,10 @@ fn gtube_is_refused_and_each_action_does_what_it_says() {
 #[test]
 fn the_model_learned_on_one_node_scores_alike_on_another() {
     let root = tempfile::tempdir().unwrap();
-    let nodes = common::three_nodes(root.path(), "");
+    // Snapshots every 20 entries, no log kept behind them: a node that joins
+    // later can only get the model from a snapshot.
+    let extra = "snapshot_logs_since_last = 20\nlogs_kept_after_snapshot = 0";
+    let mut nodes = common::three_nodes(root.path(), extra);
     let (n1, n3) = (&nodes[0], &nodes[2]);
     n1.ok(&["config", "set", "spam.bayes_min_learns", "5"]);
     let (spam, ham) = corpus(root.path());
@@ -122,4 +125,26 @@ fn the_model_learned_on_one_node_scores_alike_on_another() {
         (s["spam_learned"] == 11).then_some(s)
     });
     assert!(status.is_some(), "{}", n3.ok(&["spam", "status"]));
+    let score = n1.ok(&["spam", "check", probe.to_str().unwrap()])[0]["score"].clone();
+
+    // A fourth node, joined after compaction, has the model from the snapshot.
+    let token = nodes[0].token();
+    let mut n4 = common::Node::new(root.path(), "n4", extra);
+    n4.join(&token, &nodes[0].raft.clone());
+    let caught_up = wait_for(Duration::from_secs(10), || {
+        let s = n4.ok(&["spam", "status"]);
+        (s["spam_learned"] == 11 && s["ham_learned"] == 13).then_some(s)
+    });
+    assert!(caught_up.is_some(), "{}", n4.ok(&["spam", "status"]));
+    assert_eq!(n4.ok(&["spam", "check", probe.to_str().unwrap()])[0]["score"], score);
+
+    // A restart keeps it.
+    nodes[2].kill9();
+    nodes[2].serve();
+    let after = wait_for(Duration::from_secs(10), || {
+        let s = nodes[2].ok(&["spam", "status"]);
+        (s["spam_learned"] == 11).then_some(s)
+    });
+    assert!(after.is_some(), "{}", nodes[2].ok(&["spam", "status"]));
+    assert_eq!(nodes[2].ok(&["spam", "check", probe.to_str().unwrap()])[0]["score"], score);
 }
