@@ -6,7 +6,10 @@
 //! zero false positives, a ROC table, and the check throughput.
 //! `bench/spam-eval` runs it beside SpamAssassin and rspamd.
 //!
-//!   cargo run --release -p gatehouse-actors --example spam_eval -- DIR [SCORES_OUT]
+//!   cargo run --release -p gatehouse-actors --example spam_eval -- DIR [SCORES_OUT] [FOLDS_OUT]
+//!
+//! SCORES_OUT gets `label<TAB>score<TAB>file` per message; FOLDS_OUT
+//! `fold<TAB>label<TAB>file`, so other filters can be run on the same folds.
 
 use consensus::state::settings::key;
 use consensus::state::{ClusterState, SpamClass};
@@ -78,6 +81,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut f = std::fs::File::create(out)?;
         for (score, spam, name) in &results {
             writeln!(f, "{}\t{score}\t{name}", if *spam { "spam" } else { "ham" })?;
+        }
+    }
+    if let Some(out) = args.get(3) {
+        let mut f = std::fs::File::create(out)?;
+        for s in &samples {
+            writeln!(f, "{}\t{}\t{}", s.fold, if s.spam { "spam" } else { "ham" }, s.name)?;
         }
     }
     report("gatehouse", &results, tag);

@@ -106,15 +106,25 @@ impl SpamVerdict {
     }
 }
 
-/// Bayes' symbols: its probability mapped to a score, strongest at the ends.
+/// Bayes' symbols: the log-odds of its probability, scaled and bounded, so
+/// a near-certain verdict (p = 1 − 10⁻⁶) weighs more than a likely one
+/// (p = 0.99) and thresholds can tell them apart.
 fn bayes_symbol(p: f64) -> Symbol {
-    let options = vec![format!("{:.2}%", p * 100.0)];
-    if p >= 0.5 {
-        Symbol { name: "BAYES_SPAM", score: round(6.0 * ((p - 0.5) * 2.0).powi(3)), options }
+    let options = vec![format!("{:.4}%", p * 100.0)];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let log_odds = (p / (1.0 - p)).log10();
+    if log_odds >= 0.0 {
+        Symbol { name: "BAYES_SPAM", score: round((log_odds * BAYES_SPAM_PER_DECADE).min(BAYES_SPAM_MAX)), options }
     } else {
-        Symbol { name: "BAYES_HAM", score: round(-3.0 * ((0.5 - p) * 2.0).powi(3)), options }
+        Symbol { name: "BAYES_HAM", score: round((log_odds * BAYES_HAM_PER_DECADE).max(BAYES_HAM_MIN)), options }
     }
 }
+
+/// Score per factor of ten in the odds, and the bounds.
+const BAYES_SPAM_PER_DECADE: f64 = 3.0;
+const BAYES_SPAM_MAX: f64 = 9.0;
+const BAYES_HAM_PER_DECADE: f64 = 0.5;
+const BAYES_HAM_MIN: f64 = -4.0;
 
 /// Two decimals; `+ 0.0` turns the -0.0 of an empty sum into 0.0.
 fn round(x: f64) -> f64 {
@@ -195,7 +205,7 @@ mod tests {
         for i in 0..=100 {
             let s = bayes_symbol(f64::from(i) / 100.0).score;
             assert!(s >= last, "{i}");
-            assert!((-3.0..=6.0).contains(&s));
+            assert!((BAYES_HAM_MIN..=BAYES_SPAM_MAX).contains(&s));
             last = s;
         }
         assert_eq!(bayes_symbol(0.5).score, 0.0);
