@@ -24,6 +24,14 @@ use crate::state::{
 
 type Applied = Result<Outcome, ApplyError>;
 
+fn spam_rule_added(added: Result<u64, Result<u64, crate::state::spam::SpamRuleError>>) -> Applied {
+    match added {
+        Ok(id) => Ok(Outcome::RuleAdded { id }),
+        Err(Ok(existing)) => Err(ApplyError::RuleExists(existing)),
+        Err(Err(e)) => Err(ApplyError::BadRule { field: e.field.to_string(), reason: e.reason }),
+    }
+}
+
 /// Distinct tokens one learned message may carry (the tokenizer keeps fewer).
 pub const LEARN_TOKENS_MAX: usize = 10_000;
 
@@ -100,6 +108,14 @@ impl ClusterState {
                 let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
                 let effect = self.spam.bayes.learn(*digest, *class, tokens, max);
                 Ok(Outcome::Learned { effect })
+            }
+            AddSpamAddress { rule } => spam_rule_added(self.spam.add_address(rule.clone())),
+            RemoveSpamAddress { id } => {
+                self.spam.addresses.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
+            }
+            AddSpamKeyword { rule } => spam_rule_added(self.spam.add_keyword(rule.clone())),
+            RemoveSpamKeyword { id } => {
+                self.spam.keywords.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
             }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::spam::LearnEffect;
+use crate::state::spam::{AddressRule, KeywordRule, LearnEffect};
 use crate::state::{
     AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, SpamClass, UserOverrides,
 };
@@ -233,6 +233,20 @@ pub enum Command {
         digest: u64,
         class: SpamClass,
         tokens: Vec<u64>,
+    },
+    /// Adds an address filter rule (spam / not spam by sender or recipient).
+    AddSpamAddress {
+        rule: AddressRule,
+    },
+    RemoveSpamAddress {
+        id: u64,
+    },
+    /// Adds a keyword filter rule.
+    AddSpamKeyword {
+        rule: KeywordRule,
+    },
+    RemoveSpamKeyword {
+        id: u64,
     },
 }
 

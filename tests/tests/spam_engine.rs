@@ -52,7 +52,10 @@ fn gtube_is_refused_and_each_action_does_what_it_says() {
     assert!(send_raw(ports.smtp, from, &to, &ham).starts_with("250"));
     let first = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").first().cloned()).expect("delivered");
     let first = text(&first);
-    assert!(first.contains("X-Spam-Flag: NO\r\nX-Spam-Score: 0.00\r\nX-Spam-Status: No, score=0.00 required=5.00"), "{first}");
+    assert!(
+        first.contains("X-Spam-Flag: NO\r\nX-Spam-Score: 0.00\r\nX-Spam-Status: No, score=0.00 required=5.00"),
+        "{first}"
+    );
     assert_eq!(first.matches("X-Spam-Flag").count(), 1, "{first}");
 
     // A score between the thresholds (tag at 5, reject at 15): GTUBE's 1000 is
@@ -105,7 +108,8 @@ fn the_model_learned_on_one_node_scores_alike_on_another() {
     assert_eq!(again["already_learned"], 12, "counted once: {again}");
 
     let probe = root.path().join("probe.eml");
-    std::fs::write(&probe, "From: x@promo.example\nSubject: cheap pills\n\nlimited offer pills discount click now\n").unwrap();
+    std::fs::write(&probe, "From: x@promo.example\nSubject: cheap pills\n\nlimited offer pills discount click now\n")
+        .unwrap();
     let on_n1 = n1.ok(&["spam", "check", probe.to_str().unwrap()]);
     assert!(on_n1[0]["symbols"]["BAYES_SPAM"]["score"].as_f64().unwrap_or(0.0) > 3.0, "{on_n1}");
     let same = wait_for(Duration::from_secs(1), || {
@@ -147,4 +151,36 @@ fn the_model_learned_on_one_node_scores_alike_on_another() {
     });
     assert!(after.is_some(), "{}", nodes[2].ok(&["spam", "status"]));
     assert_eq!(nodes[2].ok(&["spam", "check", probe.to_str().unwrap()])[0]["score"], score);
+}
+
+#[test]
+fn address_and_keyword_filters() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    let to = ["alice@example.com"];
+    let junk = n.dir.join("data/mail/example.com/alice/.Junk/new");
+
+    n.ok(&["spam", "addresses", "add", "--sender", "@promo.example", "--spam", "--comment", "newsletters"]);
+    n.ok(&["spam", "addresses", "add", "--sender", "vip@promo.example", "--not-spam"]);
+    let err = n.try_ok(&["spam", "addresses", "add", "--sender", "nobody", "--spam"]).unwrap_err();
+    assert!(err.contains("value"), "{err}");
+    assert_eq!(n.ok(&["spam", "addresses", "list"]).as_array().unwrap().len(), 2);
+
+    assert!(send_raw(ports.smtp, "deals@promo.example", &to, &plain("offer", b"x")).starts_with("250"));
+    let moved = wait_for(Duration::from_secs(10), || common::files_in(&junk).first().cloned()).expect("in Junk");
+    assert!(text(&moved).contains("ADDRESS_SPAM (@promo.example)"), "{}", text(&moved));
+    assert!(send_raw(ports.smtp, "vip@promo.example", &to, &plain("hello", b"x")).starts_with("250"));
+    let inbox = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").first().cloned()).expect("inbox");
+    assert!(text(&inbox).contains("ADDRESS_NOT_SPAM (vip@promo.example)"), "not spam wins: {}", text(&inbox));
+
+    n.ok(&["spam", "keywords", "add", "wire transfer now", "--blacklisted"]);
+    let bonus = n.ok(&["spam", "keywords", "add", "Quarterly Bonus", "--score", "6"]);
+    let reply = send_raw(ports.smtp, "a@b.example", &to, &plain("urgent", b"please make a wire\r\ntransfer now"));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(send_raw(ports.smtp, "a@b.example", &to, &plain("your quarterly bonus", b"x")).starts_with("250"));
+    let moved = wait_for(Duration::from_secs(10), || common::files_in(&junk).get(1).cloned()).expect("second in Junk");
+    assert!(text(&moved).contains("KEYWORDS (quarterly bonus)"), "{}", text(&moved));
+    n.ok(&["spam", "keywords", "remove", &bonus["id"].to_string()]);
+    let err = n.try_ok(&["spam", "keywords", "remove", &bonus["id"].to_string()]).unwrap_err();
+    assert!(err.contains("404"), "{err}");
 }

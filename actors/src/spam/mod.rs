@@ -4,6 +4,7 @@
 //! apart from reading the applied state; runs on the spam stage's threads.
 
 pub mod bayes;
+pub mod filters;
 pub mod tokens;
 
 use consensus::state::settings::key;
@@ -151,6 +152,8 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
             symbols.push(Symbol { name, score: *score, options: vec![] });
         }
     }
+    filters::address_symbols(&state.state.spam, message, parsed, &mut symbols);
+    filters::keyword_symbols(&state.state.spam, parsed, &mut symbols);
     let tokens = tokens::tokenize(raw, parsed);
     let min_learns = settings.uint(key::SPAM_BAYES_MIN_LEARNS);
     let bayes = bayes::classify(&state.state.spam.bayes, &tokens, min_learns);

@@ -1,11 +1,169 @@
-//! Replicated spam state: the cluster's Bayes model (more to come: keyword
-//! and address filters, imported rules, reports).
+//! Replicated spam state: the cluster's Bayes model, and the operator's
+//! address filter (MailPlus: spam / not spam by sender or recipient) and
+//! keyword filter (MailPlus, Kerio: scored words and phrases; a
+//! blacklisted one refuses the message).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub use super::bayes::{BayesModel, LearnEffect, SpamClass, TokenCounts};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SpamState {
     pub bayes: BayesModel,
+    #[serde(default)]
+    pub addresses: BTreeMap<u64, AddressRule>,
+    #[serde(default)]
+    pub keywords: BTreeMap<u64, KeywordRule>,
+    /// The id the next address or keyword rule gets.
+    #[serde(default)]
+    pub next_id: u64,
+}
+
+/// Which envelope address an address rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressField {
+    Sender,
+    Recipient,
+}
+
+/// Whether matching mail is spam or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressVerdict {
+    Spam,
+    #[serde(rename = "not-spam")]
+    NotSpam,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRule {
+    pub field: AddressField,
+    /// An address (`user@example.org`) or a whole domain (`@example.org`), lower case.
+    pub value: String,
+    pub verdict: AddressVerdict,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeywordRule {
+    /// A word or phrase, matched case-insensitively on word boundaries in the
+    /// subject and the body text.
+    pub phrase: String,
+    /// What one match adds (negative lowers the score), in hundredths so the
+    /// state stays exactly comparable.
+    pub score_cents: i64,
+    /// Kerio's "blacklisted" keyword: the message is refused outright.
+    #[serde(default)]
+    pub blacklisted: bool,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl Eq for KeywordRule {}
+
+/// Why a filter rule was refused: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpamRuleError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl AddressRule {
+    pub fn normalised(mut self) -> Result<Self, SpamRuleError> {
+        let value = self.value.trim().to_lowercase();
+        let (local, domain) = value.rsplit_once('@').unwrap_or(("", ""));
+        let domain_ok = !domain.is_empty() && domain.contains('.') && !domain.contains(char::is_whitespace);
+        if !domain_ok || local.contains(char::is_whitespace) || value.len() > 254 {
+            return Err(SpamRuleError {
+                field: "value",
+                reason: format!("{:?}: an address (user@example.org) or a domain (@example.org)", self.value),
+            });
+        }
+        if self.comment.len() > 200 {
+            return Err(SpamRuleError { field: "comment", reason: "at most 200 bytes".into() });
+        }
+        self.value = value;
+        Ok(self)
+    }
+
+    pub fn matches(&self, address: &str) -> bool {
+        let address = address.to_lowercase();
+        if self.value.starts_with('@') {
+            address.ends_with(&self.value)
+        } else {
+            address == self.value
+        }
+    }
+}
+
+impl KeywordRule {
+    pub fn normalised(mut self) -> Result<Self, SpamRuleError> {
+        let phrase = self.phrase.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        if phrase.is_empty() || phrase.len() > 200 || phrase.chars().any(char::is_control) {
+            return Err(SpamRuleError { field: "phrase", reason: "a word or phrase of 1 to 200 bytes".into() });
+        }
+        if !(-100_000..=100_000).contains(&self.score_cents) {
+            return Err(SpamRuleError { field: "score", reason: "between -1000 and 1000".into() });
+        }
+        if self.comment.len() > 200 {
+            return Err(SpamRuleError { field: "comment", reason: "at most 200 bytes".into() });
+        }
+        self.phrase = phrase;
+        Ok(self)
+    }
+}
+
+impl SpamState {
+    /// Adds an address rule; an identical one is refused with its id.
+    pub fn add_address(&mut self, rule: AddressRule) -> Result<u64, Result<u64, SpamRuleError>> {
+        let rule = rule.normalised().map_err(Err)?;
+        if let Some((id, _)) = self.addresses.iter().find(|(_, r)| r.field == rule.field && r.value == rule.value) {
+            return Err(Ok(*id));
+        }
+        self.next_id += 1;
+        self.addresses.insert(self.next_id, rule);
+        Ok(self.next_id)
+    }
+
+    pub fn add_keyword(&mut self, rule: KeywordRule) -> Result<u64, Result<u64, SpamRuleError>> {
+        let rule = rule.normalised().map_err(Err)?;
+        if let Some((id, _)) = self.keywords.iter().find(|(_, r)| r.phrase == rule.phrase) {
+            return Err(Ok(*id));
+        }
+        self.next_id += 1;
+        self.keywords.insert(self.next_id, rule);
+        Ok(self.next_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_rules_normalise_match_and_refuse_duplicates() {
+        let mut s = SpamState::default();
+        let rule = |v: &str| AddressRule {
+            field: AddressField::Sender,
+            value: v.into(),
+            verdict: AddressVerdict::Spam,
+            comment: String::new(),
+        };
+        assert_eq!(s.add_address(rule(" @Promo.Example ")), Ok(1));
+        assert_eq!(s.add_address(rule("@promo.example")), Err(Ok(1)));
+        assert!(s.add_address(rule("not an address")).is_err());
+        assert!(s.addresses[&1].matches("Deals@PROMO.example"));
+        assert!(!s.addresses[&1].matches("a@notpromo.example.org"));
+        let kw = KeywordRule {
+            phrase: "  Cheap   PILLS ".into(),
+            score_cents: 250,
+            blacklisted: false,
+            comment: String::new(),
+        };
+        assert_eq!(s.add_keyword(kw), Ok(2));
+        assert_eq!(s.keywords[&2].phrase, "cheap pills");
+    }
 }

@@ -6,6 +6,7 @@ use ::actors::message::InboundMessage;
 use ::actors::spam::{self, SpamVerdict};
 use actix_web::{web, HttpResponse};
 use consensus::state::settings::key;
+use consensus::state::spam::{AddressRule, KeywordRule};
 use consensus::state::SpamClass;
 use consensus::{Command, Outcome};
 use serde::Deserialize;
@@ -82,4 +83,80 @@ pub async fn status(state: web::Data<AdminState>) -> Reply {
         "bayes_ready": b.spam_learned >= min && b.ham_learned >= min,
         "applied_index": applied.applied_index,
     })))
+}
+
+#[derive(serde::Serialize)]
+struct RuleView<'a, T> {
+    id: u64,
+    #[serde(flatten)]
+    rule: &'a T,
+}
+
+pub async fn list_addresses(state: web::Data<AdminState>) -> Reply {
+    let applied = state.node.read.load();
+    let rules: Vec<_> = applied.state.spam.addresses.iter().map(|(id, rule)| RuleView { id: *id, rule }).collect();
+    Ok(HttpResponse::Ok().json(rules))
+}
+
+pub async fn add_address(state: web::Data<AdminState>, body: web::Json<AddressRule>) -> Reply {
+    added(state.node.proposer.propose(Command::AddSpamAddress { rule: body.into_inner() }).await?)
+}
+
+pub async fn remove_address(state: web::Data<AdminState>, id: web::Path<u64>) -> Reply {
+    state.node.proposer.propose(Command::RemoveSpamAddress { id: id.into_inner() }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+/// A keyword rule as the API takes it: the score as a decimal.
+#[derive(Deserialize)]
+pub struct KeywordBody {
+    phrase: String,
+    score: f64,
+    #[serde(default)]
+    blacklisted: bool,
+    #[serde(default)]
+    comment: String,
+}
+
+pub async fn list_keywords(state: web::Data<AdminState>) -> Reply {
+    let applied = state.node.read.load();
+    let rules: Vec<serde_json::Value> = applied
+        .state
+        .spam
+        .keywords
+        .iter()
+        .map(|(id, r)| {
+            serde_json::json!({
+                "id": id, "phrase": r.phrase, "score": r.score_cents as f64 / 100.0,
+                "blacklisted": r.blacklisted, "comment": r.comment,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(rules))
+}
+
+pub async fn add_keyword(state: web::Data<AdminState>, body: web::Json<KeywordBody>) -> Reply {
+    let b = body.into_inner();
+    if !b.score.is_finite() {
+        return Err(ApiError::bad_request("score", "a number"));
+    }
+    let rule = KeywordRule {
+        phrase: b.phrase,
+        score_cents: (b.score * 100.0).round() as i64,
+        blacklisted: b.blacklisted,
+        comment: b.comment,
+    };
+    added(state.node.proposer.propose(Command::AddSpamKeyword { rule }).await?)
+}
+
+pub async fn remove_keyword(state: web::Data<AdminState>, id: web::Path<u64>) -> Reply {
+    state.node.proposer.propose(Command::RemoveSpamKeyword { id: id.into_inner() }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+fn added(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::RuleAdded { id } => Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "id": id }))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
 }

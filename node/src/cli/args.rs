@@ -371,6 +371,53 @@ pub enum SpamCmd {
     },
     /// The model: messages learned, tokens, whether Bayes votes yet.
     Status,
+    /// The address filter: spam / not spam by sender or recipient (not spam wins).
+    #[command(subcommand)]
+    Addresses(SpamAddressCmd),
+    /// The keyword filter: scored words and phrases; a blacklisted one refuses the message.
+    #[command(subcommand)]
+    Keywords(SpamKeywordCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamAddressCmd {
+    List,
+    /// `spam addresses add --sender @promo.example --spam`, `... --recipient ceo@example.com --not-spam`.
+    Add {
+        #[arg(long, conflicts_with = "recipient", required_unless_present = "recipient")]
+        sender: Option<String>,
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long, conflicts_with = "not_spam", required_unless_present = "not_spam")]
+        spam: bool,
+        #[arg(long)]
+        not_spam: bool,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamKeywordCmd {
+    List,
+    /// `spam keywords add "cheap pills" --score 3`, `... "wire transfer" --blacklisted`.
+    Add {
+        phrase: String,
+        /// Added per message that contains it (negative lowers the score).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        score: f64,
+        /// Refuse every message that contains it.
+        #[arg(long)]
+        blacklisted: bool,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    Remove {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamCmd,
-    TemplateCmd, UserCmd,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd,
+    SpamCmd, SpamKeywordCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -188,6 +188,30 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             SpamCmd::Check { paths } => super::spam::check(client, paths),
             SpamCmd::Learn { spam, paths, .. } => super::spam::learn(client, if *spam { "spam" } else { "ham" }, paths),
             SpamCmd::Status => client.get("spam/status"),
+            SpamCmd::Addresses(SpamAddressCmd::List) => client.get("spam/addresses"),
+            SpamCmd::Addresses(SpamAddressCmd::Add { sender, recipient, spam, comment, .. }) => {
+                let (field, value) = match (sender, recipient) {
+                    (Some(s), _) => ("sender", s),
+                    (None, Some(r)) => ("recipient", r),
+                    (None, None) => anyhow::bail!("value: give --sender or --recipient"),
+                };
+                let verdict = if *spam { "spam" } else { "not-spam" };
+                client.post(
+                    "spam/addresses",
+                    json!({ "field": field, "value": value, "verdict": verdict, "comment": comment }),
+                )
+            }
+            SpamCmd::Addresses(SpamAddressCmd::Remove { id }) => {
+                client.delete(&p(&["spam", "addresses", &id.to_string()]))
+            }
+            SpamCmd::Keywords(SpamKeywordCmd::List) => client.get("spam/keywords"),
+            SpamCmd::Keywords(SpamKeywordCmd::Add { phrase, score, blacklisted, comment }) => client.post(
+                "spam/keywords",
+                json!({ "phrase": phrase, "score": score, "blacklisted": blacklisted, "comment": comment }),
+            ),
+            SpamCmd::Keywords(SpamKeywordCmd::Remove { id }) => {
+                client.delete(&p(&["spam", "keywords", &id.to_string()]))
+            }
         },
         Command::Quarantine(c) => match c {
             QuarantineCmd::List { recipient, reason } => {

@@ -4,7 +4,8 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamCmd, TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamKeywordCmd, TemplateCmd,
+    UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -222,6 +223,25 @@ pub fn human(command: &Command, reply: &Value) {
             s(reply, "already_learned"),
             s(reply, "relearned")
         ),
+        Command::Spam(SpamCmd::Addresses(SpamAddressCmd::List)) => table(
+            &["ID", "FIELD", "ADDRESS", "VERDICT", "COMMENT"],
+            items(reply)
+                .iter()
+                .map(|r| vec![s(r, "id"), s(r, "field"), s(r, "value"), s(r, "verdict"), s(r, "comment")])
+                .collect(),
+        ),
+        Command::Spam(SpamCmd::Keywords(SpamKeywordCmd::List)) => table(
+            &["ID", "PHRASE", "SCORE", "BLACKLISTED", "COMMENT"],
+            items(reply)
+                .iter()
+                .map(|r| vec![s(r, "id"), s(r, "phrase"), s(r, "score"), s(r, "blacklisted"), s(r, "comment")])
+                .collect(),
+        ),
+        Command::Spam(
+            SpamCmd::Addresses(SpamAddressCmd::Add { .. }) | SpamCmd::Keywords(SpamKeywordCmd::Add { .. }),
+        ) => {
+            println!("ok: rule {}", s(reply, "id"))
+        }
         Command::Spam(SpamCmd::Status) => {
             println!("learned: {} spam, {} ham", s(reply, "spam_learned"), s(reply, "ham_learned"));
             println!("tokens:  {} of {} ({} expired)", s(reply, "tokens"), s(reply, "tokens_max"), s(reply, "expired"));
