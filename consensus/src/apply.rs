@@ -117,6 +117,16 @@ impl ClusterState {
             RemoveSpamKeyword { id } => {
                 self.spam.keywords.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
             }
+            RecordCorrespondents { pairs, expires_ms } => {
+                if pairs.len() > crate::state::spam::CORRESPONDENTS_PER_COMMAND_MAX {
+                    return Err(ApplyError::BadRule {
+                        field: "pairs".into(),
+                        reason: "too many in one command".into(),
+                    });
+                }
+                self.spam.record_correspondents(pairs, *expires_ms);
+                Ok(Outcome::Done)
+            }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);
                 Ok(Outcome::Done)
@@ -224,7 +234,7 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             ExpireCounters => {
-                let removed = self.counters.expire(at_ms) as u64;
+                let removed = (self.counters.expire(at_ms) + self.spam.expire_correspondents(at_ms)) as u64;
                 self.cluster.join_tokens.retain(|_, t| t.expires_ms > at_ms);
                 Ok(Outcome::Expired { removed })
             }

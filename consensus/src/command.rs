@@ -248,6 +248,12 @@ pub enum Command {
     RemoveSpamKeyword {
         id: u64,
     },
+    /// Local users wrote to these external addresses (auto-whitelist pairs,
+    /// `spam::correspondent_key`); they stay until `expires_ms`.
+    RecordCorrespondents {
+        pairs: Vec<u64>,
+        expires_ms: u64,
+    },
 }
 
 /// What a successful command reports back to its caller.

@@ -184,3 +184,34 @@ fn address_and_keyword_filters() {
     let err = n.try_ok(&["spam", "keywords", "remove", &bonus["id"].to_string()]).unwrap_err();
     assert!(err.contains("404"), "{err}");
 }
+
+#[test]
+fn a_users_correspondents_are_auto_whitelisted() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    let to = ["alice@example.com"];
+    // Before alice writes to partner@ext.example, its mail has no AUTO_WHITELIST.
+    assert!(send_raw(ports.smtp, "partner@ext.example", &to, &plain("first", b"x")).starts_with("250"));
+    let first = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").first().cloned()).expect("delivered");
+    assert!(!text(&first).contains("AUTO_WHITELIST"), "{}", text(&first));
+
+    common::submit(ports.submission, "alice@example.com", Some("alice@example.com"), &["partner@ext.example"], "hi");
+    let reply = wait_for(Duration::from_secs(5), || {
+        assert!(send_raw(ports.smtp, "partner@ext.example", &to, &plain("reply", b"x")).starts_with("250"));
+        let files = maildir_files(&n, "alice");
+        let last = text(files.last().unwrap());
+        last.contains("AUTO_WHITELIST").then_some(last)
+    })
+    .expect("the reply is auto-whitelisted");
+    assert!(reply.contains("-4.00 AUTO_WHITELIST (partner@ext.example)"), "{reply}");
+    // Another sender is not.
+    let before = maildir_files(&n, "alice").len();
+    assert!(send_raw(ports.smtp, "stranger@ext.example", &to, &plain("cold", b"x")).starts_with("250"));
+    let cold = wait_for(Duration::from_secs(10), || {
+        let now = maildir_files(&n, "alice");
+        (now.len() == before + 1).then(|| now.last().cloned()).flatten()
+    })
+    .expect("delivered");
+    assert!(text(&cold).contains("Subject: cold"), "{}", text(&cold));
+    assert!(!text(&cold).contains("AUTO_WHITELIST"), "{}", text(&cold));
+}

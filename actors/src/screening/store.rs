@@ -3,6 +3,8 @@
 //! (deleted by antivirus), with the virus notices `antivirus.notify` asks for.
 
 use actix::Addr;
+use consensus::state::settings::key;
+use consensus::state::spam::correspondent_key;
 use consensus::{AppliedState, Command};
 
 use super::ScreeningServices;
@@ -20,7 +22,15 @@ pub async fn store(
     let queue = services.queue.addr();
     let unavailable = |_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later"));
     match disposition {
-        Disposition::Deliver(m) => queue.send(Enqueue(m)).await.unwrap_or_else(unavailable),
+        Disposition::Deliver(m) => {
+            let correspondents = auto_whitelist_pairs(state, &m);
+            let client = m.peer.ip;
+            let id = queue.send(Enqueue(m)).await.unwrap_or_else(unavailable)?;
+            if let Some(command) = correspondents {
+                services.propose_in_background(command, client);
+            }
+            Ok(id)
+        }
         Disposition::Quarantine { message: m, reason, detail, virus } => {
             let (client, from) = (m.peer.ip, m.mail_from.clone());
             let entry = crate::quarantine::entry_for(&m, services.node_id, reason, &detail);
@@ -57,4 +67,30 @@ async fn send_virus_notices(queue: &Addr<DeliveryQueue>, state: &AppliedState, f
             Err(e) => tracing::warn!(%to, error = %e, "virus notice not queued: queue unavailable"),
         }
     }
+}
+
+/// A logged-in user's message to external addresses puts those addresses on
+/// the user's auto-whitelist (MailPlus): their replies score lower.
+fn auto_whitelist_pairs(state: &AppliedState, m: &crate::message::InboundMessage) -> Option<Command> {
+    let settings = &state.state.settings;
+    if m.authenticated.is_none() || m.mail_from.is_empty() || !settings.flag(key::SPAM_AUTO_WHITELIST) {
+        return None;
+    }
+    let local = |address: &str| {
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        state.state.directory.domains.contains_key(&domain)
+            || state.state.directory.domain_aliases.contains_key(&domain)
+    };
+    let pairs: Vec<u64> = m
+        .recipients
+        .iter()
+        .filter(|r| !local(&r.address))
+        .map(|r| correspondent_key(&m.mail_from, &r.address))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    let days = settings.uint(key::SPAM_AUTO_WHITELIST_DAYS);
+    let expires_ms = now_ms().saturating_add(days.saturating_mul(86_400_000));
+    Some(Command::RecordCorrespondents { pairs, expires_ms })
 }

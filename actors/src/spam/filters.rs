@@ -3,7 +3,8 @@
 //! keywords refuse the message).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use consensus::state::spam::{AddressField, AddressVerdict, SpamState};
+use consensus::state::settings::key;
+use consensus::state::spam::{correspondent_key, AddressField, AddressVerdict, SpamState};
 
 use super::Symbol;
 use crate::content::mime::ParsedMessage;
@@ -41,6 +42,22 @@ pub fn address_symbols(state: &SpamState, message: &InboundMessage, parsed: &Par
         out.push(Symbol { name: "ADDRESS_NOT_SPAM", score: ADDRESS_NOT_SPAM_SCORE, options: not_spam });
     } else if !spam.is_empty() {
         out.push(Symbol { name: "ADDRESS_SPAM", score: ADDRESS_SPAM_SCORE, options: spam });
+    }
+}
+
+/// AUTO_WHITELIST: a recipient of this message has written to its sender.
+pub fn auto_whitelist_symbol(state: &consensus::AppliedState, message: &InboundMessage, out: &mut Vec<Symbol>) {
+    let spam = &state.state.spam;
+    if spam.correspondents.is_empty() || message.mail_from.is_empty() {
+        return;
+    }
+    let known = message
+        .recipients
+        .iter()
+        .any(|r| spam.is_correspondent(correspondent_key(&r.address, &message.mail_from), message.received_ms));
+    if known {
+        let score = -state.state.settings.score(key::SPAM_AUTO_WHITELIST_SCORE);
+        out.push(Symbol { name: "AUTO_WHITELIST", score, options: vec![message.mail_from.clone()] });
     }
 }
 

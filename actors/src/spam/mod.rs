@@ -153,6 +153,9 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
         }
     }
     filters::address_symbols(&state.state.spam, message, parsed, &mut symbols);
+    if settings.flag(key::SPAM_AUTO_WHITELIST) {
+        filters::auto_whitelist_symbol(state, message, &mut symbols);
+    }
     filters::keyword_symbols(&state.state.spam, parsed, &mut symbols);
     let tokens = tokens::tokenize(raw, parsed);
     let min_learns = settings.uint(key::SPAM_BAYES_MIN_LEARNS);

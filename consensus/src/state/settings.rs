@@ -570,6 +570,24 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Tokens the cluster's Bayes model keeps; past it the least recently learned are dropped (SpamAssassin bayes_expiry_max_db_size).",
     },
     SettingSpec {
+        key: "spam.auto_whitelist",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Mail from an external address a local user has written to gets AUTO_WHITELIST (MailPlus' auto-whitelist).",
+    },
+    SettingSpec {
+        key: "spam.auto_whitelist_score",
+        kind: SettingKind::Score { min: 0.0, max: 100.0 },
+        default: "4",
+        doc: "What AUTO_WHITELIST takes off the score.",
+    },
+    SettingSpec {
+        key: "spam.auto_whitelist_days",
+        kind: SettingKind::Integer { min: 1, max: 3650 },
+        default: "60",
+        doc: "How long after a user's last message to an address its mail stays auto-whitelisted.",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -717,7 +735,10 @@ setting_keys! {
     SPAM_REJECT_SCORE: f64 = 82, "spam.reject_score";
     SPAM_BAYES_MIN_LEARNS: i64 = 83, "spam.bayes_min_learns";
     SPAM_BAYES_TOKENS_MAX: i64 = 84, "spam.bayes_tokens_max";
-    QUARANTINE_RETENTION_DAYS: i64 = 85, "quarantine.retention_days";
+    SPAM_AUTO_WHITELIST: bool = 85, "spam.auto_whitelist";
+    SPAM_AUTO_WHITELIST_SCORE: f64 = 86, "spam.auto_whitelist_score";
+    SPAM_AUTO_WHITELIST_DAYS: i64 = 87, "spam.auto_whitelist_days";
+    QUARANTINE_RETENTION_DAYS: i64 = 88, "quarantine.retention_days";
 }
 
 /// A settings value after validation.

@@ -18,6 +18,13 @@ pub struct SpamState {
     /// The id the next address or keyword rule gets.
     #[serde(default)]
     pub next_id: u64,
+    /// The auto-whitelist: (local user, external address) pairs, hashed,
+    /// with when each expires; a user's mail to an address puts it here.
+    #[serde(default)]
+    pub correspondents: imbl::HashMap<u64, u64>,
+    /// The same pairs by expiry, so expiring costs what it removes.
+    #[serde(default)]
+    pub correspondents_by_expiry: imbl::OrdSet<(u64, u64)>,
 }
 
 /// Which envelope address an address rule looks at.
@@ -116,7 +123,46 @@ impl KeywordRule {
     }
 }
 
+/// Most pairs one command may record (a message's recipients are fewer).
+pub const CORRESPONDENTS_PER_COMMAND_MAX: usize = 10_000;
+
+/// The key of a correspondence: a local user and an external address, both
+/// lower case (xxh3 of `user NUL external`).
+pub fn correspondent_key(local: &str, external: &str) -> u64 {
+    let text = format!("{}\0{}", local.to_lowercase(), external.to_lowercase());
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
 impl SpamState {
+    /// Records (or extends) pairs until `expires_ms`.
+    pub fn record_correspondents(&mut self, pairs: &[u64], expires_ms: u64) {
+        for key in pairs {
+            if let Some(old) = self.correspondents.insert(*key, expires_ms) {
+                self.correspondents_by_expiry.remove(&(old, *key));
+            }
+            self.correspondents_by_expiry.insert((expires_ms, *key));
+        }
+    }
+
+    /// Whether the pair is known and not expired at `now_ms`.
+    pub fn is_correspondent(&self, key: u64, now_ms: u64) -> bool {
+        self.correspondents.get(&key).is_some_and(|expires| *expires > now_ms)
+    }
+
+    /// Drops the pairs expired at `now_ms`; returns how many.
+    pub fn expire_correspondents(&mut self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        while let Some((expires, key)) = self.correspondents_by_expiry.get_min().copied() {
+            if expires > now_ms {
+                break;
+            }
+            self.correspondents_by_expiry.remove(&(expires, key));
+            self.correspondents.remove(&key);
+            removed += 1;
+        }
+        removed
+    }
+
     /// Adds an address rule; an identical one is refused with its id.
     pub fn add_address(&mut self, rule: AddressRule) -> Result<u64, Result<u64, SpamRuleError>> {
         let rule = rule.normalised().map_err(Err)?;
@@ -142,6 +188,21 @@ impl SpamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn correspondents_are_extended_and_expire_in_order() {
+        let mut s = SpamState::default();
+        let (a, b) =
+            (correspondent_key("U@example.com", "x@ext.example"), correspondent_key("u@example.com", "y@ext.example"));
+        assert_eq!(a, correspondent_key("u@example.com", "X@EXT.example"));
+        s.record_correspondents(&[a, b], 100);
+        s.record_correspondents(&[a], 300);
+        assert!(s.is_correspondent(a, 200) && !s.is_correspondent(b, 200));
+        assert_eq!(s.expire_correspondents(150), 1);
+        assert_eq!(s.correspondents.len(), 1);
+        assert_eq!(s.expire_correspondents(300), 1);
+        assert!(s.correspondents.is_empty() && s.correspondents_by_expiry.is_empty());
+    }
 
     #[test]
     fn address_rules_normalise_match_and_refuse_duplicates() {
