@@ -381,6 +381,7 @@ pub enum SpamCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum SpamAddressCmd {
+    /// Every address rule with its id.
     List,
     /// `spam addresses add --sender @promo.example --spam`, `... --recipient ceo@example.com --not-spam`.
     Add {
