@@ -396,13 +396,13 @@ pub enum SpamAddressCmd {
         #[arg(long, default_value = "")]
         comment: String,
     },
-    Remove {
-        id: u64,
-    },
+    /// Remove the address rule with this id.
+    Remove { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SpamKeywordCmd {
+    /// Every keyword rule with its id.
     List,
     /// `spam keywords add "cheap pills" --score 3`, `... "wire transfer" --blacklisted`.
     Add {
@@ -416,9 +416,8 @@ pub enum SpamKeywordCmd {
         #[arg(long, default_value = "")]
         comment: String,
     },
-    Remove {
-        id: u64,
-    },
+    /// Remove the keyword rule with this id.
+    Remove { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]
