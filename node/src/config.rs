@@ -102,6 +102,8 @@ pub struct SmtpConfig {
     pub stage_threads: usize,
     /// Messages queued or in work at each stage; the next end of DATA waits.
     pub stage_mailbox_max: usize,
+    /// How often old spam is deleted from the Junk folders (`spam.junk_retention_days`).
+    pub junk_cleanup_interval_ms: u64,
     /// Outbound SMTP connections open at once (relay to other domains).
     pub relay_connections_max: usize,
     /// Deliver local mail over LMTP to this server ("host:port" or "unix:/path")
@@ -127,6 +129,7 @@ impl Default for SmtpConfig {
             content_threads: 2,
             stage_threads: 1,
             stage_mailbox_max: 64,
+            junk_cleanup_interval_ms: 3_600_000,
             login_checks_max: 4,
             relay_connections_max: 50,
             lmtp_server: String::new(),

@@ -46,6 +46,7 @@ impl Drop for MailSystem {
 pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<MailSystem> {
     let smtp = config.smtp.clone();
     let mail_root = config.mail_root();
+    let mail_root_for_cleanup = mail_root.clone();
     let spool_path = config.data_dir.join("queue.redb");
     let read = node.read.clone();
     let node_id = node.id;
@@ -128,6 +129,18 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 ::actors::content::updater::AntivirusUpdater::new(read, proposer, clamd, update.clone(), node_id)
                     .start()
             });
+            if smtp.lmtp_server.is_empty() {
+                let (read, root) = (read.clone(), mail_root_for_cleanup.clone());
+                let interval = std::time::Duration::from_millis(smtp.junk_cleanup_interval_ms.max(1000));
+                SupervisedAddr::start("junk-cleanup", move || {
+                    ::actors::delivery::junk_cleanup::JunkCleanup {
+                        read: read.clone(),
+                        mail_root: root.clone(),
+                        interval,
+                    }
+                    .start()
+                });
+            }
             SupervisedAddr::start("quarantine", move || {
                 let (read, proposer, queue) = (keeper_read.clone(), keeper_proposer.clone(), keeper_queue.clone());
                 ::actors::quarantine::QuarantineKeeper::new(read, proposer, queue, node_id).start()

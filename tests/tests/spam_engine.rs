@@ -215,3 +215,31 @@ fn a_users_correspondents_are_auto_whitelisted() {
     assert!(text(&cold).contains("Subject: cold"), "{}", text(&cold));
     assert!(!text(&cold).contains("AUTO_WHITELIST"), "{}", text(&cold));
 }
+
+#[test]
+fn old_spam_is_deleted_from_junk_folders() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = common::smtp_node_with(root.path(), |n| n.set_smtp_option("junk_cleanup_interval_ms = 1000"));
+    let to = ["alice@example.com"];
+    let junk = n.dir.join("data/mail/example.com/alice/.Junk/new");
+    let inbox = n.dir.join("data/mail/example.com/alice/new");
+    assert!(send_raw(ports.smtp, "a@b.example", &to, &plain("kept in the inbox", b"x")).starts_with("250"));
+    n.ok(&["config", "set", "spam.tag_score", "-1"]);
+    for subject in ["old spam", "new spam"] {
+        assert!(send_raw(ports.smtp, "a@b.example", &to, &plain(subject, b"x")).starts_with("250"));
+    }
+    let names = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(10), || (names(&junk).len() == 2).then_some(())).expect("two in Junk");
+    // Time injected: the first Junk message and the inbox one are made 40 days old.
+    let old = names(&junk).into_iter().find(|p| text(&std::fs::read(p).unwrap()).contains("Subject: old spam")).unwrap();
+    let old_inbox = names(&inbox).pop().unwrap();
+    for p in [&old, &old_inbox] {
+        let status = std::process::Command::new("touch").arg("-d").arg("40 days ago").arg(p).status().unwrap();
+        assert!(status.success());
+    }
+    wait_for(Duration::from_secs(5), || (!old.exists()).then_some(())).expect("old spam deleted (30 days by default)");
+    assert_eq!(names(&junk).len(), 1, "the new spam stays");
+    assert!(old_inbox.exists(), "the inbox is never cleaned");
+}

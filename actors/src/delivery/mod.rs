@@ -1,6 +1,7 @@
 //! Local delivery: the actor that writes Maildirs. It runs on a small pool of
 //! threads (actix `SyncArbiter`) because every delivery ends in fsync.
 
+pub mod junk_cleanup;
 pub mod lmtp;
 pub mod maildir;
 

@@ -14,7 +14,7 @@ pub use entry::{entry_for, entry_from_spooled};
 
 use actix::prelude::*;
 use consensus::state::settings::key;
-use consensus::state::QuarantineState;
+use consensus::state::{QuarantineReason, QuarantineState};
 use consensus::{Command, Proposer, ReadHandle};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -83,7 +83,11 @@ struct Work {
 impl Work {
     async fn carry_out_requests(&self) {
         let applied = self.read.load();
-        let retention_ms = applied.state.settings.uint(key::QUARANTINE_RETENTION_DAYS).saturating_mul(86_400_000);
+        let settings = &applied.state.settings;
+        let retention_ms = settings.uint(key::QUARANTINE_RETENTION_DAYS).saturating_mul(86_400_000);
+        // Spam goes sooner when spam.junk_retention_days says so (0: the general retention).
+        let spam_days = settings.uint(key::SPAM_JUNK_RETENTION_DAYS);
+        let spam_retention_ms = if spam_days == 0 { retention_ms } else { retention_ms.min(spam_days * 86_400_000) };
         let now = now_ms();
         let due: Vec<(String, QueueAction, &'static str)> = applied
             .state
@@ -94,8 +98,11 @@ impl Work {
             .filter_map(|(id, e)| match e.state {
                 QuarantineState::Releasing => Some((id.clone(), QueueAction::Release, "released")),
                 QuarantineState::Deleting => Some((id.clone(), QueueAction::Delete, "deleted")),
-                QuarantineState::Held if now.saturating_sub(e.received_ms) > retention_ms => {
-                    Some((id.clone(), QueueAction::Delete, "deleted after quarantine.retention_days"))
+                QuarantineState::Held
+                    if now.saturating_sub(e.received_ms)
+                        > if e.reason == QuarantineReason::Spam { spam_retention_ms } else { retention_ms } =>
+                {
+                    Some((id.clone(), QueueAction::Delete, "deleted after its retention"))
                 }
                 QuarantineState::Held => None,
             })

@@ -588,6 +588,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "How long after a user's last message to an address its mail stays auto-whitelisted.",
     },
     SettingSpec {
+        key: "spam.junk_retention_days",
+        kind: SettingKind::Integer { min: 0, max: 3650 },
+        default: "30",
+        doc: "Messages in the Junk folders older than this are deleted, and so are spam-quarantined ones (MailPlus' delete spam after N days); 0: kept.",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -738,7 +744,8 @@ setting_keys! {
     SPAM_AUTO_WHITELIST: bool = 85, "spam.auto_whitelist";
     SPAM_AUTO_WHITELIST_SCORE: f64 = 86, "spam.auto_whitelist_score";
     SPAM_AUTO_WHITELIST_DAYS: i64 = 87, "spam.auto_whitelist_days";
-    QUARANTINE_RETENTION_DAYS: i64 = 88, "quarantine.retention_days";
+    SPAM_JUNK_RETENTION_DAYS: i64 = 88, "spam.junk_retention_days";
+    QUARANTINE_RETENTION_DAYS: i64 = 89, "quarantine.retention_days";
 }
 
 /// A settings value after validation.
