@@ -62,7 +62,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let proposer_for_updater = node.proposer.clone();
     let (update_command, update_timeout_ms) =
         (config.antivirus.update_command.clone(), config.antivirus.update_timeout_ms);
-    let (pipeline, stage_runtimes) = pipeline(config)?;
+    let (pipeline, stage_runtimes) = pipeline(config, &node.proposer)?;
     let clamd = pipeline.clamd.clone();
     let clamd_for_updater = pipeline.clamd.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -197,7 +197,10 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
 }
 
 /// The message pipeline's stages, each on runtime threads of its own.
-fn pipeline(config: &NodeConfig) -> anyhow::Result<(::actors::pipeline::Pipeline, Vec<tokio::runtime::Runtime>)> {
+fn pipeline(
+    config: &NodeConfig,
+    proposer: &consensus::Proposer,
+) -> anyhow::Result<(::actors::pipeline::Pipeline, Vec<tokio::runtime::Runtime>)> {
     use ::actors::pipeline::StageWorker;
     let smtp = &config.smtp;
     let mut runtimes = Vec::new();
@@ -228,6 +231,7 @@ fn pipeline(config: &NodeConfig) -> anyhow::Result<(::actors::pipeline::Pipeline
         rewrite: stage("rewrite", smtp.stage_threads)?,
         sign: stage("sign", smtp.stage_threads)?,
         clamd,
+        proposer: Some(proposer.clone()),
     };
     Ok((pipeline, runtimes))
 }

@@ -233,7 +233,8 @@ fn old_spam_is_deleted_from_junk_folders() {
     };
     wait_for(Duration::from_secs(10), || (names(&junk).len() == 2).then_some(())).expect("two in Junk");
     // Time injected: the first Junk message and the inbox one are made 40 days old.
-    let old = names(&junk).into_iter().find(|p| text(&std::fs::read(p).unwrap()).contains("Subject: old spam")).unwrap();
+    let old =
+        names(&junk).into_iter().find(|p| text(&std::fs::read(p).unwrap()).contains("Subject: old spam")).unwrap();
     let old_inbox = names(&inbox).pop().unwrap();
     for p in [&old, &old_inbox] {
         let status = std::process::Command::new("touch").arg("-d").arg("40 days ago").arg(p).status().unwrap();
@@ -242,4 +243,33 @@ fn old_spam_is_deleted_from_junk_folders() {
     wait_for(Duration::from_secs(5), || (!old.exists()).then_some(())).expect("old spam deleted (30 days by default)");
     assert_eq!(names(&junk).len(), 1, "the new spam stays");
     assert!(old_inbox.exists(), "the inbox is never cleaned");
+}
+
+#[test]
+fn autolearn_learns_clear_spam_and_clear_ham_only() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, ports) = smtp_node(root.path());
+    let to = ["alice@example.com"];
+    let learned = |n: &common::Node| {
+        let s = n.ok(&["spam", "status"]);
+        (s["spam_learned"].as_u64().unwrap_or(0), s["ham_learned"].as_u64().unwrap_or(0))
+    };
+    // Nothing clear: nothing learned.
+    assert!(send_raw(ports.smtp, "a@b.example", &to, &plain("hello", b"x")).starts_with("250"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(learned(&n), (0, 0));
+    // Address filter (10) + keyword (3) = 13 >= spam.autolearn_spam (12): learned as spam.
+    n.ok(&["spam", "addresses", "add", "--sender", "@promo.example", "--spam"]);
+    n.ok(&["spam", "keywords", "add", "cheap pills", "--score", "3"]);
+    assert!(send_raw(ports.smtp, "deals@promo.example", &to, &plain("cheap pills", b"x")).starts_with("250"));
+    wait_for(Duration::from_secs(5), || (learned(&n) == (1, 0)).then_some(())).expect("learned as spam");
+    // Not-spam list (-100) <= spam.autolearn_ham (-3): learned as ham.
+    n.ok(&["spam", "addresses", "add", "--sender", "boss@partner.example", "--not-spam"]);
+    assert!(send_raw(ports.smtp, "boss@partner.example", &to, &plain("plans", b"x")).starts_with("250"));
+    wait_for(Duration::from_secs(5), || (learned(&n) == (1, 1)).then_some(())).expect("learned as ham");
+    // Switched off: nothing more.
+    n.ok(&["config", "set", "spam.autolearn", "false"]);
+    assert!(send_raw(ports.smtp, "boss@partner.example", &to, &plain("more plans", b"y")).starts_with("250"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(learned(&n), (1, 1));
 }

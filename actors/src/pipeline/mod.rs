@@ -61,6 +61,8 @@ pub struct Pipeline {
     pub sign: StageWorker,
     /// This node's clamd, when `antivirus.clamd` names one.
     pub clamd: Option<Clamd>,
+    /// For the spam stage's autolearn (a learn is proposed, never awaited).
+    pub proposer: Option<consensus::Proposer>,
 }
 
 /// What the stages need besides the message.
@@ -119,6 +121,7 @@ impl Pipeline {
             && (!ctx.own_mail || settings.flag(key::SPAM_SCAN_OUTBOUND));
         let (message, verdict) = if scores {
             let c = ctx.clone();
+            let proposer = self.proposer.clone();
             let warnings: Vec<&'static str> = findings.iter().flat_map(|f| f.verdict.tags().map(|t| t.check)).collect();
             self.spam
                 .run(async move {
@@ -127,6 +130,17 @@ impl Pipeline {
                         None => Arc::new(crate::content::mime::ParsedMessage::parse(&message.body)),
                     };
                     let verdict = crate::spam::check(&c.state, &message, &parsed, &warnings);
+                    if !c.own_mail {
+                        if let (Some(proposer), Some(command)) = (&proposer, crate::spam::autolearn(&c.state, &verdict))
+                        {
+                            let proposer = proposer.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = proposer.propose(command).await {
+                                    tracing::debug!(error = %e, "autolearn not committed");
+                                }
+                            });
+                        }
+                    }
                     spam_refusal(&verdict, c.own_mail, &message)?;
                     Ok((message, Some(verdict)))
                 })

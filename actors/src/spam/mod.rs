@@ -187,6 +187,25 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
     SpamVerdict { score, required_score, reject_score, action, subject_prefix, symbols, bayes, tokens, digest }
 }
 
+/// SpamAssassin's autolearn: a message whose score without Bayes' own
+/// symbol is at least `spam.autolearn_spam` is learned as spam, at most
+/// `spam.autolearn_ham` as ham. GTUBE is a test, never learned.
+pub fn autolearn(state: &AppliedState, verdict: &SpamVerdict) -> Option<consensus::Command> {
+    let s = &state.state.settings;
+    if !s.flag(key::SPAM_AUTOLEARN) || verdict.symbols.iter().any(|x| x.name == "GTUBE") {
+        return None;
+    }
+    let without_bayes: f64 = verdict.symbols.iter().filter(|x| !x.name.starts_with("BAYES_")).map(|x| x.score).sum();
+    let class = if without_bayes >= s.score(key::SPAM_AUTOLEARN_SPAM) {
+        consensus::state::SpamClass::Spam
+    } else if without_bayes <= s.score(key::SPAM_AUTOLEARN_HAM) {
+        consensus::state::SpamClass::Ham
+    } else {
+        return None;
+    };
+    Some(consensus::Command::LearnSpam { digest: verdict.digest, class, tokens: verdict.tokens.clone() })
+}
+
 /// The content stage's warnings as spam symbols.
 const CONTENT_WARNINGS: &[(&str, &str, f64)] = &[
     ("phishing-link", "PHISHING_LINK", 3.0),

@@ -594,6 +594,24 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Messages in the Junk folders older than this are deleted, and so are spam-quarantined ones (MailPlus' delete spam after N days); 0: kept.",
     },
     SettingSpec {
+        key: "spam.autolearn",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Learn inbound messages whose score without Bayes is clearly spam or clearly ham (SpamAssassin's autolearn).",
+    },
+    SettingSpec {
+        key: "spam.autolearn_spam",
+        kind: SettingKind::Score { min: -100.0, max: 1000.0 },
+        default: "12",
+        doc: "Learned as spam from this score (Bayes left out).",
+    },
+    SettingSpec {
+        key: "spam.autolearn_ham",
+        kind: SettingKind::Score { min: -100.0, max: 1000.0 },
+        default: "-3",
+        doc: "Learned as ham at or under this score (Bayes left out); negative, so only mail with evidence for it (auto-whitelist, not-spam list) is learned.",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -745,7 +763,10 @@ setting_keys! {
     SPAM_AUTO_WHITELIST_SCORE: f64 = 86, "spam.auto_whitelist_score";
     SPAM_AUTO_WHITELIST_DAYS: i64 = 87, "spam.auto_whitelist_days";
     SPAM_JUNK_RETENTION_DAYS: i64 = 88, "spam.junk_retention_days";
-    QUARANTINE_RETENTION_DAYS: i64 = 89, "quarantine.retention_days";
+    SPAM_AUTOLEARN: bool = 89, "spam.autolearn";
+    SPAM_AUTOLEARN_SPAM: f64 = 90, "spam.autolearn_spam";
+    SPAM_AUTOLEARN_HAM: f64 = 91, "spam.autolearn_ham";
+    QUARANTINE_RETENTION_DAYS: i64 = 92, "quarantine.retention_days";
 }
 
 /// A settings value after validation.
