@@ -85,9 +85,22 @@ fn gtube_is_refused_and_each_action_does_what_it_says() {
     n.ok(&["quarantine", "release", held["id"].as_str().unwrap()]);
     wait_for(Duration::from_secs(10), || (maildir_files(&n, "alice").len() == 3).then_some(())).expect("released");
 
+    n.ok(&["config", "set", "spam.action", "encapsulate"]);
+    let original = plain("wrapped", b"<b>buy</b>");
+    assert!(send_raw(ports.smtp, from, &to, &original).starts_with("250"));
+    let wrapped = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(3).cloned()).expect("wrapped");
+    let wrapped_text = text(&wrapped);
+    assert!(wrapped_text.contains("Content-Type: message/rfc822"), "{wrapped_text}");
+    assert!(wrapped_text.contains("identified this message as spam"), "{wrapped_text}");
+    assert!(wrapped.windows(original.len()).any(|w| w == original.as_slice()), "the original, byte for byte");
+    n.ok(&["config", "set", "spam.encapsulate_plain_text", "true"]);
+    assert!(send_raw(ports.smtp, from, &to, &plain("wrapped as text", b"x")).starts_with("250"));
+    let plain_wrapped = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(4).cloned()).expect("wrapped");
+    assert!(text(&plain_wrapped).contains("Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline"));
+
     n.ok(&["config", "set", "spam.enabled", "false"]);
     assert!(send_raw(ports.smtp, from, &to, &plain("unscored", b"x")).starts_with("250"));
-    let last = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(3).cloned()).expect("delivered");
+    let last = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(5).cloned()).expect("delivered");
     assert!(!text(&last).contains("X-Spam-"), "{}", text(&last));
 }
 

@@ -16,6 +16,7 @@ pub fn apply(
 ) -> Disposition {
     let ContentFindings { verdict, mut headers, mut subject_prefix, delete, mut quarantine, virus } =
         findings.unwrap_or_default();
+    let mut encapsulate = false;
     if let Some(spam) = &spam {
         // Whatever X-Spam-* the sender wrote is not our verdict.
         remove_fields(&mut message.body, b"x-spam-");
@@ -27,6 +28,7 @@ pub fn apply(
                 subject_prefix = Some(spam.subject_prefix.clone());
             }
             SpamAction::Junk if !own_mail => message.junk = true,
+            SpamAction::Encapsulate if !own_mail => encapsulate = true,
             SpamAction::Quarantine if !own_mail && quarantine.is_none() => {
                 let names: Vec<&str> = spam.symbols.iter().map(|s| s.name).collect();
                 quarantine = Some(("spam", format!("score {:.2}: {}", spam.score, names.join(","))));
@@ -51,6 +53,11 @@ pub fn apply(
     }
     if let Some(prefix) = subject_prefix {
         prefix_subject(&mut message.body, &prefix);
+    }
+    // Last of the body changes: the attachment removals above point into the original.
+    if let (true, Some(spam)) = (encapsulate, &spam) {
+        message.body =
+            crate::spam::encapsulate::encapsulate(&message.body, spam, spam.encapsulate_plain, &spam.hostname);
     }
     let mut top: Vec<u8> = Vec::new();
     if let Some((reason, detail)) = &quarantine {

@@ -4,6 +4,7 @@
 //! apart from reading the applied state; runs on the spam stage's threads.
 
 pub mod bayes;
+pub mod encapsulate;
 pub mod filters;
 pub mod tokens;
 
@@ -38,6 +39,8 @@ pub enum SpamAction {
     AddHeader,
     /// Spam: to the recipients' Junk folder.
     Junk,
+    /// Spam: a new message explaining the verdict, the original attached.
+    Encapsulate,
     Quarantine,
     Reject,
 }
@@ -50,6 +53,7 @@ impl SpamAction {
             Self::RewriteSubject => "rewrite subject",
             Self::AddHeader => "add header",
             Self::Junk => "junk",
+            Self::Encapsulate => "encapsulate",
             Self::Quarantine => "quarantine",
             Self::Reject => "reject",
         }
@@ -66,6 +70,11 @@ pub struct SpamVerdict {
     /// `spam.subject_prefix`, for `RewriteSubject`.
     #[serde(skip)]
     pub subject_prefix: String,
+    /// `spam.encapsulate_plain_text` and `smtp.hostname`, for `Encapsulate`.
+    #[serde(skip)]
+    pub encapsulate_plain: bool,
+    #[serde(skip)]
+    pub hostname: String,
     pub symbols: Vec<Symbol>,
     /// Bayes' spam probability, when it voted.
     pub bayes: Option<f64>,
@@ -174,6 +183,7 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
             "tag" => SpamAction::AddHeader,
             "subject" => SpamAction::RewriteSubject,
             "quarantine" => SpamAction::Quarantine,
+            "encapsulate" => SpamAction::Encapsulate,
             _ => SpamAction::Junk,
         }
     } else {
@@ -184,7 +194,21 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
         _ => xxh3_64(raw),
     };
     let subject_prefix = settings.text(key::SPAM_SUBJECT_PREFIX);
-    SpamVerdict { score, required_score, reject_score, action, subject_prefix, symbols, bayes, tokens, digest }
+    let encapsulate_plain = settings.flag(key::SPAM_ENCAPSULATE_PLAIN_TEXT);
+    let hostname = settings.text(key::SMTP_HOSTNAME);
+    SpamVerdict {
+        score,
+        required_score,
+        reject_score,
+        action,
+        subject_prefix,
+        encapsulate_plain,
+        hostname,
+        symbols,
+        bayes,
+        tokens,
+        digest,
+    }
 }
 
 /// SpamAssassin's autolearn: a message whose score without Bayes' own

@@ -541,9 +541,9 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "spam.action",
-        kind: SettingKind::Choice { options: &["tag", "subject", "junk", "quarantine"] },
+        kind: SettingKind::Choice { options: &["tag", "subject", "junk", "quarantine", "encapsulate"] },
         default: "junk",
-        doc: "What happens to spam (score >= spam.tag_score) below spam.reject_score: headers only, headers and spam.subject_prefix, the recipients' Junk folder, or quarantine.",
+        doc: "What happens to spam (score >= spam.tag_score) below spam.reject_score: headers only, headers and spam.subject_prefix, the recipients' Junk folder, quarantine, or a new message with the original attached.",
     },
     SettingSpec {
         key: "spam.subject_prefix",
@@ -610,6 +610,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         kind: SettingKind::Score { min: -100.0, max: 1000.0 },
         default: "-3",
         doc: "Learned as ham at or under this score (Bayes left out); negative, so only mail with evidence for it (auto-whitelist, not-spam list) is learned.",
+    },
+    SettingSpec {
+        key: "spam.encapsulate_plain_text",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Under spam.action = encapsulate, attach the original as plain text (nothing in it is rendered or run) instead of as a message.",
     },
     SettingSpec {
         key: "quarantine.retention_days",
@@ -766,7 +772,8 @@ setting_keys! {
     SPAM_AUTOLEARN: bool = 89, "spam.autolearn";
     SPAM_AUTOLEARN_SPAM: f64 = 90, "spam.autolearn_spam";
     SPAM_AUTOLEARN_HAM: f64 = 91, "spam.autolearn_ham";
-    QUARANTINE_RETENTION_DAYS: i64 = 92, "quarantine.retention_days";
+    SPAM_ENCAPSULATE_PLAIN_TEXT: bool = 92, "spam.encapsulate_plain_text";
+    QUARANTINE_RETENTION_DAYS: i64 = 93, "quarantine.retention_days";
 }
 
 /// A settings value after validation.
