@@ -95,7 +95,8 @@ fn gtube_is_refused_and_each_action_does_what_it_says() {
     assert!(wrapped.windows(original.len()).any(|w| w == original.as_slice()), "the original, byte for byte");
     n.ok(&["config", "set", "spam.encapsulate_plain_text", "true"]);
     assert!(send_raw(ports.smtp, from, &to, &plain("wrapped as text", b"x")).starts_with("250"));
-    let plain_wrapped = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(4).cloned()).expect("wrapped");
+    let plain_wrapped =
+        wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").get(4).cloned()).expect("wrapped");
     assert!(text(&plain_wrapped).contains("Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline"));
 
     n.ok(&["config", "set", "spam.enabled", "false"]);

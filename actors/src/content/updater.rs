@@ -64,7 +64,7 @@ impl AntivirusUpdater {
         }
         let done = self.reported.as_ref().map_or(0, |s| s.generation_done);
         let wanted = applied.state.antivirus.generation;
-        let check_version = self.ticks % VERSION_CHECK_TICKS == 0;
+        let check_version = self.ticks.is_multiple_of(VERSION_CHECK_TICKS);
         self.ticks = self.ticks.wrapping_add(1);
         if wanted <= done && !check_version {
             return;

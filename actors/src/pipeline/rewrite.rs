@@ -41,7 +41,7 @@ pub fn apply(
         return Disposition::Delete { message, detail, virus };
     }
     let mut removals = verdict.remove;
-    removals.sort_by(|a, b| b.0 .0.cmp(&a.0 .0));
+    removals.sort_by_key(|r| std::cmp::Reverse(r.0 .0));
     for ((from, to), name) in removals {
         if from < to && to <= message.body.len() {
             let note = format!(

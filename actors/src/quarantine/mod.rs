@@ -47,7 +47,7 @@ impl QuarantineKeeper {
             return;
         }
         self.busy = true;
-        let reconcile = self.ticks % RECONCILE_TICKS == 0;
+        let reconcile = self.ticks.is_multiple_of(RECONCILE_TICKS);
         self.ticks = self.ticks.wrapping_add(1);
         let work = Work {
             read: self.read.clone(),
