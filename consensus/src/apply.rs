@@ -127,6 +127,31 @@ impl ClusterState {
                 self.spam.record_correspondents(pairs, *expires_ms);
                 Ok(Outcome::Done)
             }
+            ReportSpam { report } => {
+                if report.tokens.len() > LEARN_TOKENS_MAX {
+                    return Err(ApplyError::BadRule { field: "tokens".into(), reason: "too many".into() });
+                }
+                let max = self.settings.uint(crate::state::settings::key::SPAM_REPORTS_PER_USER_MAX) as usize;
+                match self.spam.add_report(report.clone(), max) {
+                    Ok(id) => Ok(Outcome::RuleAdded { id }),
+                    Err(e) => Err(ApplyError::BadRule { field: e.field.to_string(), reason: e.reason }),
+                }
+            }
+            ApproveSpamReports { ids } => {
+                if let Some(missing) = ids.iter().find(|id| !self.spam.reports.contains_key(id)) {
+                    return Err(ApplyError::UnknownRule(*missing));
+                }
+                let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
+                for id in ids {
+                    if let Some(r) = self.spam.reports.remove(id) {
+                        self.spam.bayes.learn(r.digest, r.class, &r.tokens, max);
+                    }
+                }
+                Ok(Outcome::ReportsLearned { learned: ids.len() as u64 })
+            }
+            DiscardSpamReport { id } => {
+                self.spam.reports.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
+            }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);
                 Ok(Outcome::Done)

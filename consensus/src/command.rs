@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::spam::{AddressRule, KeywordRule, LearnEffect};
+use crate::state::spam::{AddressRule, KeywordRule, LearnEffect, SpamReport};
 use crate::state::{
     AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, SpamClass, UserOverrides,
 };
@@ -254,6 +254,18 @@ pub enum Command {
         pairs: Vec<u64>,
         expires_ms: u64,
     },
+    /// A user reports a message as spam or not spam; it waits for review.
+    ReportSpam {
+        report: SpamReport,
+    },
+    /// Approves reports: each is learned, then removed from the list.
+    ApproveSpamReports {
+        ids: Vec<u64>,
+    },
+    /// Discards a report without learning it.
+    DiscardSpamReport {
+        id: u64,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -298,6 +310,9 @@ pub enum Outcome {
     },
     Learned {
         effect: LearnEffect,
+    },
+    ReportsLearned {
+        learned: u64,
     },
 }
 

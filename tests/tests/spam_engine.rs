@@ -287,3 +287,33 @@ fn autolearn_learns_clear_spam_and_clear_ham_only() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(learned(&n), (1, 1));
 }
+
+#[test]
+fn user_reports_wait_for_review_and_approval_teaches_the_model() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, _) = smtp_node(root.path());
+    let (spam, _) = corpus(root.path());
+    let file = |i: usize| spam.join(format!("{i}.eml")).to_str().unwrap().to_string();
+    n.ok(&["config", "set", "spam.reports_per_user_max", "3"]);
+    let filed = n.ok(&["spam", "report", "--spam", "--user", "Alice@example.com", &file(0), &file(1), &file(2)]);
+    assert_eq!(filed["reported"], 3, "{filed}");
+    let err = n.try_ok(&["spam", "report", "--spam", "--user", "alice@example.com", &file(3)]).unwrap_err();
+    assert!(err.contains("user") && err.contains("reports waiting"), "one user cannot flood the list: {err}");
+    let err = n.try_ok(&["spam", "report", "--spam", "--user", "nobody@example.com", &file(3)]).unwrap_err();
+    assert!(err.contains("user") && err.contains("not a local user"), "{err}");
+
+    let list = n.ok(&["spam", "reports", "list"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["user"], "alice@example.com");
+    assert_eq!(list[0]["subject"], "cheap pills offer 0");
+    assert_eq!(n.ok(&["spam", "status"])["spam_learned"], 0, "nothing learned before review");
+
+    n.ok(&["spam", "reports", "approve", &list[0]["id"].to_string()]);
+    n.ok(&["spam", "reports", "discard", &list[1]["id"].to_string()]);
+    assert_eq!(n.ok(&["spam", "status"])["spam_learned"], 1);
+    let approved = n.ok(&["spam", "reports", "approve", "--all"]);
+    assert_eq!(approved["learned"], 1, "{approved}");
+    assert_eq!(n.ok(&["spam", "status"])["spam_learned"], 2);
+    assert!(n.ok(&["spam", "reports", "list"]).as_array().unwrap().is_empty());
+}

@@ -618,6 +618,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Under spam.action = encapsulate, attach the original as plain text (nothing in it is rendered or run) instead of as a message.",
     },
     SettingSpec {
+        key: "spam.reports_per_user_max",
+        kind: SettingKind::Integer { min: 1, max: 100000 },
+        default: "100",
+        doc: "Reports one user may have waiting for review; more are refused until some are approved or discarded.",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -773,7 +779,8 @@ setting_keys! {
     SPAM_AUTOLEARN_SPAM: f64 = 90, "spam.autolearn_spam";
     SPAM_AUTOLEARN_HAM: f64 = 91, "spam.autolearn_ham";
     SPAM_ENCAPSULATE_PLAIN_TEXT: bool = 92, "spam.encapsulate_plain_text";
-    QUARANTINE_RETENTION_DAYS: i64 = 93, "quarantine.retention_days";
+    SPAM_REPORTS_PER_USER_MAX: i64 = 93, "spam.reports_per_user_max";
+    QUARANTINE_RETENTION_DAYS: i64 = 94, "quarantine.retention_days";
 }
 
 /// A settings value after validation.

@@ -25,6 +25,22 @@ pub struct SpamState {
     /// The same pairs by expiry, so expiring costs what it removes.
     #[serde(default)]
     pub correspondents_by_expiry: imbl::OrdSet<(u64, u64)>,
+    /// Users' reports waiting for review (MailPlus "Reported Spam").
+    #[serde(default)]
+    pub reports: BTreeMap<u64, SpamReport>,
+}
+
+/// A user's report that a message is spam (or is not): what learning it
+/// would teach, and enough to show it in the review list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpamReport {
+    pub user: String,
+    pub class: SpamClass,
+    pub digest: u64,
+    pub tokens: Vec<u64>,
+    pub from: String,
+    pub subject: String,
+    pub reported_ms: u64,
 }
 
 /// Which envelope address an address rule looks at.
@@ -134,6 +150,29 @@ pub fn correspondent_key(local: &str, external: &str) -> u64 {
 }
 
 impl SpamState {
+    /// Files a report; refused when the user already has `per_user_max`
+    /// pending (one user cannot flood the review list) or reported this
+    /// message already.
+    pub fn add_report(&mut self, mut report: SpamReport, per_user_max: usize) -> Result<u64, SpamRuleError> {
+        let user = report.user.to_lowercase();
+        let pending = self.reports.values().filter(|r| r.user == user).count();
+        if pending >= per_user_max {
+            return Err(SpamRuleError {
+                field: "user",
+                reason: format!("{user} has {pending} reports waiting for review (spam.reports_per_user_max)"),
+            });
+        }
+        if self.reports.values().any(|r| r.user == user && r.digest == report.digest) {
+            return Err(SpamRuleError { field: "message", reason: "already reported by this user".into() });
+        }
+        report.user = user;
+        report.from.truncate(report.from.floor_char_boundary(300));
+        report.subject.truncate(report.subject.floor_char_boundary(300));
+        self.next_id += 1;
+        self.reports.insert(self.next_id, report);
+        Ok(self.next_id)
+    }
+
     /// Records (or extends) pairs until `expires_ms`.
     pub fn record_correspondents(&mut self, pairs: &[u64], expires_ms: u64) {
         for key in pairs {

@@ -6,7 +6,7 @@ use ::actors::message::InboundMessage;
 use ::actors::spam::{self, SpamVerdict};
 use actix_web::{web, HttpResponse};
 use consensus::state::settings::key;
-use consensus::state::spam::{AddressRule, KeywordRule};
+use consensus::state::spam::{AddressRule, KeywordRule, SpamReport};
 use consensus::state::SpamClass;
 use consensus::{Command, Outcome};
 use serde::Deserialize;
@@ -159,4 +159,86 @@ fn added(outcome: Outcome) -> Reply {
         Outcome::RuleAdded { id } => Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "id": id }))),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    class: String,
+    user: String,
+}
+
+/// A user's report: the message's tokens wait in the review list.
+pub async fn report(state: web::Data<AdminState>, query: web::Query<ReportQuery>, raw: web::Bytes) -> Reply {
+    let class = match query.class.as_str() {
+        "spam" => SpamClass::Spam,
+        "ham" => SpamClass::Ham,
+        other => return Err(ApiError::bad_request("class", format!("{other:?}: spam or ham"))),
+    };
+    let user = query.user.trim().to_lowercase();
+    if !state.node.read.load().state.directory.users.contains_key(&user) {
+        return Err(ApiError::bad_request("user", format!("{user:?} is not a local user")));
+    }
+    if raw.is_empty() {
+        return Err(ApiError::bad_request("message", "the request body must be the message"));
+    }
+    let applied = state.node.read.load();
+    let (verdict, from, subject) = web::block(move || {
+        let message = InboundMessage::from_file(&raw);
+        let parsed = ParsedMessage::parse(&message.body);
+        let verdict = spam::check(&applied, &message, &parsed, &[]);
+        (verdict, parsed.from.clone(), parsed.subject.clone())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("report failed: {e}")))?;
+    let report = SpamReport {
+        user,
+        class,
+        digest: verdict.digest,
+        tokens: verdict.tokens,
+        from,
+        subject,
+        reported_ms: (state.node.clock)(),
+    };
+    added(state.node.proposer.propose(Command::ReportSpam { report }).await?)
+}
+
+pub async fn list_reports(state: web::Data<AdminState>) -> Reply {
+    let applied = state.node.read.load();
+    let reports: Vec<serde_json::Value> = applied
+        .state
+        .spam
+        .reports
+        .iter()
+        .map(|(id, r)| {
+            serde_json::json!({
+                "id": id, "user": r.user, "class": r.class, "from": r.from, "subject": r.subject,
+                "reported_ms": r.reported_ms,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(reports))
+}
+
+#[derive(Deserialize)]
+pub struct ApproveBody {
+    #[serde(default)]
+    ids: Vec<u64>,
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn approve_reports(state: web::Data<AdminState>, body: web::Json<ApproveBody>) -> Reply {
+    let body = body.into_inner();
+    let ids = if body.all { state.node.read.load().state.spam.reports.keys().copied().collect() } else { body.ids };
+    match state.node.proposer.propose(Command::ApproveSpamReports { ids }).await? {
+        Outcome::ReportsLearned { learned } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "learned": learned })))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+pub async fn discard_report(state: web::Data<AdminState>, id: web::Path<u64>) -> Reply {
+    state.node.proposer.propose(Command::DiscardSpamReport { id: id.into_inner() }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
 }

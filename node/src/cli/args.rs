@@ -371,12 +371,40 @@ pub enum SpamCmd {
     },
     /// The model: messages learned, tokens, whether Bayes votes yet.
     Status,
+    /// Report messages as spam or not spam for USER; they wait for review (`spam reports`).
+    Report {
+        #[arg(long, conflicts_with = "ham", required_unless_present = "ham")]
+        spam: bool,
+        #[arg(long)]
+        ham: bool,
+        /// The local user who reports.
+        #[arg(long)]
+        user: String,
+        paths: Vec<PathBuf>,
+    },
+    /// Users' reports waiting for review: list, approve (learn), discard.
+    #[command(subcommand)]
+    Reports(SpamReportsCmd),
     /// The address filter: spam / not spam by sender or recipient (not spam wins).
     #[command(subcommand)]
     Addresses(SpamAddressCmd),
     /// The keyword filter: scored words and phrases; a blacklisted one refuses the message.
     #[command(subcommand)]
     Keywords(SpamKeywordCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamReportsCmd {
+    /// Every report waiting: id, user, spam or ham, sender, subject.
+    List,
+    /// Learn these reports (or all with --all) into the cluster's model.
+    Approve {
+        ids: Vec<u64>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Drop a report without learning it.
+    Discard { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
     FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd,
-    SpamCmd, SpamKeywordCmd, TemplateCmd, UserCmd,
+    SpamCmd, SpamKeywordCmd, SpamReportsCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -188,6 +188,17 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             SpamCmd::Check { paths } => super::spam::check(client, paths),
             SpamCmd::Learn { spam, paths, .. } => super::spam::learn(client, if *spam { "spam" } else { "ham" }, paths),
             SpamCmd::Status => client.get("spam/status"),
+            SpamCmd::Report { spam, user, paths, .. } => {
+                super::spam::report(client, if *spam { "spam" } else { "ham" }, user, paths)
+            }
+            SpamCmd::Reports(SpamReportsCmd::List) => client.get("spam/reports"),
+            SpamCmd::Reports(SpamReportsCmd::Approve { ids, all }) => {
+                anyhow::ensure!(*all || !ids.is_empty(), "ids: give report ids or --all");
+                client.post("spam/reports/approve", json!({ "ids": ids, "all": all }))
+            }
+            SpamCmd::Reports(SpamReportsCmd::Discard { id }) => {
+                client.delete(&p(&["spam", "reports", &id.to_string()]))
+            }
             SpamCmd::Addresses(SpamAddressCmd::List) => client.get("spam/addresses"),
             SpamCmd::Addresses(SpamAddressCmd::Add { sender, recipient, spam, comment, .. }) => {
                 let (field, value) = match (sender, recipient) {

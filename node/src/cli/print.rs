@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamKeywordCmd, TemplateCmd,
-    UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamKeywordCmd, SpamReportsCmd,
+    TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -241,6 +241,26 @@ pub fn human(command: &Command, reply: &Value) {
             SpamCmd::Addresses(SpamAddressCmd::Add { .. }) | SpamCmd::Keywords(SpamKeywordCmd::Add { .. }),
         ) => {
             println!("ok: rule {}", s(reply, "id"))
+        }
+        Command::Spam(SpamCmd::Report { .. }) => println!("ok: {} report(s) filed for review", s(reply, "reported")),
+        Command::Spam(SpamCmd::Reports(SpamReportsCmd::List)) => table(
+            &["ID", "USER", "REPORTED AS", "FROM", "SUBJECT", "WHEN"],
+            items(reply)
+                .iter()
+                .map(|r| {
+                    vec![
+                        s(r, "id"),
+                        s(r, "user"),
+                        s(r, "class"),
+                        s(r, "from"),
+                        s(r, "subject"),
+                        time_text(r, "reported_ms"),
+                    ]
+                })
+                .collect(),
+        ),
+        Command::Spam(SpamCmd::Reports(SpamReportsCmd::Approve { .. })) => {
+            println!("ok: {} report(s) learned", s(reply, "learned"))
         }
         Command::Spam(SpamCmd::Status) => {
             println!("learned: {} spam, {} ham", s(reply, "spam_learned"), s(reply, "ham_learned"));

@@ -115,6 +115,17 @@ pub fn learn(client: &AdminClient, class: &str, paths: &[PathBuf]) -> anyhow::Re
     Ok(json!({ "ok": true, "class": class, "learned": learned, "already_learned": already, "relearned": relearned }))
 }
 
+/// `spam report`: each message filed for review as reported by `user`.
+pub fn report(client: &AdminClient, class: &str, user: &str, paths: &[PathBuf]) -> anyhow::Result<Value> {
+    let mut ids = Vec::new();
+    for m in messages(paths)? {
+        let path = format!("spam/reports?class={class}&user={}", AdminClient::query_value(user));
+        let r = client.post_message(&path, &m.bytes).with_context(|| m.name.clone())?;
+        ids.push(r["id"].clone());
+    }
+    Ok(json!({ "ok": true, "reported": ids.len(), "ids": ids }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
