@@ -47,17 +47,21 @@ pub async fn check(state: web::Data<AdminState>, raw: web::Bytes) -> Reply {
     })))
 }
 
+fn class_of(word: &str) -> Result<SpamClass, ApiError> {
+    match word {
+        "spam" => Ok(SpamClass::Spam),
+        "ham" => Ok(SpamClass::Ham),
+        other => Err(ApiError::bad_request("class", format!("{other:?}: spam or ham"))),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct LearnQuery {
     class: String,
 }
 
 pub async fn learn(state: web::Data<AdminState>, query: web::Query<LearnQuery>, raw: web::Bytes) -> Reply {
-    let class = match query.class.as_str() {
-        "spam" => SpamClass::Spam,
-        "ham" => SpamClass::Ham,
-        other => return Err(ApiError::bad_request("class", format!("{other:?}: spam or ham"))),
-    };
+    let class = class_of(&query.class)?;
     let v = verdict_of(&state, raw).await?;
     let command = Command::LearnSpam { digest: v.digest, class, tokens: v.tokens };
     match state.node.proposer.propose(command).await? {
@@ -169,11 +173,7 @@ pub struct ReportQuery {
 
 /// A user's report: the message's tokens wait in the review list.
 pub async fn report(state: web::Data<AdminState>, query: web::Query<ReportQuery>, raw: web::Bytes) -> Reply {
-    let class = match query.class.as_str() {
-        "spam" => SpamClass::Spam,
-        "ham" => SpamClass::Ham,
-        other => return Err(ApiError::bad_request("class", format!("{other:?}: spam or ham"))),
-    };
+    let class = class_of(&query.class)?;
     let user = query.user.trim().to_lowercase();
     if !state.node.read.load().state.directory.users.contains_key(&user) {
         return Err(ApiError::bad_request("user", format!("{user:?} is not a local user")));
