@@ -24,6 +24,7 @@ pub mod quarantine;
 pub mod queue;
 pub mod recipient;
 pub mod relay;
+pub mod schedule;
 pub mod screening;
 pub mod smtp;
 pub mod spam;

@@ -36,6 +36,19 @@ fn spam_rule_added(added: Result<u64, Result<u64, crate::state::spam::SpamRuleEr
 pub const LEARN_TOKENS_MAX: usize = 10_000;
 
 impl ClusterState {
+    /// Learns these reports into the Bayes model and removes them; returns how many.
+    fn learn_reports(&mut self, ids: &[u64]) -> u64 {
+        let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
+        let mut learned = 0;
+        for id in ids {
+            if let Some(r) = self.spam.reports.remove(id) {
+                self.spam.bayes.learn(r.digest, r.class, &r.tokens, max);
+                learned += 1;
+            }
+        }
+        learned
+    }
+
     fn quarantine_request(&mut self, id: &str, state: QuarantineState) -> Applied {
         match self.quarantine.request(id, state) {
             true => Ok(Outcome::Done),
@@ -141,13 +154,15 @@ impl ClusterState {
                 if let Some(missing) = ids.iter().find(|id| !self.spam.reports.contains_key(id)) {
                     return Err(ApplyError::UnknownRule(*missing));
                 }
-                let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
-                for id in ids {
-                    if let Some(r) = self.spam.reports.remove(id) {
-                        self.spam.bayes.learn(r.digest, r.class, &r.tokens, max);
-                    }
+                Ok(Outcome::ReportsLearned { learned: self.learn_reports(ids) })
+            }
+            LearnPendingReports { day } => {
+                if *day <= self.spam.reports_learned_day {
+                    return Ok(Outcome::ReportsLearned { learned: 0 });
                 }
-                Ok(Outcome::ReportsLearned { learned: ids.len() as u64 })
+                self.spam.reports_learned_day = *day;
+                let ids: Vec<u64> = self.spam.reports.keys().copied().collect();
+                Ok(Outcome::ReportsLearned { learned: self.learn_reports(&ids) })
             }
             DiscardSpamReport { id } => {
                 self.spam.reports.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))

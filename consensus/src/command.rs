@@ -266,6 +266,11 @@ pub enum Command {
     DiscardSpamReport {
         id: u64,
     },
+    /// The daily schedule (`spam.learn_reports_at`) learns every pending
+    /// report; only the first proposal of a day counts, whichever node makes it.
+    LearnPendingReports {
+        day: u64,
+    },
 }
 
 /// What a successful command reports back to its caller.

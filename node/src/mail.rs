@@ -60,6 +60,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let proposer = node.proposer.clone();
     let proposer_for_keeper = node.proposer.clone();
     let proposer_for_updater = node.proposer.clone();
+    let proposer_for_schedule = node.proposer.clone();
     let (update_command, update_timeout_ms) =
         (config.antivirus.update_command.clone(), config.antivirus.update_timeout_ms);
     let (pipeline, stage_runtimes) = pipeline(config, &node.proposer)?;
@@ -141,6 +142,11 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                     .start()
                 });
             }
+            let (schedule_read, schedule_proposer) = (read.clone(), proposer_for_schedule);
+            SupervisedAddr::start("daily-schedule", move || {
+                ::actors::schedule::DailySchedule { read: schedule_read.clone(), proposer: schedule_proposer.clone() }
+                    .start()
+            });
             SupervisedAddr::start("quarantine", move || {
                 let (read, proposer, queue) = (keeper_read.clone(), keeper_proposer.clone(), keeper_queue.clone());
                 ::actors::quarantine::QuarantineKeeper::new(read, proposer, queue, node_id).start()

@@ -316,4 +316,18 @@ fn user_reports_wait_for_review_and_approval_teaches_the_model() {
     assert_eq!(approved["learned"], 1, "{approved}");
     assert_eq!(n.ok(&["spam", "status"])["spam_learned"], 2);
     assert!(n.ok(&["spam", "reports", "list"]).as_array().unwrap().is_empty());
+
+    // The daily schedule learns what is still waiting: 00:00 UTC has passed today.
+    n.ok(&["spam", "report", "--spam", "--user", "alice@example.com", &file(4), &file(5)]);
+    n.ok(&["config", "set", "spam.learn_reports_at", "00:00"]);
+    let learned = wait_for(Duration::from_secs(5), || {
+        let s = n.ok(&["spam", "status"]);
+        (s["spam_learned"] == 4).then_some(s)
+    });
+    assert!(learned.is_some(), "{}", n.ok(&["spam", "status"]));
+    assert!(n.ok(&["spam", "reports", "list"]).as_array().unwrap().is_empty());
+    // Once a day: a report filed now waits until tomorrow (or an approval).
+    n.ok(&["spam", "report", "--spam", "--user", "alice@example.com", &file(6)]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(n.ok(&["spam", "reports", "list"]).as_array().unwrap().len(), 1);
 }

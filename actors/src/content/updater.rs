@@ -1,11 +1,10 @@
 //! The antivirus updater: one actor per node. It carries out the cluster's
 //! definition update requests on this node (run the node's update command,
-//! then clamd's `RELOAD`), proposes the daily scheduled request at
-//! `antivirus.update_at`, and reports this node's clamd version to the
-//! replicated state so `antivirus status` shows every node.
+//! then clamd's `RELOAD`) and reports this node's clamd version to the
+//! replicated state so `antivirus status` shows every node. The daily
+//! request at `antivirus.update_at` comes from `crate::schedule`.
 
 use actix::prelude::*;
-use consensus::state::settings::{key, parse_time_of_day};
 use consensus::state::AntivirusNodeStatus;
 use consensus::{Command, Proposer, ReadHandle};
 use std::time::Duration;
@@ -16,7 +15,6 @@ use crate::queue::now_ms;
 const TICK: Duration = Duration::from_secs(1);
 /// How often clamd's version is checked (and reported when it changed).
 const VERSION_CHECK_TICKS: u32 = 60;
-const DAY_MS: u64 = 86_400_000;
 
 /// How this node updates its definitions (node file `[antivirus]`).
 #[derive(Debug, Clone)]
@@ -49,19 +47,6 @@ impl AntivirusUpdater {
             return;
         }
         let applied = self.read.load();
-        let settings = &applied.state.settings;
-        let now = now_ms();
-        if let Some((h, m)) = parse_time_of_day(&settings.text(key::ANTIVIRUS_UPDATE_AT)) {
-            let day = now / DAY_MS;
-            let due = (now % DAY_MS) >= u64::from(h * 3600 + m * 60) * 1000;
-            if due && applied.state.antivirus.scheduled_day < day {
-                let proposer = self.proposer.clone();
-                // Every node proposes; the state machine takes the first of the day.
-                actix::spawn(async move {
-                    let _ = proposer.propose(Command::ScheduleAntivirusUpdate { day }).await;
-                });
-            }
-        }
         let done = self.reported.as_ref().map_or(0, |s| s.generation_done);
         let wanted = applied.state.antivirus.generation;
         let check_version = self.ticks.is_multiple_of(VERSION_CHECK_TICKS);

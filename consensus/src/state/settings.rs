@@ -624,6 +624,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Reports one user may have waiting for review; more are refused until some are approved or discarded.",
     },
     SettingSpec {
+        key: "spam.learn_reports_at",
+        kind: SettingKind::TimeOfDay,
+        default: "",
+        doc: "When (HH:MM UTC) the reports still waiting for review are learned each day (MailPlus); empty: only when approved.",
+    },
+    SettingSpec {
         key: "quarantine.retention_days",
         kind: SettingKind::Integer { min: 1, max: 3650 },
         default: "30",
@@ -780,7 +786,8 @@ setting_keys! {
     SPAM_AUTOLEARN_HAM: f64 = 91, "spam.autolearn_ham";
     SPAM_ENCAPSULATE_PLAIN_TEXT: bool = 92, "spam.encapsulate_plain_text";
     SPAM_REPORTS_PER_USER_MAX: i64 = 93, "spam.reports_per_user_max";
-    QUARANTINE_RETENTION_DAYS: i64 = 94, "quarantine.retention_days";
+    SPAM_LEARN_REPORTS_AT: String = 94, "spam.learn_reports_at";
+    QUARANTINE_RETENTION_DAYS: i64 = 95, "quarantine.retention_days";
 }
 
 /// A settings value after validation.

@@ -28,6 +28,9 @@ pub struct SpamState {
     /// Users' reports waiting for review (MailPlus "Reported Spam").
     #[serde(default)]
     pub reports: BTreeMap<u64, SpamReport>,
+    /// The last day (since the epoch, UTC) pending reports were learned by the schedule.
+    #[serde(default)]
+    pub reports_learned_day: u64,
 }
 
 /// A user's report that a message is spam (or is not): what learning it
