@@ -60,7 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dmarc(cli::args::DmarcCmd::Record { domain, policy, rua, pct }) => {
             cli::dmarc::print_record(&domain, &policy, rua.as_deref(), pct, cli.json)
         }
-        other => cli::run_admin_command(&other, &config, cli.json),
+        other => cli::run_admin_command(&other, &config, cli.json, cli.token_file.as_deref()),
     }
 }
 

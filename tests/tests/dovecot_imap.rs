@@ -24,6 +24,7 @@ fn start_dovecot(
     mail_root: &std::path::Path,
     port: u16,
     lmtp: Option<(u16, &[&str])>,
+    extra: &str,
 ) -> Daemon {
     let (uid, gid) = if id("-u") == "0" {
         let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(mail_root).status().unwrap();
@@ -80,7 +81,7 @@ fn start_dovecot(
          mail_location = maildir:{m}/%d/%n\nfirst_valid_uid = 1\n\
          {users_conf}{static_userdb}{lmtp_conf}\
          service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-         service anvil {{\n  chroot =\n}}\n",
+         service anvil {{\n  chroot =\n}}\n{extra}",
         d = dir.display(),
         m = mail_root.display(),
     );
@@ -110,7 +111,7 @@ s.quit()
 
     let mail_root = n.dir.join("data/mail");
     let imap_port = free_port();
-    let _dovecot = start_dovecot(&root.path().join("dovecot"), &mail_root, imap_port, None);
+    let _dovecot = start_dovecot(&root.path().join("dovecot"), &mail_root, imap_port, None, "");
     let script = format!(
         r#"
 import imaplib, sys
@@ -146,6 +147,7 @@ fn lmtp_delivery_to_dovecot_and_bounce_for_a_refused_recipient() {
         &dovecot_mail,
         imap_port,
         Some((lmtp_port, &["alice@example.com", "carol@example.com"])),
+        "",
     );
 
     let mut n = Node::new(root.path(), "n1", "");
@@ -200,4 +202,119 @@ m.logout()
         assert!(carol.contains(needle), "bounce lacks {needle:?}:\n{carol}");
     }
     assert!(!carol.contains("Final-Recipient: rfc822; alice@example.com"), "{carol}");
+}
+
+/// The spam-reporting recipe of docs/operations/spam.md with a real Dovecot:
+/// IMAPSieve runs a pipe script when a user moves a message into Junk (a
+/// spam report) or out of it (a ham report); the script calls
+/// `gatehouse spam report`. Approving the reports teaches the model.
+#[test]
+fn moving_mail_into_and_out_of_junk_files_reports() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, p) = smtp_node(root.path());
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+s.sendmail("a@promo.example", ["alice@example.com"], b"From: a@promo.example\r\nSubject: cheap pills\r\nMessage-ID: <p1@promo.example>\r\n\r\nbuy now\r\n")
+s.quit()
+"#,
+        port = p.smtp
+    );
+    assert!(python(&script).status.success());
+    wait_for(Duration::from_secs(5), || maildir_files(&n, "alice").pop()).expect("delivered");
+
+    // The recipe: two sieve scripts and the pipe program, which may read the
+    // node's config and a copy of the admin token.
+    let dir = root.path().join("dovecot");
+    let bin = dir.join("sieve-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let token = dir.join("admin.token");
+    std::fs::copy(n.dir.join("data/admin.token"), &token).unwrap();
+    let report = bin.join("gatehouse-report");
+    std::fs::write(
+        &report,
+        format!(
+            "#!/bin/sh\nexec {} -c {} --token-file {} spam report \"--$1\" --user \"$2\"\n",
+            binary().display(),
+            n.config.display(),
+            token.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("report-spam.sieve"),
+        "require [\"vnd.dovecot.pipe\", \"copy\", \"imapsieve\", \"environment\", \"variables\"];\n\
+         if environment :matches \"imap.user\" \"*\" { set \"username\" \"${1}\"; }\n\
+         pipe :copy \"gatehouse-report\" [ \"spam\", \"${username}\" ];\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("report-ham.sieve"),
+        "require [\"vnd.dovecot.pipe\", \"copy\", \"imapsieve\", \"environment\", \"variables\"];\n\
+         if environment :matches \"imap.mailbox\" \"*\" { set \"mailbox\" \"${1}\"; }\n\
+         if string \"${mailbox}\" \"Trash\" { stop; }\n\
+         if environment :matches \"imap.user\" \"*\" { set \"username\" \"${1}\"; }\n\
+         pipe :copy \"gatehouse-report\" [ \"ham\", \"${username}\" ];\n",
+    )
+    .unwrap();
+    for (path, mode) in [(&report, "755"), (&token, "644"), (&dir, "755"), (&bin, "755")] {
+        assert!(Command::new("chmod").arg(mode).arg(path).status().unwrap().success());
+    }
+    for p in [root.path(), n.dir.as_path()] {
+        assert!(Command::new("chmod").arg("o+x").arg(p).status().unwrap().success());
+    }
+    let extra = format!(
+        "protocol imap {{\n  mail_plugins = $mail_plugins imap_sieve\n}}\n\
+         plugin {{\n  sieve_plugins = sieve_imapsieve sieve_extprograms\n\
+           sieve_global_extensions = +vnd.dovecot.pipe +vnd.dovecot.environment\n\
+           sieve_pipe_bin_dir = {bin}\n\
+           imapsieve_mailbox1_name = Junk\n  imapsieve_mailbox1_causes = COPY APPEND\n\
+           imapsieve_mailbox1_before = file:{d}/report-spam.sieve\n\
+           imapsieve_mailbox2_name = *\n  imapsieve_mailbox2_from = Junk\n  imapsieve_mailbox2_causes = COPY\n\
+           imapsieve_mailbox2_before = file:{d}/report-ham.sieve\n}}\n",
+        bin = bin.display(),
+        d = dir.display()
+    );
+    let mail_root = n.dir.join("data/mail");
+    let imap_port = free_port();
+    let _dovecot = start_dovecot(&dir, &mail_root, imap_port, None, &extra);
+    let imap = |from: &str, to: &str| {
+        let script = format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap_port})
+m.login("alice@example.com", "imap-secret")
+typ, count = m.select("{from}")
+assert count == [b"1"], count
+typ, data = m.uid("SEARCH", "ALL")
+typ, moved = m.uid("MOVE", data[0].split()[0], "{to}")
+assert typ == "OK", (typ, moved)
+m.logout()
+"#
+        );
+        let out = python(&script);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let reports = |n: &Node| n.ok(&["spam", "reports", "list"]).as_array().cloned().unwrap_or_default();
+    let log = || std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+
+    imap("INBOX", "Junk");
+    let filed = wait_for(Duration::from_secs(10), || reports(&n).first().cloned());
+    let filed = filed.unwrap_or_else(|| panic!("no spam report: {}", log()));
+    assert_eq!(filed["user"], "alice@example.com");
+    assert_eq!(filed["class"], "spam");
+    assert_eq!(filed["subject"], "cheap pills");
+
+    imap("Junk", "INBOX");
+    // Moved back: the same user's pending report now says ham.
+    let flipped = wait_for(Duration::from_secs(10), || {
+        let all = reports(&n);
+        (all.len() == 1 && all[0]["class"] == "ham").then_some(all)
+    });
+    assert!(flipped.is_some(), "no ham report: {}", log());
+
+    n.ok(&["spam", "reports", "approve", "--all"]);
+    let status = n.ok(&["spam", "status"]);
+    assert_eq!((status["spam_learned"].as_u64(), status["ham_learned"].as_u64()), (Some(0), Some(1)), "{status}");
 }

@@ -155,18 +155,25 @@ pub fn correspondent_key(local: &str, external: &str) -> u64 {
 impl SpamState {
     /// Files a report; refused when the user already has `per_user_max`
     /// pending (one user cannot flood the review list) or reported this
-    /// message already.
+    /// message the same way already.
     pub fn add_report(&mut self, mut report: SpamReport, per_user_max: usize) -> Result<u64, SpamRuleError> {
         let user = report.user.to_lowercase();
+        // The same user reporting the same message the other way changed their
+        // mind (moved it out of Junk again): the pending report flips.
+        if let Some((id, r)) = self.reports.iter_mut().find(|(_, r)| r.user == user && r.digest == report.digest) {
+            if r.class == report.class {
+                return Err(SpamRuleError { field: "message", reason: "already reported by this user".into() });
+            }
+            r.class = report.class;
+            r.reported_ms = report.reported_ms;
+            return Ok(*id);
+        }
         let pending = self.reports.values().filter(|r| r.user == user).count();
         if pending >= per_user_max {
             return Err(SpamRuleError {
                 field: "user",
                 reason: format!("{user} has {pending} reports waiting for review (spam.reports_per_user_max)"),
             });
-        }
-        if self.reports.values().any(|r| r.user == user && r.digest == report.digest) {
-            return Err(SpamRuleError { field: "message", reason: "already reported by this user".into() });
         }
         report.user = user;
         report.from.truncate(report.from.floor_char_boundary(300));

@@ -15,6 +15,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Read the admin token from this file instead of `<data_dir>/admin.token`
+    /// (for scripts that run as another user, such as a Dovecot sieve pipe).
+    #[arg(long, global = true, env = "GATEHOUSE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -15,8 +15,13 @@ use super::print;
 use crate::config::NodeConfig;
 
 /// Runs a command that talks to a node's admin API.
-pub fn run_admin_command(command: &Command, config: &NodeConfig, as_json: bool) -> anyhow::Result<()> {
-    let token_path = config.admin_token_path();
+pub fn run_admin_command(
+    command: &Command,
+    config: &NodeConfig,
+    as_json: bool,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let token_path = token_file.map(std::path::Path::to_path_buf).unwrap_or_else(|| config.admin_token_path());
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("reading the admin token {} (is --data-dir right?)", token_path.display()))?;
     // Joins and removals wait for catch-up, so allow the join timeout.
