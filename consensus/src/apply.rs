@@ -167,6 +167,12 @@ impl ClusterState {
             DiscardSpamReport { id } => {
                 self.spam.reports.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
             }
+            ImportSpamFilters { addresses, keywords, replace } => {
+                match self.spam.import_filters(addresses, keywords, *replace) {
+                    Ok((added, skipped)) => Ok(Outcome::RulesImported { added, skipped }),
+                    Err(e) => Err(ApplyError::BadRule { field: e.field.to_string(), reason: e.reason }),
+                }
+            }
             QuarantineForget { id } => {
                 self.quarantine.forget(id);
                 Ok(Outcome::Done)

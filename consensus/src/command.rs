@@ -271,6 +271,12 @@ pub enum Command {
     LearnPendingReports {
         day: u64,
     },
+    /// Adds address and keyword filter rules, all or nothing (`spam filters import`).
+    ImportSpamFilters {
+        addresses: Vec<AddressRule>,
+        keywords: Vec<KeywordRule>,
+        replace: bool,
+    },
 }
 
 /// What a successful command reports back to its caller.

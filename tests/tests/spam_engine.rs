@@ -197,6 +197,25 @@ fn address_and_keyword_filters() {
     n.ok(&["spam", "keywords", "remove", &bonus["id"].to_string()]);
     let err = n.try_ok(&["spam", "keywords", "remove", &bonus["id"].to_string()]).unwrap_err();
     assert!(err.contains("404"), "{err}");
+
+    // Export, replace with an empty document, import back: the same rules.
+    let file = root.path().join("filters.json");
+    n.ok(&["spam", "filters", "export", "-o", file.to_str().unwrap()]);
+    let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported["addresses"].as_array().unwrap().len(), 2, "{exported}");
+    assert_eq!(exported["keywords"][0]["phrase"], "wire transfer now");
+    let empty = root.path().join("empty.json");
+    std::fs::write(&empty, r#"{"addresses": [], "keywords": []}"#).unwrap();
+    n.ok(&["spam", "filters", "import", empty.to_str().unwrap(), "--replace"]);
+    assert!(n.ok(&["spam", "addresses", "list"]).as_array().unwrap().is_empty());
+    let imported = n.ok(&["spam", "filters", "import", file.to_str().unwrap()]);
+    assert_eq!(imported["added"], 3, "{imported}");
+    // A bad rule refuses the whole document, naming it.
+    std::fs::write(&empty, r#"{"addresses": [{"field": "sender", "value": "@ok.example", "verdict": "spam"},
+        {"field": "sender", "value": "bad", "verdict": "spam"}]}"#).unwrap();
+    let err = n.try_ok(&["spam", "filters", "import", empty.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("addresses") && err.contains("[1].value"), "{err}");
+    assert_eq!(n.ok(&["spam", "addresses", "list"]).as_array().unwrap().len(), 2, "all or nothing");
 }
 
 #[test]

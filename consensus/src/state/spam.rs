@@ -183,6 +183,46 @@ impl SpamState {
         Ok(self.next_id)
     }
 
+    /// Adds address and keyword rules, all or nothing: a bad one refuses the
+    /// whole import, naming it (`addresses[2].value`); rules already present
+    /// are skipped and counted. `replace` removes every other rule first.
+    pub fn import_filters(
+        &mut self,
+        addresses: &[AddressRule],
+        keywords: &[KeywordRule],
+        replace: bool,
+    ) -> Result<(u64, u64), SpamRuleError> {
+        let mut next = self.clone();
+        if replace {
+            next.addresses.clear();
+            next.keywords.clear();
+        }
+        let (mut added, mut skipped) = (0, 0);
+        for (i, rule) in addresses.iter().enumerate() {
+            match next.add_address(rule.clone()) {
+                Ok(_) => added += 1,
+                Err(Ok(_)) => skipped += 1,
+                Err(Err(e)) => {
+                    return Err(SpamRuleError {
+                        field: "addresses",
+                        reason: format!("[{i}].{}: {}", e.field, e.reason),
+                    })
+                }
+            }
+        }
+        for (i, rule) in keywords.iter().enumerate() {
+            match next.add_keyword(rule.clone()) {
+                Ok(_) => added += 1,
+                Err(Ok(_)) => skipped += 1,
+                Err(Err(e)) => {
+                    return Err(SpamRuleError { field: "keywords", reason: format!("[{i}].{}: {}", e.field, e.reason) })
+                }
+            }
+        }
+        *self = next;
+        Ok((added, skipped))
+    }
+
     /// Records (or extends) pairs until `expires_ms`.
     pub fn record_correspondents(&mut self, pairs: &[u64], expires_ms: u64) {
         for key in pairs {

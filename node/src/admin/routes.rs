@@ -71,6 +71,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/spam/reports", web::post().to(super::spam::report))
             .route("/spam/reports/approve", web::post().to(super::spam::approve_reports))
             .route("/spam/reports/{id}", web::delete().to(super::spam::discard_report))
+            .route("/spam/filters", web::get().to(super::spam::export_filters))
+            .route("/spam/filters/import", web::post().to(super::spam::import_filters))
             .route("/spam/addresses", web::get().to(super::spam::list_addresses))
             .route("/spam/addresses", web::post().to(super::spam::add_address))
             .route("/spam/addresses/{id}", web::delete().to(super::spam::remove_address))

@@ -139,17 +139,21 @@ pub async fn list_keywords(state: web::Data<AdminState>) -> Reply {
     Ok(HttpResponse::Ok().json(rules))
 }
 
-pub async fn add_keyword(state: web::Data<AdminState>, body: web::Json<KeywordBody>) -> Reply {
-    let b = body.into_inner();
+/// A keyword rule from the API's form (a decimal score) to the stored one (hundredths).
+fn keyword_rule(b: KeywordBody) -> Result<KeywordRule, &'static str> {
     if !b.score.is_finite() {
-        return Err(ApiError::bad_request("score", "a number"));
+        return Err("a number");
     }
-    let rule = KeywordRule {
+    Ok(KeywordRule {
         phrase: b.phrase,
         score_cents: (b.score * 100.0).round() as i64,
         blacklisted: b.blacklisted,
         comment: b.comment,
-    };
+    })
+}
+
+pub async fn add_keyword(state: web::Data<AdminState>, body: web::Json<KeywordBody>) -> Reply {
+    let rule = keyword_rule(body.into_inner()).map_err(|e| ApiError::bad_request("score", e))?;
     added(state.node.proposer.propose(Command::AddSpamKeyword { rule }).await?)
 }
 
@@ -241,4 +245,47 @@ pub async fn approve_reports(state: web::Data<AdminState>, body: web::Json<Appro
 pub async fn discard_report(state: web::Data<AdminState>, id: web::Path<u64>) -> Reply {
     state.node.proposer.propose(Command::DiscardSpamReport { id: id.into_inner() }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+/// Both filters as one document, the format `spam filters import` reads.
+pub async fn export_filters(state: web::Data<AdminState>) -> Reply {
+    let applied = state.node.read.load();
+    let spam = &applied.state.spam;
+    let keywords: Vec<serde_json::Value> = spam
+        .keywords
+        .values()
+        .map(|r| {
+            serde_json::json!({
+                "phrase": r.phrase, "score": r.score_cents as f64 / 100.0, "blacklisted": r.blacklisted, "comment": r.comment,
+            })
+        })
+        .collect();
+    let addresses: Vec<&AddressRule> = spam.addresses.values().collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "addresses": addresses, "keywords": keywords })))
+}
+
+#[derive(Deserialize)]
+pub struct ImportFiltersBody {
+    #[serde(default)]
+    addresses: Vec<AddressRule>,
+    #[serde(default)]
+    keywords: Vec<KeywordBody>,
+    #[serde(default)]
+    replace: bool,
+}
+
+pub async fn import_filters(state: web::Data<AdminState>, body: web::Json<ImportFiltersBody>) -> Reply {
+    let b = body.into_inner();
+    let mut keywords = Vec::with_capacity(b.keywords.len());
+    for (i, k) in b.keywords.into_iter().enumerate() {
+        keywords
+            .push(keyword_rule(k).map_err(|e| ApiError::bad_request(&format!("keywords[{i}].score"), e.to_string()))?);
+    }
+    let command = Command::ImportSpamFilters { addresses: b.addresses, keywords, replace: b.replace };
+    match state.node.proposer.propose(command).await? {
+        Outcome::RulesImported { added, skipped } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true, "added": added, "skipped": skipped })))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
 }

@@ -392,6 +392,9 @@ pub enum SpamCmd {
     /// The address filter: spam / not spam by sender or recipient (not spam wins).
     #[command(subcommand)]
     Addresses(SpamAddressCmd),
+    /// Both filters (addresses and keywords) as one JSON document: export, import.
+    #[command(subcommand)]
+    Filters(SpamFiltersCmd),
     /// The keyword filter: scored words and phrases; a blacklisted one refuses the message.
     #[command(subcommand)]
     Keywords(SpamKeywordCmd),
@@ -409,6 +412,14 @@ pub enum SpamReportsCmd {
     },
     /// Drop a report without learning it.
     Discard { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamFiltersCmd {
+    /// Print the address and keyword rules as one JSON document (the format `import` reads).
+    Export(ExportRules),
+    /// Add the document's rules, all or nothing; rules already present are skipped.
+    Import(ImportRules),
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
     FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd,
-    SpamCmd, SpamKeywordCmd, SpamReportsCmd, TemplateCmd, UserCmd,
+    SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -195,6 +195,22 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             SpamCmd::Status => client.get("spam/status"),
             SpamCmd::Report { spam, user, paths, .. } => {
                 super::spam::report(client, if *spam { "spam" } else { "ham" }, user, paths)
+            }
+            SpamCmd::Filters(SpamFiltersCmd::Export(ExportRules { output })) => {
+                let document = client.get("spam/filters")?;
+                write_or_return(document, output.as_deref())
+            }
+            SpamCmd::Filters(SpamFiltersCmd::Import(ImportRules { file, replace })) => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let mut document: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a JSON document from `spam filters export`", file.display()))?;
+                anyhow::ensure!(
+                    document.is_object(),
+                    "{}: not a JSON document from `spam filters export`",
+                    file.display()
+                );
+                document["replace"] = json!(replace);
+                client.post("spam/filters/import", document)
             }
             SpamCmd::Reports(SpamReportsCmd::List) => client.get("spam/reports"),
             SpamCmd::Reports(SpamReportsCmd::Approve { ids, all }) => {

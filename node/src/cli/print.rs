@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamKeywordCmd, SpamReportsCmd,
-    TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd,
+    SpamReportsCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -261,6 +261,12 @@ pub fn human(command: &Command, reply: &Value) {
         ),
         Command::Spam(SpamCmd::Reports(SpamReportsCmd::Approve { .. })) => {
             println!("ok: {} report(s) learned", s(reply, "learned"))
+        }
+        Command::Spam(SpamCmd::Filters(SpamFiltersCmd::Export(ExportRules { output: None }))) => {
+            println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default())
+        }
+        Command::Spam(SpamCmd::Filters(SpamFiltersCmd::Import(_))) => {
+            println!("ok: {} rule(s) added, {} already present", s(reply, "added"), s(reply, "skipped"))
         }
         Command::Spam(SpamCmd::Status) => {
             println!("learned: {} spam, {} ham", s(reply, "spam_learned"), s(reply, "ham_learned"));
