@@ -216,7 +216,7 @@ fn slice(raw: &[u8], from: usize, to: usize) -> &[u8] {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn longest_line(block: &[u8]) -> usize {

@@ -241,7 +241,7 @@ const CONTENT_WARNINGS: &[(&str, &str, f64)] = &[
 ];
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 #[cfg(test)]
