@@ -211,8 +211,12 @@ fn address_and_keyword_filters() {
     let imported = n.ok(&["spam", "filters", "import", file.to_str().unwrap()]);
     assert_eq!(imported["added"], 3, "{imported}");
     // A bad rule refuses the whole document, naming it.
-    std::fs::write(&empty, r#"{"addresses": [{"field": "sender", "value": "@ok.example", "verdict": "spam"},
-        {"field": "sender", "value": "bad", "verdict": "spam"}]}"#).unwrap();
+    std::fs::write(
+        &empty,
+        r#"{"addresses": [{"field": "sender", "value": "@ok.example", "verdict": "spam"},
+        {"field": "sender", "value": "bad", "verdict": "spam"}]}"#,
+    )
+    .unwrap();
     let err = n.try_ok(&["spam", "filters", "import", empty.to_str().unwrap()]).unwrap_err();
     assert!(err.contains("addresses") && err.contains("[1].value"), "{err}");
     assert_eq!(n.ok(&["spam", "addresses", "list"]).as_array().unwrap().len(), 2, "all or nothing");
