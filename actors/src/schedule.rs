@@ -6,6 +6,7 @@
 //! the result (antivirus updates: `content::updater`).
 
 use actix::prelude::*;
+use consensus::state::counters::DAY_MS;
 use consensus::state::settings::{key, parse_time_of_day, Key};
 use consensus::{AppliedState, Command, Proposer, ReadHandle};
 use std::time::Duration;
@@ -13,7 +14,6 @@ use std::time::Duration;
 use crate::queue::now_ms;
 
 const TICK: Duration = Duration::from_secs(1);
-const DAY_MS: u64 = 86_400_000;
 
 /// A daily job: the setting with its time, the day last done, the command.
 struct Job {

@@ -8,22 +8,29 @@ pub fn header_block(data: &[u8]) -> String {
     String::from_utf8_lossy(&data[..end.min(data.len())]).into_owned()
 }
 
+/// The fields of a header block: lower-case names with their unfolded
+/// values (continuation lines joined with one space), in order.
+pub fn fields(block: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let mut lines = block.split("\r\n").peekable();
+    std::iter::from_fn(move || loop {
+        let line = lines.next()?;
+        // A continuation line here follows no field: it belongs to none.
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let mut value = value.trim().to_string();
+        while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+            value.push(' ');
+            value.push_str(next.trim());
+        }
+        return Some((name.trim().to_ascii_lowercase(), value));
+    })
+}
+
 /// The unfolded value of the first header called `name` (lower case).
 pub fn header_value(headers: &str, name: &str) -> Option<String> {
-    let mut lines = headers.split("\r\n").peekable();
-    while let Some(line) = lines.next() {
-        let Some((field, value)) = line.split_once(':') else { continue };
-        if field.trim().eq_ignore_ascii_case(name) {
-            let mut value = value.trim().to_string();
-            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
-                value.push(' ');
-                value.push_str(next.trim());
-                lines.next();
-            }
-            return Some(value);
-        }
-    }
-    None
+    fields(headers).find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -37,5 +44,9 @@ mod tests {
         assert_eq!(header_value(h, "x-gatehouse-quarantine").as_deref(), Some("virus: Eicar"));
         assert_eq!(header_value(h, "from"), None);
         assert_eq!(header_block(b"A: b\r\n\r\nbody"), "A: b\r\n");
+        // A folded line that looks like a field is not one.
+        let folded = "Received: from x\r\n Subject: fake\r\nSubject: real\r\n";
+        assert_eq!(header_value(folded, "subject").as_deref(), Some("real"));
+        assert_eq!(fields(folded).count(), 2);
     }
 }

@@ -13,6 +13,7 @@ pub mod entry;
 pub use entry::{entry_for, entry_from_spooled};
 
 use actix::prelude::*;
+use consensus::state::counters::DAY_MS;
 use consensus::state::settings::key;
 use consensus::state::{QuarantineReason, QuarantineState};
 use consensus::{Command, Proposer, ReadHandle};
@@ -84,10 +85,11 @@ impl Work {
     async fn carry_out_requests(&self) {
         let applied = self.read.load();
         let settings = &applied.state.settings;
-        let retention_ms = settings.uint(key::QUARANTINE_RETENTION_DAYS).saturating_mul(86_400_000);
+        let retention_ms = settings.uint(key::QUARANTINE_RETENTION_DAYS).saturating_mul(DAY_MS);
         // Spam goes sooner when spam.junk_retention_days says so (0: the general retention).
         let spam_days = settings.uint(key::SPAM_JUNK_RETENTION_DAYS);
-        let spam_retention_ms = if spam_days == 0 { retention_ms } else { retention_ms.min(spam_days * 86_400_000) };
+        let spam_retention_ms =
+            if spam_days == 0 { retention_ms } else { retention_ms.min(spam_days.saturating_mul(DAY_MS)) };
         let now = now_ms();
         let due: Vec<(String, QueueAction, &'static str)> = applied
             .state

@@ -3,6 +3,7 @@
 //! (deleted by antivirus), with the virus notices `antivirus.notify` asks for.
 
 use actix::Addr;
+use consensus::state::counters::DAY_MS;
 use consensus::state::settings::key;
 use consensus::state::spam::correspondent_key;
 use consensus::{AppliedState, Command};
@@ -78,8 +79,7 @@ fn auto_whitelist_pairs(state: &AppliedState, m: &crate::message::InboundMessage
     }
     let local = |address: &str| {
         let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-        state.state.directory.domains.contains_key(&domain)
-            || state.state.directory.domain_aliases.contains_key(&domain)
+        state.state.directory.is_local_domain(&domain)
     };
     let pairs: Vec<u64> = m
         .recipients
@@ -91,6 +91,6 @@ fn auto_whitelist_pairs(state: &AppliedState, m: &crate::message::InboundMessage
         return None;
     }
     let days = settings.uint(key::SPAM_AUTO_WHITELIST_DAYS);
-    let expires_ms = now_ms().saturating_add(days.saturating_mul(86_400_000));
+    let expires_ms = now_ms().saturating_add(days.saturating_mul(DAY_MS));
     Some(Command::RecordCorrespondents { pairs, expires_ms })
 }

@@ -11,20 +11,22 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::content::mime::ParsedMessage;
-use crate::message::headers::header_block;
+use crate::message::headers::{fields, header_block};
 
 /// Distinct tokens kept per message: a bound on a learn command's size
 /// and on the work of one classification.
 pub const TOKENS_MAX: usize = 3000;
 /// Words looked at per message.
 const WORDS_MAX: usize = 4000;
+/// Header fields looked at per message.
+const FIELDS_MAX: usize = 200;
 /// Words kept from one header field.
 const FIELD_WORDS_MAX: usize = 30;
 
 pub fn tokenize(raw: &[u8], parsed: &ParsedMessage) -> Vec<u64> {
     let mut out = Tokens::default();
     let headers = header_block(raw);
-    for (name, value) in fields(&headers) {
+    for (name, value) in fields(&headers).take(FIELDS_MAX) {
         out.add(&["hn", &name]);
         for w in words(&value).take(FIELD_WORDS_MAX) {
             out.add(&["h", &name, &w]);
@@ -114,25 +116,6 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
                 w.to_lowercase()
             }
         })
-}
-
-/// The header fields of a header block: lower-case names, unfolded values.
-fn fields(block: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in block.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-        if out.len() >= 200 {
-            break;
-        }
-    }
-    out
 }
 
 /// Text of an HTML body: tags dropped, scripts and styles skipped, a few entities decoded.
