@@ -35,6 +35,14 @@ fn spam_rule_added(added: Result<u64, Result<u64, crate::state::spam::SpamRuleEr
 /// Distinct tokens one learned message may carry (the tokenizer keeps fewer).
 pub const LEARN_TOKENS_MAX: usize = 10_000;
 
+fn bounded_tokens(tokens: &[u64]) -> Result<(), ApplyError> {
+    if tokens.len() > LEARN_TOKENS_MAX {
+        let reason = format!("at most {LEARN_TOKENS_MAX} tokens per message");
+        return Err(ApplyError::BadRule { field: "tokens".into(), reason });
+    }
+    Ok(())
+}
+
 impl ClusterState {
     /// Learns these reports into the Bayes model and removes them; returns how many.
     fn learn_reports(&mut self, ids: &[u64]) -> u64 {
@@ -112,12 +120,7 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             LearnSpam { digest, class, tokens } => {
-                if tokens.len() > LEARN_TOKENS_MAX {
-                    return Err(ApplyError::InvalidSetting {
-                        key: "tokens".into(),
-                        reason: format!("at most {LEARN_TOKENS_MAX} tokens per message"),
-                    });
-                }
+                bounded_tokens(tokens)?;
                 let max = self.settings.uint(crate::state::settings::key::SPAM_BAYES_TOKENS_MAX) as usize;
                 let effect = self.spam.bayes.learn(*digest, *class, tokens, max);
                 Ok(Outcome::Learned { effect })
@@ -141,9 +144,7 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             ReportSpam { report } => {
-                if report.tokens.len() > LEARN_TOKENS_MAX {
-                    return Err(ApplyError::BadRule { field: "tokens".into(), reason: "too many".into() });
-                }
+                bounded_tokens(&report.tokens)?;
                 let max = self.settings.uint(crate::state::settings::key::SPAM_REPORTS_PER_USER_MAX) as usize;
                 match self.spam.add_report(report.clone(), max) {
                     Ok(id) => Ok(Outcome::RuleAdded { id }),

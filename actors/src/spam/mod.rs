@@ -147,7 +147,6 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
     let settings = &state.state.settings;
     let mut symbols: Vec<Symbol> = Vec::new();
     let raw = &message.body;
-    let headers = header_block(raw);
 
     let gtube_in = |t: &String| t.contains(GTUBE);
     if parsed.text.iter().any(gtube_in) || parsed.html.iter().any(gtube_in) || contains(raw, GTUBE.as_bytes()) {
@@ -189,10 +188,7 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
     } else {
         SpamAction::NoAction
     };
-    let digest = match header_value(&headers, "message-id") {
-        Some(id) if !id.is_empty() => xxh3_64(id.trim().as_bytes()),
-        _ => xxh3_64(raw),
-    };
+    let digest = digest(raw);
     let subject_prefix = settings.text(key::SPAM_SUBJECT_PREFIX);
     let encapsulate_plain = settings.flag(key::SPAM_ENCAPSULATE_PLAIN_TEXT);
     let hostname = settings.text(key::SMTP_HOSTNAME);
@@ -208,6 +204,15 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
         bayes,
         tokens,
         digest,
+    }
+}
+
+/// The key a message is learned under, so it counts once: its Message-ID,
+/// else its bytes.
+pub fn digest(raw: &[u8]) -> u64 {
+    match header_value(&header_block(raw), "message-id") {
+        Some(id) if !id.is_empty() => xxh3_64(id.trim().as_bytes()),
+        _ => xxh3_64(raw),
     }
 }
 

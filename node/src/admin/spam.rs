@@ -15,18 +15,47 @@ use super::{AdminState, ApiError};
 
 type Reply = Result<HttpResponse, ApiError>;
 
-async fn verdict_of(state: &web::Data<AdminState>, raw: web::Bytes) -> Result<SpamVerdict, ApiError> {
+/// The request body as a message; an empty body is an error naming `message`.
+fn message_of(raw: &[u8]) -> Result<InboundMessage, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::bad_request("message", "the request body must be the message"));
     }
+    Ok(InboundMessage::from_file(raw))
+}
+
+async fn verdict_of(state: &web::Data<AdminState>, raw: web::Bytes) -> Result<SpamVerdict, ApiError> {
+    let message = message_of(&raw)?;
     let applied = state.node.read.load();
     web::block(move || {
-        let message = InboundMessage::from_file(&raw);
         let parsed = ParsedMessage::parse(&message.body);
         spam::check(&applied, &message, &parsed, &[])
     })
     .await
     .map_err(|e| ApiError::internal(format!("spam check failed: {e}")))
+}
+
+/// What learning a message needs (its digest and tokens), with its sender
+/// and subject for the review list; no scoring.
+struct Learnable {
+    digest: u64,
+    tokens: Vec<u64>,
+    from: String,
+    subject: String,
+}
+
+async fn learnable(raw: web::Bytes) -> Result<Learnable, ApiError> {
+    let message = message_of(&raw)?;
+    web::block(move || {
+        let parsed = ParsedMessage::parse(&message.body);
+        Learnable {
+            digest: spam::digest(&message.body),
+            tokens: spam::tokens::tokenize(&message.body, &parsed),
+            from: parsed.from,
+            subject: parsed.subject,
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the message failed: {e}")))
 }
 
 pub async fn check(state: web::Data<AdminState>, raw: web::Bytes) -> Reply {
@@ -62,8 +91,8 @@ pub struct LearnQuery {
 
 pub async fn learn(state: web::Data<AdminState>, query: web::Query<LearnQuery>, raw: web::Bytes) -> Reply {
     let class = class_of(&query.class)?;
-    let v = verdict_of(&state, raw).await?;
-    let command = Command::LearnSpam { digest: v.digest, class, tokens: v.tokens };
+    let m = learnable(raw).await?;
+    let command = Command::LearnSpam { digest: m.digest, class, tokens: m.tokens };
     match state.node.proposer.propose(command).await? {
         Outcome::Learned { effect } => {
             Ok(HttpResponse::Ok()
@@ -122,6 +151,13 @@ pub struct KeywordBody {
     comment: String,
 }
 
+/// A keyword rule as the API shows it: the score as a decimal.
+fn keyword_view(r: &KeywordRule) -> serde_json::Value {
+    serde_json::json!({
+        "phrase": r.phrase, "score": r.score_cents as f64 / 100.0, "blacklisted": r.blacklisted, "comment": r.comment,
+    })
+}
+
 pub async fn list_keywords(state: web::Data<AdminState>) -> Reply {
     let applied = state.node.read.load();
     let rules: Vec<serde_json::Value> = applied
@@ -130,10 +166,9 @@ pub async fn list_keywords(state: web::Data<AdminState>) -> Reply {
         .keywords
         .iter()
         .map(|(id, r)| {
-            serde_json::json!({
-                "id": id, "phrase": r.phrase, "score": r.score_cents as f64 / 100.0,
-                "blacklisted": r.blacklisted, "comment": r.comment,
-            })
+            let mut view = keyword_view(r);
+            view["id"] = serde_json::json!(id);
+            view
         })
         .collect();
     Ok(HttpResponse::Ok().json(rules))
@@ -182,25 +217,14 @@ pub async fn report(state: web::Data<AdminState>, query: web::Query<ReportQuery>
     if !state.node.read.load().state.directory.users.contains_key(&user) {
         return Err(ApiError::bad_request("user", format!("{user:?} is not a local user")));
     }
-    if raw.is_empty() {
-        return Err(ApiError::bad_request("message", "the request body must be the message"));
-    }
-    let applied = state.node.read.load();
-    let (verdict, from, subject) = web::block(move || {
-        let message = InboundMessage::from_file(&raw);
-        let parsed = ParsedMessage::parse(&message.body);
-        let verdict = spam::check(&applied, &message, &parsed, &[]);
-        (verdict, parsed.from.clone(), parsed.subject.clone())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("report failed: {e}")))?;
+    let m = learnable(raw).await?;
     let report = SpamReport {
         user,
         class,
-        digest: verdict.digest,
-        tokens: verdict.tokens,
-        from,
-        subject,
+        digest: m.digest,
+        tokens: m.tokens,
+        from: m.from,
+        subject: m.subject,
         reported_ms: (state.node.clock)(),
     };
     added(state.node.proposer.propose(Command::ReportSpam { report }).await?)
@@ -251,15 +275,7 @@ pub async fn discard_report(state: web::Data<AdminState>, id: web::Path<u64>) ->
 pub async fn export_filters(state: web::Data<AdminState>) -> Reply {
     let applied = state.node.read.load();
     let spam = &applied.state.spam;
-    let keywords: Vec<serde_json::Value> = spam
-        .keywords
-        .values()
-        .map(|r| {
-            serde_json::json!({
-                "phrase": r.phrase, "score": r.score_cents as f64 / 100.0, "blacklisted": r.blacklisted, "comment": r.comment,
-            })
-        })
-        .collect();
+    let keywords: Vec<serde_json::Value> = spam.keywords.values().map(keyword_view).collect();
     let addresses: Vec<&AddressRule> = spam.addresses.values().collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "addresses": addresses, "keywords": keywords })))
 }
