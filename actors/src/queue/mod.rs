@@ -459,14 +459,9 @@ impl Handler<EnqueueHeld> for DeliveryQueue {
     type Result = ResponseFuture<Result<String, Reply>>;
 
     fn handle(&mut self, msg: EnqueueHeld, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
         let mut message = self.spooled(*msg.0);
         message.held = true;
-        self.pending.push((message, tx));
-        self.commit_pending(ctx);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| Err(Reply::new(451, "4.3.0", "Queue unavailable; try again later")))
-        })
+        self.commit_one(message, ctx)
     }
 }
 
@@ -474,8 +469,20 @@ impl Handler<Enqueue> for DeliveryQueue {
     type Result = ResponseFuture<Result<String, Reply>>;
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
         let message = self.spooled(*msg.0);
+        self.commit_one(message, ctx)
+    }
+}
+
+impl DeliveryQueue {
+    /// Adds a message to the next group commit; the answer is its queue id
+    /// once the commit is durable.
+    fn commit_one(
+        &mut self,
+        message: SpooledMessage,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<String, Reply>> {
+        let (tx, rx) = oneshot::channel();
         self.pending.push((message, tx));
         self.commit_pending(ctx);
         Box::pin(async move {
