@@ -8,6 +8,11 @@
 //!
 //!   cargo run --release -p gatehouse-actors --example spam_eval -- DIR [SCORES_OUT] [FOLDS_OUT]
 //!
+//! RULES="FILE.cf ..." imports SpamAssassin rule files (e.g. Debian's
+//! /usr/share/spamassassin/*.cf) as `spam rules import` would; LAYOUT=1
+//! prints how their patterns are run, WHY=N the symbols of the N
+//! highest-scoring ham messages.
+//!
 //! SCORES_OUT gets `label<TAB>score<TAB>file` per message; FOLDS_OUT
 //! `fold<TAB>label<TAB>file`, so other filters can be run on the same folds.
 
@@ -55,10 +60,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(defaults.settings.uint(key::SPAM_BAYES_TOKENS_MAX) as usize);
     let tag = defaults.settings.score(key::SPAM_TAG_SCORE);
+    let mut rule_files = std::collections::BTreeMap::new();
+    for path in std::env::var("RULES").unwrap_or_default().split_whitespace() {
+        let text: String = std::fs::read(path)?.iter().map(|b| char::from(*b)).collect();
+        let name = std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        rule_files.insert(name, consensus::state::spam::RuleFile { text, imported_ms: 0 });
+    }
+    if !rule_files.is_empty() {
+        let started = Instant::now();
+        let book = spam::rules::RuleBook::compile(rule_files.iter().map(|(n, f)| (n.as_str(), f.text.as_str())));
+        println!(
+            "gatehouse: {} rule files: {} rules compiled ({} by PCRE2), {} not compiled, {} broken lines, in {:.2} s",
+            rule_files.len(),
+            book.len(),
+            book.summaries().iter().filter(|r| r.engine == "pcre2").count(),
+            book.uncompiled.len(),
+            book.errors.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if std::env::var("LAYOUT").is_ok() {
+            for (t, sets, filtered, fallback) in book.layout() {
+                println!("  input {t}: {sets} in sets, {filtered} prefiltered, {fallback} PCRE2 always");
+            }
+        }
+        for e in book.errors.iter().take(10) {
+            println!("  broken: {}:{}: {}", e.source, e.line, e.message);
+        }
+        let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+        for u in &book.uncompiled {
+            let class: String = u.reason.split([' ', ':', '(']).take(2).collect::<Vec<_>>().join(" ");
+            *reasons.entry(class).or_default() += 1;
+        }
+        let mut reasons: Vec<_> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        for (r, n) in reasons.iter().take(12) {
+            println!("  not compiled: {n} × {r}");
+        }
+    }
+    let mut why: Vec<(f64, String)> = Vec::new();
     let mut results: Vec<(f64, bool, &str)> = Vec::new();
     let mut check_secs = 0.0;
     for fold in 0..10 {
         let mut state = ClusterState::default();
+        state.spam.rule_files = rule_files.clone();
+        state.spam.rules_version = u64::from(!rule_files.is_empty());
         // Learned in an order that mixes spam and ham, as mail arrives.
         for (i, s) in order.iter().map(|i| (*i, &samples[*i])).filter(|(_, s)| s.fold != fold) {
             let class = if s.spam { SpamClass::Spam } else { SpamClass::Ham };
@@ -74,6 +119,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let parsed = ParsedMessage::parse(&s.message.body);
             let verdict = spam::check(&applied, &s.message, &parsed, &[]);
             results.push((verdict.score, s.spam, &s.name));
+            if !s.spam && verdict.score >= tag - 2.0 {
+                let names: Vec<String> = verdict.symbols.iter().map(|x| format!("{}={}", x.name, x.score)).collect();
+                why.push((verdict.score, format!("{} {}", s.name, names.join(" "))));
+            }
         }
         check_secs += started.elapsed().as_secs_f64();
     }
@@ -90,6 +139,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     report("gatehouse", &results, tag);
+    why.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (score, line) in why.iter().take(std::env::var("WHY").ok().and_then(|v| v.parse().ok()).unwrap_or(0)) {
+        println!("  high ham {score:.2}: {line}");
+    }
     println!(
         "gatehouse: checked {} messages in {:.2} s: {:.0} msg/s on one core",
         results.len(),

@@ -35,6 +35,10 @@ fn spam_rule_added(added: Result<u64, Result<u64, crate::state::spam::SpamRuleEr
 /// Distinct tokens one learned message may carry (the tokenizer keeps fewer).
 pub const LEARN_TOKENS_MAX: usize = 10_000;
 
+fn spam_rule_error(e: crate::state::spam::SpamRuleError) -> ApplyError {
+    ApplyError::BadRule { field: e.field.to_string(), reason: e.reason }
+}
+
 fn bounded_tokens(tokens: &[u64]) -> Result<(), ApplyError> {
     if tokens.len() > LEARN_TOKENS_MAX {
         let reason = format!("at most {LEARN_TOKENS_MAX} tokens per message");
@@ -167,6 +171,31 @@ impl ClusterState {
             }
             DiscardSpamReport { id } => {
                 self.spam.reports.remove(id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownRule(*id))
+            }
+            ImportSpamRules { files, replace } => {
+                self.spam.import_rule_files(files, *replace, at_ms).map_err(spam_rule_error)?;
+                Ok(Outcome::RulesImported { added: files.len() as u64, skipped: 0 })
+            }
+            RemoveSpamRules { name } => {
+                if self.spam.rule_files.remove(name).is_none() {
+                    return Err(ApplyError::BadRule {
+                        field: "name".into(),
+                        reason: format!("no imported rule file {name:?}"),
+                    });
+                }
+                self.spam.rules_version += 1;
+                Ok(Outcome::Done)
+            }
+            InstallSpamRulePack { pack } => {
+                self.spam.install_rule_pack(pack, at_ms).map_err(spam_rule_error)?;
+                Ok(Outcome::Done)
+            }
+            ClaimSpamRuleUpdate { day } => {
+                let claimed = *day > self.spam.rules_update_day;
+                if claimed {
+                    self.spam.rules_update_day = *day;
+                }
+                Ok(Outcome::Claimed { claimed })
             }
             ImportSpamFilters { addresses, keywords, replace } => {
                 match self.spam.import_filters(addresses, keywords, *replace) {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::AddressError;
-use crate::state::spam::{AddressRule, KeywordRule, LearnEffect, SpamReport};
+use crate::state::spam::{AddressRule, KeywordRule, LearnEffect, RulePack, SpamReport};
 use crate::state::{
     AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, SpamClass, UserOverrides,
 };
@@ -271,6 +271,25 @@ pub enum Command {
     LearnPendingReports {
         day: u64,
     },
+    /// Stores SpamAssassin rule files (name, Latin-1 text), checked by the
+    /// proposing node; `replace` drops the files imported before.
+    ImportSpamRules {
+        files: Vec<(String, String)>,
+        replace: bool,
+    },
+    RemoveSpamRules {
+        name: String,
+    },
+    /// Installs a rule pack fetched from `spam.rules_url` (validated whole by
+    /// the fetching node); the same version again changes nothing.
+    InstallSpamRulePack {
+        pack: RulePack,
+    },
+    /// The daily rule update (`spam.update_at`): the first claim of a day wins,
+    /// and only its node fetches.
+    ClaimSpamRuleUpdate {
+        day: u64,
+    },
     /// Adds address and keyword filter rules, all or nothing (`spam filters import`).
     ImportSpamFilters {
         addresses: Vec<AddressRule>,
@@ -324,6 +343,10 @@ pub enum Outcome {
     },
     ReportsLearned {
         learned: u64,
+    },
+    /// Whether this node's claim of the day's rule update won.
+    Claimed {
+        claimed: bool,
     },
 }
 

@@ -40,6 +40,26 @@ pub fn phishing_links(html: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The targets of `href` and `src` attributes, as written.
+pub fn link_targets(html: &str) -> Vec<String> {
+    let lower = html.to_ascii_lowercase();
+    let mut out = Vec::new();
+    for attr in ["href", "src"] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(attr).map(|i| from + i) {
+            from = i + attr.len();
+            let tag_start = lower[..i].rfind('<').unwrap_or(0);
+            let tag_end = lower[i..].find('>').map_or(lower.len(), |e| i + e);
+            if let Some(v) = attribute(&html[i..tag_end], &lower[i..tag_end], attr) {
+                if tag_start < i && !v.is_empty() {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn bare(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
 }
@@ -90,7 +110,7 @@ fn shown_host(text: &str) -> Option<String> {
 }
 
 /// The host of an http(s) URL, lower case; `None` for other schemes.
-fn url_host(url: &str) -> Option<String> {
+pub fn url_host(url: &str) -> Option<String> {
     let lower = url.trim().to_ascii_lowercase();
     let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

@@ -177,7 +177,7 @@ fn spam_refusal(verdict: &crate::spam::SpamVerdict, own_mail: bool, message: &In
     if verdict.action != crate::spam::SpamAction::Reject {
         return Ok(());
     }
-    let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = verdict.symbols.iter().map(|s| s.name.as_ref()).collect();
     tracing::info!(client = %message.peer.ip, from = %message.mail_from, score = verdict.score, own_mail, symbols = %names.join(","), "spam");
     if own_mail {
         return Ok(());

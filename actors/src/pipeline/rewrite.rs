@@ -30,7 +30,7 @@ pub fn apply(
             SpamAction::Junk if !own_mail => message.junk = true,
             SpamAction::Encapsulate if !own_mail => encapsulate = true,
             SpamAction::Quarantine if !own_mail && quarantine.is_none() => {
-                let names: Vec<&str> = spam.symbols.iter().map(|s| s.name).collect();
+                let names: Vec<&str> = spam.symbols.iter().map(|s| s.name.as_ref()).collect();
                 quarantine = Some(("spam", format!("score {:.2}: {}", spam.score, names.join(","))));
             }
             _ => {}

@@ -39,9 +39,9 @@ pub fn address_symbols(state: &SpamState, message: &InboundMessage, parsed: &Par
         }
     }
     if !not_spam.is_empty() {
-        out.push(Symbol { name: "ADDRESS_NOT_SPAM", score: ADDRESS_NOT_SPAM_SCORE, options: not_spam });
+        out.push(Symbol { name: "ADDRESS_NOT_SPAM".into(), score: ADDRESS_NOT_SPAM_SCORE, options: not_spam });
     } else if !spam.is_empty() {
-        out.push(Symbol { name: "ADDRESS_SPAM", score: ADDRESS_SPAM_SCORE, options: spam });
+        out.push(Symbol { name: "ADDRESS_SPAM".into(), score: ADDRESS_SPAM_SCORE, options: spam });
     }
 }
 
@@ -57,7 +57,7 @@ pub fn auto_whitelist_symbol(state: &consensus::AppliedState, message: &InboundM
         .any(|r| spam.is_correspondent(correspondent_key(&r.address, &message.mail_from), message.received_ms));
     if known {
         let score = -state.state.settings.score(key::SPAM_AUTO_WHITELIST_SCORE);
-        out.push(Symbol { name: "AUTO_WHITELIST", score, options: vec![message.mail_from.clone()] });
+        out.push(Symbol { name: "AUTO_WHITELIST".into(), score, options: vec![message.mail_from.clone()] });
     }
 }
 
@@ -103,10 +103,10 @@ pub fn keyword_symbols(state: &SpamState, parsed: &ParsedMessage, out: &mut Vec<
         }
     }
     if !blacklisted.is_empty() {
-        out.push(Symbol { name: "KEYWORD_BLACKLIST", score: KEYWORD_BLACKLIST_SCORE, options: blacklisted });
+        out.push(Symbol { name: "KEYWORD_BLACKLIST".into(), score: KEYWORD_BLACKLIST_SCORE, options: blacklisted });
     }
     if !phrases.is_empty() {
-        out.push(Symbol { name: "KEYWORDS", score: score as f64 / 100.0, options: phrases });
+        out.push(Symbol { name: "KEYWORDS".into(), score: score as f64 / 100.0, options: phrases });
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod bayes;
 pub mod encapsulate;
 pub mod filters;
+pub mod rules;
 pub mod tokens;
 
 use consensus::state::settings::key;
@@ -23,7 +24,8 @@ pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TES
 /// One named finding and what it adds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Symbol {
-    pub name: &'static str,
+    /// A fixed name, or a rule's name from a rule file.
+    pub name: std::borrow::Cow<'static, str>,
     pub score: f64,
     pub options: Vec<String>,
 }
@@ -93,7 +95,7 @@ impl SpamVerdict {
     /// `X-Spam-*` headers (SpamAssassin's names, which filters and clients know).
     pub fn headers(&self) -> Vec<String> {
         let flag = if self.is_spam() { "Yes" } else { "No" };
-        let names: Vec<&str> = self.symbols.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = self.symbols.iter().map(|s| s.name.as_ref()).collect();
         let mut out = vec![
             format!("X-Spam-Flag: {}", if self.is_spam() { "YES" } else { "NO" }),
             format!("X-Spam-Score: {:.2}", self.score),
@@ -124,9 +126,13 @@ fn bayes_symbol(p: f64) -> Symbol {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
     let log_odds = (p / (1.0 - p)).log10();
     if log_odds >= 0.0 {
-        Symbol { name: "BAYES_SPAM", score: round((log_odds * BAYES_SPAM_PER_DECADE).min(BAYES_SPAM_MAX)), options }
+        Symbol {
+            name: "BAYES_SPAM".into(),
+            score: round((log_odds * BAYES_SPAM_PER_DECADE).min(BAYES_SPAM_MAX)),
+            options,
+        }
     } else {
-        Symbol { name: "BAYES_HAM", score: round((log_odds * BAYES_HAM_PER_DECADE).max(BAYES_HAM_MIN)), options }
+        Symbol { name: "BAYES_HAM".into(), score: round((log_odds * BAYES_HAM_PER_DECADE).max(BAYES_HAM_MIN)), options }
     }
 }
 
@@ -150,14 +156,14 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
 
     let gtube_in = |t: &String| t.contains(GTUBE);
     if parsed.text.iter().any(gtube_in) || parsed.html.iter().any(gtube_in) || contains(raw, GTUBE.as_bytes()) {
-        symbols.push(Symbol { name: "GTUBE", score: 1000.0, options: vec![] });
+        symbols.push(Symbol { name: "GTUBE".into(), score: 1000.0, options: vec![] });
     }
     for (name, score) in &message.spam_symbols {
-        symbols.push(Symbol { name, score: f64::from(*score), options: vec![] });
+        symbols.push(Symbol { name: (*name).into(), score: f64::from(*score), options: vec![] });
     }
     for (check, name, score) in CONTENT_WARNINGS {
         if warnings.contains(check) {
-            symbols.push(Symbol { name, score: *score, options: vec![] });
+            symbols.push(Symbol { name: (*name).into(), score: *score, options: vec![] });
         }
     }
     filters::address_symbols(&state.state.spam, message, parsed, &mut symbols);
@@ -171,6 +177,14 @@ pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMess
     if let Some(p) = bayes {
         symbols.push(bayes_symbol(p));
     }
+    let book = rules::cache().get(&state.state.spam);
+    let mut input = rules::RuleInput::new(raw, parsed, &message.mail_from);
+    let known: Vec<&str> = symbols.iter().map(|s| s.name.as_ref()).collect();
+    let hits = book.check(&mut input, &|name| known.contains(&name));
+    symbols.extend(hits.into_iter().map(|h| {
+        let options = if h.description.is_empty() { vec![] } else { vec![h.description] };
+        Symbol { name: h.name.into(), score: h.score, options }
+    }));
 
     let score = round(symbols.iter().map(|s| s.score).sum());
     let required_score = settings.score(key::SPAM_TAG_SCORE);

@@ -31,6 +31,34 @@ pub struct SpamState {
     /// The last day (since the epoch, UTC) pending reports were learned by the schedule.
     #[serde(default)]
     pub reports_learned_day: u64,
+    /// The operator's SpamAssassin rule files (`spam rules import`), by file
+    /// name, as Latin-1 text (one char per byte of the file).
+    #[serde(default)]
+    pub rule_files: BTreeMap<String, RuleFile>,
+    /// The rule pack from `spam.rules_url`.
+    #[serde(default)]
+    pub rule_pack: Option<RulePack>,
+    /// Bumped by every change to the rules: the key of each node's compiled rule set.
+    #[serde(default)]
+    pub rules_version: u64,
+    /// The last day (since the epoch, UTC) a scheduled rule update was proposed.
+    #[serde(default)]
+    pub rules_update_day: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFile {
+    pub text: String,
+    pub imported_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulePack {
+    /// The pack's `# version:` line, else a digest of its bytes.
+    pub version: String,
+    pub url: String,
+    pub text: String,
+    pub installed_ms: u64,
 }
 
 /// A user's report that a message is spam (or is not): what learning it
@@ -95,6 +123,70 @@ impl Eq for KeywordRule {}
 pub struct SpamRuleError {
     pub field: &'static str,
     pub reason: String,
+}
+
+/// Bytes the operator's rule files and the pack may hold together: a
+/// bound on the replicated state (Debian's whole rule set is under 2 MB).
+pub const RULE_BYTES_MAX: usize = 16 << 20;
+/// Length of a rule file's name.
+const RULE_FILE_NAME_MAX: usize = 200;
+
+impl SpamState {
+    pub fn import_rule_files(
+        &mut self,
+        files: &[(String, String)],
+        replace: bool,
+        at_ms: u64,
+    ) -> Result<(), SpamRuleError> {
+        for (name, _) in files {
+            let ok = !name.is_empty()
+                && name.len() <= RULE_FILE_NAME_MAX
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok {
+                return Err(SpamRuleError {
+                    field: "name",
+                    reason: format!("{name:?}: letters, digits, '.', '_' and '-' only, at most 200"),
+                });
+            }
+        }
+        let kept: usize = if replace {
+            0
+        } else {
+            self.rule_files.iter().filter(|(n, _)| !files.iter().any(|(f, _)| f == *n)).map(|(_, f)| f.text.len()).sum()
+        };
+        let pack = self.rule_pack.as_ref().map_or(0, |p| p.text.len());
+        let total = kept + pack + files.iter().map(|(_, t)| t.len()).sum::<usize>();
+        if total > RULE_BYTES_MAX {
+            return Err(SpamRuleError {
+                field: "files",
+                reason: format!("{total} bytes of rules; at most {RULE_BYTES_MAX}"),
+            });
+        }
+        if replace {
+            self.rule_files.clear();
+        }
+        for (name, text) in files {
+            self.rule_files.insert(name.clone(), RuleFile { text: text.clone(), imported_ms: at_ms });
+        }
+        self.rules_version += 1;
+        Ok(())
+    }
+
+    pub fn install_rule_pack(&mut self, pack: &RulePack, at_ms: u64) -> Result<(), SpamRuleError> {
+        if self.rule_pack.as_ref().is_some_and(|p| p.version == pack.version && p.text == pack.text) {
+            return Ok(());
+        }
+        let files: usize = self.rule_files.values().map(|f| f.text.len()).sum();
+        if files + pack.text.len() > RULE_BYTES_MAX || pack.version.len() > 200 || pack.url.len() > 2000 {
+            return Err(SpamRuleError {
+                field: "pack",
+                reason: format!("too large (at most {RULE_BYTES_MAX} bytes of rules)"),
+            });
+        }
+        self.rule_pack = Some(RulePack { installed_ms: at_ms, ..pack.clone() });
+        self.rules_version += 1;
+        Ok(())
+    }
 }
 
 impl AddressRule {
