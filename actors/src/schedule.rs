@@ -8,7 +8,7 @@
 use actix::prelude::*;
 use consensus::state::counters::DAY_MS;
 use consensus::state::settings::{key, parse_time_of_day, Key};
-use consensus::{AppliedState, Command, Proposer, ReadHandle};
+use consensus::{AppliedState, Command, Outcome, Proposer, ReadHandle};
 use std::time::Duration;
 
 use crate::queue::now_ms;
@@ -33,6 +33,12 @@ const JOBS: &[Job] = &[
         done_day: |s| s.state.spam.reports_learned_day,
         command: |day| Command::LearnPendingReports { day },
     },
+    // The node whose claim wins fetches the rule pack (below).
+    Job {
+        at: key::SPAM_UPDATE_AT,
+        done_day: |s| s.state.spam.rules_update_day,
+        command: |day| Command::ClaimSpamRuleUpdate { day },
+    },
 ];
 
 pub struct DailySchedule {
@@ -55,9 +61,19 @@ impl DailySchedule {
         for job in JOBS {
             if let Some(day) = due_day(&applied.state.settings.text(job.at), now, (job.done_day)(&applied)) {
                 let (proposer, command) = (self.proposer.clone(), (job.command)(day));
+                let read = self.read.clone();
                 actix::spawn(async move {
-                    if let Err(e) = proposer.propose(command).await {
-                        tracing::debug!(error = %e, "daily job not proposed");
+                    match proposer.propose(command).await {
+                        Ok(Outcome::Claimed { claimed: true }) => {
+                            match crate::spam::rules::pack::update(&read, &proposer).await {
+                                Ok(p) => {
+                                    tracing::info!(version = %p.version, rules = p.rules, changed = p.changed, "spam rule pack updated")
+                                }
+                                Err(e) => tracing::warn!(error = %e, "spam rule pack update failed"),
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "daily job not proposed"),
                     }
                 });
             }

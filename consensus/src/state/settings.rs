@@ -31,6 +31,8 @@ pub enum SettingKind {
     },
     /// `HH:MM` (UTC), or empty for never.
     TimeOfDay,
+    /// An `https://`, `http://` or `file://` URL, or empty for none.
+    Url,
     /// A spam score: a decimal number with up to two decimals.
     Score {
         min: f64,
@@ -635,6 +637,18 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "30",
         doc: "Quarantined messages older than this are deleted by the node that holds them.",
     },
+    SettingSpec {
+        key: "spam.rules_url",
+        kind: SettingKind::Url,
+        default: "",
+        doc: "Where the spam rule pack (one SpamAssassin .cf file) is fetched from: https://, http:// or file:///. Empty: no pack.",
+    },
+    SettingSpec {
+        key: "spam.update_at",
+        kind: SettingKind::TimeOfDay,
+        default: "",
+        doc: "When (HH:MM UTC) one node fetches the rule pack from spam.rules_url each day; a pack that does not compile whole is refused. Empty: only by `spam update`.",
+    },
 ];
 
 /// A setting's name with the type its value reads as. The constants in
@@ -788,6 +802,8 @@ setting_keys! {
     SPAM_REPORTS_PER_USER_MAX: i64 = 93, "spam.reports_per_user_max";
     SPAM_LEARN_REPORTS_AT: String = 94, "spam.learn_reports_at";
     QUARANTINE_RETENTION_DAYS: i64 = 95, "quarantine.retention_days";
+    SPAM_RULES_URL: String = 96, "spam.rules_url";
+    SPAM_UPDATE_AT: String = 97, "spam.update_at";
 }
 
 /// A settings value after validation.
@@ -840,6 +856,7 @@ impl Parsed {
             SettingKind::Text { .. }
             | SettingKind::Template { .. }
             | SettingKind::TimeOfDay
+            | SettingKind::Url
             | SettingKind::Hostname
             | SettingKind::Choice { .. } => Parsed::Text(text.to_string()),
         }
@@ -891,6 +908,19 @@ impl Settings {
                     )));
                 }
                 Ok(value)
+            }
+            SettingKind::Url => {
+                let v = value.trim();
+                let scheme_ok = ["https://", "http://", "file:///"].iter().any(|s| v.starts_with(s));
+                if v.is_empty()
+                    || (scheme_ok && v.len() <= 2000 && !v.chars().any(|c| c.is_whitespace() || c.is_control()))
+                {
+                    Ok(v.to_string())
+                } else {
+                    Err(bad(format!(
+                        "{value:?} is not an https://, http:// or file:/// URL (at most 2000 bytes), or empty"
+                    )))
+                }
             }
             SettingKind::TimeOfDay => {
                 let v = value.trim();

@@ -13,6 +13,7 @@ mod queue;
 mod routes;
 mod rules;
 mod spam;
+mod spam_rules;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -49,6 +50,10 @@ impl ApiError {
 
     pub fn not_found(field: &str, error: impl Into<String>) -> Self {
         Self { status: 404, error: error.into(), field: Some(field.to_string()) }
+    }
+
+    pub fn bad_gateway(field: &str, error: impl Into<String>) -> Self {
+        Self { status: 502, error: error.into(), field: Some(field.to_string()) }
     }
 
     pub fn internal(error: impl Into<String>) -> Self {

@@ -114,6 +114,10 @@ pub async fn status(state: web::Data<AdminState>) -> Reply {
         "expired": b.expired,
         "bayes_min_learns": min,
         "bayes_ready": b.spam_learned >= min && b.ham_learned >= min,
+        "rule_files": applied.state.spam.rule_files.keys().collect::<Vec<_>>(),
+        "rule_pack": applied.state.spam.rule_pack.as_ref().map(|p| serde_json::json!({
+            "version": p.version, "url": p.url, "installed_ms": p.installed_ms
+        })),
         "applied_index": applied.applied_index,
     })))
 }

@@ -373,7 +373,8 @@ pub enum SpamCmd {
         ham: bool,
         paths: Vec<PathBuf>,
     },
-    /// The model: messages learned, tokens, whether Bayes votes yet.
+    /// The model (messages learned, tokens, whether Bayes votes yet), the
+    /// imported rule files and the rule pack's version.
     Status,
     /// Report messages as spam or not spam for USER; they wait for review (`spam reports`).
     Report {
@@ -398,6 +399,41 @@ pub enum SpamCmd {
     /// The keyword filter: scored words and phrases; a blacklisted one refuses the message.
     #[command(subcommand)]
     Keywords(SpamKeywordCmd),
+    /// SpamAssassin rule files (.cf): the compiled rules, import, export, remove.
+    #[command(subcommand)]
+    Rules(SpamRulesCmd),
+    /// Fetch the rule pack from spam.rules_url now; every node installs it.
+    Update,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamRulesCmd {
+    /// Every compiled rule (name, kind, score, file, description), then every
+    /// rule that did not compile, with why.
+    List {
+        /// Also the `__` sub-rules, which only feed meta rules.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Import SpamAssassin rule files (`/usr/share/spamassassin/*.cf`); a file
+    /// of the same name is replaced; rules that cannot be compiled are listed.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Drop every file imported before.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the imported files as they were imported (all, or one with --name).
+    Export {
+        #[arg(long)]
+        name: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Remove an imported rule file by its name.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,6 +63,24 @@ impl AdminClient {
         self.call("DELETE", path, None)
     }
 
+    /// GETs a body that is not JSON (an exported file), as bytes.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}/{}", self.base, path);
+        let request = self.agent.get(&url).set("Authorization", &format!("Bearer {}", self.token));
+        match request.call() {
+            Ok(response) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)?;
+                Ok(bytes)
+            }
+            Err(ureq::Error::Status(code, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                anyhow::bail!("{} (HTTP {code})", body.get("error").and_then(Value::as_str).unwrap_or("request failed"))
+            }
+            Err(e) => anyhow::bail!("cannot reach the admin API at {}: {e}", self.base),
+        }
+    }
+
     /// POSTs raw bytes (a message) as `message/rfc822`.
     pub fn post_message(&self, path: &str, message: &[u8]) -> anyhow::Result<Value> {
         self.call("POST", path, Some(Body::Message(message)))

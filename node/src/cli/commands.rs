@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
     FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd,
-    SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, TemplateCmd, UserCmd,
+    SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -244,6 +244,37 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             SpamCmd::Keywords(SpamKeywordCmd::Remove { id }) => {
                 client.delete(&p(&["spam", "keywords", &id.to_string()]))
             }
+            SpamCmd::Rules(SpamRulesCmd::List { all }) => client.get(&format!("spam/rules?all={all}")),
+            SpamCmd::Rules(SpamRulesCmd::Import { files, replace }) => {
+                let mut list = Vec::new();
+                for path in files {
+                    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    // One char per byte: the rule files' Latin-1 and UTF-8 bytes arrive unchanged.
+                    let text: String = bytes.iter().map(|b| char::from(*b)).collect();
+                    list.push(json!({ "name": name, "text": text }));
+                }
+                client.post("spam/rules/import", json!({ "files": list, "replace": replace }))
+            }
+            SpamCmd::Rules(SpamRulesCmd::Export { name, output }) => {
+                let path = match name {
+                    Some(n) => format!("spam/rules/export?name={}", AdminClient::query_value(n)),
+                    None => "spam/rules/export".to_string(),
+                };
+                let bytes = client.get_bytes(&path)?;
+                match output {
+                    Some(file) => {
+                        std::fs::write(file, &bytes).with_context(|| format!("writing {}", file.display()))?;
+                        Ok(json!({ "ok": true, "written": file }))
+                    }
+                    None => {
+                        std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
+                        Ok(Value::Null)
+                    }
+                }
+            }
+            SpamCmd::Rules(SpamRulesCmd::Remove { name }) => client.delete(&p(&["spam", "rules", "files", name])),
+            SpamCmd::Update => client.post("spam/update", json!({})),
         },
         Command::Quarantine(c) => match c {
             QuarantineCmd::List { recipient, reason } => {

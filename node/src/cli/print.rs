@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
     GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd,
-    SpamReportsCmd, TemplateCmd, UserCmd,
+    SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -273,6 +273,48 @@ pub fn human(command: &Command, reply: &Value) {
             println!("tokens:  {} of {} ({} expired)", s(reply, "tokens"), s(reply, "tokens_max"), s(reply, "expired"));
             let ready = if reply["bayes_ready"].as_bool() == Some(true) { "yes" } else { "no" };
             println!("Bayes votes: {ready} (needs {} of each)", s(reply, "bayes_min_learns"));
+            let files: Vec<String> =
+                items(&reply["rule_files"]).iter().map(|f| f.as_str().unwrap_or_default().to_string()).collect();
+            println!("rule files: {}", if files.is_empty() { "none".to_string() } else { files.join(", ") });
+            match reply["rule_pack"].as_object() {
+                Some(p) => println!(
+                    "rule pack: version {} from {}, installed {}",
+                    p.get("version").and_then(|v| v.as_str()).unwrap_or_default(),
+                    p.get("url").and_then(|v| v.as_str()).unwrap_or_default(),
+                    time_text(&reply["rule_pack"], "installed_ms")
+                ),
+                None => println!("rule pack: none"),
+            }
+        }
+        Command::Spam(SpamCmd::Rules(SpamRulesCmd::List { .. })) => {
+            table(
+                &["NAME", "KIND", "SCORE", "FILE", "DESCRIPTION"],
+                items(&reply["rules"])
+                    .iter()
+                    .map(|r| vec![s(r, "name"), s(r, "kind"), s(r, "score"), s(r, "source"), s(r, "description")])
+                    .collect(),
+            );
+            print_not_compiled(reply);
+        }
+        Command::Spam(SpamCmd::Rules(SpamRulesCmd::Import { .. })) => {
+            println!(
+                "ok: {} file(s), {} rules compiled ({} scored, {} by PCRE2)",
+                s(reply, "files"),
+                s(reply, "rules"),
+                s(reply, "scored"),
+                s(reply, "by_pcre2")
+            );
+            print_not_compiled(reply);
+        }
+        Command::Spam(SpamCmd::Rules(SpamRulesCmd::Export { .. })) if reply.is_null() => {}
+        Command::Spam(SpamCmd::Update) => {
+            let p = &reply["pack"];
+            let changed = if p["changed"].as_bool() == Some(true) { "installed" } else { "already installed" };
+            println!("ok: rule pack version {} {changed}: {} rules", s(p, "version"), s(p, "rules"));
+            let names = join_list(p, "not_compiled");
+            if !names.is_empty() {
+                println!("not compiled (eval tests, MIME headers): {names}");
+            }
         }
         Command::Quarantine(QuarantineCmd::List { .. }) => table(
             &["ID", "NODE", "RECEIVED", "REASON", "SENDER", "RECIPIENTS", "SUBJECT", "STATE"],
@@ -443,5 +485,17 @@ pub fn zone_text(value: &str) -> String {
         chunks.concat()
     } else {
         format!("( {} )", chunks.join(" "))
+    }
+}
+
+/// The rules that did not compile, each with its file, line and reason.
+fn print_not_compiled(reply: &Value) {
+    let list = items(&reply["not_compiled"]);
+    if list.is_empty() {
+        return;
+    }
+    println!("{} rule(s) not compiled:", list.len());
+    for u in list {
+        println!("  {} ({}:{}): {}", s(&u, "name"), s(&u, "source"), s(&u, "line"), s(&u, "reason"));
     }
 }

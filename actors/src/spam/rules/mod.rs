@@ -9,6 +9,7 @@
 
 pub mod input;
 pub mod meta;
+pub mod pack;
 pub mod parse;
 pub mod perl;
 pub mod prefilter;
@@ -47,6 +48,9 @@ pub struct Uncompiled {
     pub source: String,
     pub line: usize,
     pub reason: String,
+    /// A mistake in the rule (a pattern neither engine compiles, a bad
+    /// meta), not a feature Gatehouse lacks (eval tests, MIME headers).
+    pub broken: bool,
 }
 
 /// One compiled rule, as `spam rules list` shows it.
@@ -74,6 +78,8 @@ pub enum Target {
 
 struct Rule {
     name: String,
+    source: String,
+    line: usize,
     score: f64,
     description: String,
     /// Scored and not a sub-rule: shown as a symbol when it hits.
@@ -221,13 +227,14 @@ impl RuleBook {
                 source: def.source.clone(),
                 line: def.line,
                 reason,
+                broken: true,
             };
             let flags = files.tflags.get(&def.name).map(Vec::as_slice).unwrap_or_default();
             let score = rule_score(&def.name, files.scores.get(&def.name), flags);
             let engine;
             match &def.spec {
                 RuleSpec::Unsupported(why) => {
-                    book.uncompiled.push(fail(why.clone()));
+                    book.uncompiled.push(Uncompiled { broken: false, ..fail(why.clone()) });
                     continue;
                 }
                 RuleSpec::Meta(text) => match MetaExpr::parse(text) {
@@ -337,12 +344,14 @@ impl RuleBook {
                 let r = &mut book.rules[rule];
                 r.published = false;
                 let reason = "too large together with the rules beside it".to_string();
+                let (source, line) = (r.source.clone(), r.line);
                 book.uncompiled.push(Uncompiled {
                     name: r.name.clone(),
                     kind: "pattern",
-                    source: String::new(),
-                    line: 0,
+                    source,
+                    line,
                     reason,
+                    broken: true,
                 });
             }
             let guards = guarded.remove(&target).unwrap_or_default();
@@ -439,7 +448,15 @@ impl RuleBook {
             source: def.source.clone(),
             engine,
         });
-        self.rules.push(Rule { name: def.name.clone(), score, description, published, multiple });
+        self.rules.push(Rule {
+            name: def.name.clone(),
+            source: def.source.clone(),
+            line: def.line,
+            score,
+            description,
+            published,
+            multiple,
+        });
     }
 
     /// Metas in an order where each follows the metas it reads; a meta in
@@ -495,9 +512,10 @@ impl RuleBook {
                 self.uncompiled.push(Uncompiled {
                     name: r.name.clone(),
                     kind: "meta",
-                    source: String::new(),
-                    line: 0,
+                    source: r.source.clone(),
+                    line: r.line,
                     reason: "meta rules that depend on each other in a cycle".into(),
+                    broken: true,
                 });
                 continue;
             }
@@ -683,7 +701,7 @@ impl RuleBookCache {
 
     /// Defaults, then the rule pack, then the operator's files by name.
     pub fn compile_state(state: &consensus::state::spam::SpamState) -> RuleBook {
-        let pack = state.rule_pack.as_ref().map(|p| ("rule-pack.cf", p.text.as_str()));
+        let pack = state.rule_pack.as_ref().map(|p| (pack::PACK_SOURCE, p.text.as_str()));
         let files = state.rule_files.iter().map(|(n, f)| (n.as_str(), f.text.as_str()));
         RuleBook::compile(pack.into_iter().chain(files))
     }
