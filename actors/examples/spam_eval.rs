@@ -117,8 +117,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         for s in samples.iter().filter(|s| s.fold == fold) {
             let parsed = ParsedMessage::parse(&s.message.body);
-            let verdict = spam::check(&applied, &s.message, &parsed, &[]);
+            let verdict = spam::check(&applied, &s.message, &parsed, &[], Vec::new());
             results.push((verdict.score, s.spam, &s.name));
+            if std::env::var("PROBS").is_ok() {
+                println!("prob\t{}\t{}", if s.spam { "spam" } else { "ham" }, verdict.bayes.unwrap_or(-1.0));
+            }
+            if std::env::var("MISSED").is_ok() && s.spam && verdict.score < tag {
+                let names: Vec<String> = verdict.symbols.iter().map(|x| format!("{}={}", x.name, x.score)).collect();
+                println!("  missed spam {:.2} p={:?}: {} {}", verdict.score, verdict.bayes, s.name, names.join(" "));
+            }
             if !s.spam && verdict.score >= tag - 2.0 {
                 let names: Vec<String> = verdict.symbols.iter().map(|x| format!("{}={}", x.name, x.score)).collect();
                 why.push((verdict.score, format!("{} {}", s.name, names.join(" "))));

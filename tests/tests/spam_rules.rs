@@ -171,3 +171,54 @@ fn rule_pack_from_a_local_server_reaches_every_node_and_a_broken_one_is_refused(
     let r = nodes[1].ok(&["spam", "check", probe.to_str().unwrap()]);
     assert_eq!(r[0]["symbols"]["PACK_WIDGETS"]["score"].as_f64(), Some(4.5), "{r}");
 }
+
+#[test]
+fn blocklists_score_received_ips_and_link_domains() {
+    let root = tempfile::tempdir().unwrap();
+    let dns_port = free_port();
+    let records: Vec<String> = [
+        "--host-record=7.100.51.198.rbl.test,127.0.0.2",
+        "--host-record=bad.example.uribl.test,127.0.0.2",
+        "--local=/rbl.test/",
+        "--local=/uribl.test/",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _dns = common::dns_server(dns_port, &records);
+    let mut n = common::Node::new(root.path(), "n1", &format!("[dns]\nnameservers = [\"127.0.0.1:{dns_port}\"]\n"));
+    n.serve();
+    n.ok(&["domain", "add", "example.com"]);
+    n.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    n.ok(&["config", "set", "spam.action", "tag"]);
+    let err = n.try_ok(&["config", "set", "spam.uribl_zones", "uribl.test=lots"]).unwrap_err();
+    assert!(err.contains("spam.uribl_zones") && err.contains("number"), "{err}");
+    n.ok(&["config", "set", "spam.received_rbl_zones", "rbl.test=2.5"]);
+    n.ok(&["config", "set", "spam.uribl_zones", "uribl.test=4"]);
+
+    let message = |ip: &str, link: &str| {
+        let mut m =
+            format!("Received: from relay.example (relay.example [{ip}]) by mx.sender.example\r\n").into_bytes();
+        m.extend(plain("links", format!("see {link} today").as_bytes()));
+        m
+    };
+    let to = ["alice@example.com"];
+    assert!(send_raw(n.smtp_ports.smtp, "s@example.org", &to, &message("198.51.100.7", "http://click.bad.example/x"))
+        .starts_with("250"));
+    assert!(send_raw(n.smtp_ports.smtp, "s@example.org", &to, &message("198.51.100.8", "http://good.example/x"))
+        .starts_with("250"));
+    let got = wait_for(Duration::from_secs(10), || {
+        let files = maildir_files(&n, "alice");
+        (files.len() == 2).then_some(files)
+    })
+    .expect("both delivered");
+    let texts: Vec<String> = got.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+    let listed = texts.iter().find(|t| t.contains("198.51.100.7")).unwrap();
+    assert!(
+        listed.contains("RBL_RECEIVED (198.51.100.7 in rbl.test)") && listed.contains("2.50 RBL_RECEIVED"),
+        "{listed}"
+    );
+    assert!(listed.contains("4.00 URIBL (bad.example in uribl.test)"), "{listed}");
+    let clean = texts.iter().find(|t| t.contains("198.51.100.8")).unwrap();
+    assert!(!clean.contains("RBL_RECEIVED") && !clean.contains("URIBL"), "{clean}");
+}

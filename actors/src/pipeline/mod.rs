@@ -129,7 +129,8 @@ impl Pipeline {
                         Some(p) => p,
                         None => Arc::new(crate::content::mime::ParsedMessage::parse(&message.body)),
                     };
-                    let verdict = crate::spam::check(&c.state, &message, &parsed, &warnings);
+                    let listed = crate::spam::dnslists::lookup(&c.state, &c.nameservers, &message.body, &parsed).await;
+                    let verdict = crate::spam::check(&c.state, &message, &parsed, &warnings, listed);
                     if !c.own_mail {
                         if let (Some(proposer), Some(command)) = (&proposer, crate::spam::autolearn(&c.state, &verdict))
                         {

@@ -4,6 +4,7 @@
 //! apart from reading the applied state; runs on the spam stage's threads.
 
 pub mod bayes;
+pub mod dnslists;
 pub mod encapsulate;
 pub mod filters;
 pub mod rules;
@@ -148,10 +149,17 @@ fn round(x: f64) -> f64 {
 }
 
 /// Scores a message. `parsed` is the content stage's parse; `warnings` the
-/// names of the content checks that tagged it.
-pub fn check(state: &AppliedState, message: &InboundMessage, parsed: &ParsedMessage, warnings: &[&str]) -> SpamVerdict {
+/// names of the content checks that tagged it; `listed` the DNS lists'
+/// symbols (`dnslists::lookup`), asked before.
+pub fn check(
+    state: &AppliedState,
+    message: &InboundMessage,
+    parsed: &ParsedMessage,
+    warnings: &[&str],
+    listed: Vec<Symbol>,
+) -> SpamVerdict {
     let settings = &state.state.settings;
-    let mut symbols: Vec<Symbol> = Vec::new();
+    let mut symbols: Vec<Symbol> = listed;
     let raw = &message.body;
 
     let gtube_in = |t: &String| t.contains(GTUBE);

@@ -33,6 +33,8 @@ pub enum SettingKind {
     TimeOfDay,
     /// An `https://`, `http://` or `file://` URL, or empty for none.
     Url,
+    /// DNS list zones with scores: `zone=score,zone=score`, or empty.
+    ZoneScores,
     /// A spam score: a decimal number with up to two decimals.
     Score {
         min: f64,
@@ -649,7 +651,64 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "",
         doc: "When (HH:MM UTC) one node fetches the rule pack from spam.rules_url each day; a pack that does not compile whole is refused. Empty: only by `spam update`.",
     },
+    SettingSpec {
+        key: "spam.received_rbl_zones",
+        kind: SettingKind::ZoneScores,
+        default: "",
+        doc: "DNS blocklists asked about the public IPs in the Received headers (Kerio): ZONE=SCORE, comma-separated (zen.spamhaus.org=3). Empty: none.",
+    },
+    SettingSpec {
+        key: "spam.uribl_zones",
+        kind: SettingKind::ZoneScores,
+        default: "",
+        doc: "URI blocklists asked about the registered domains of the message's links: ZONE=SCORE, comma-separated (multi.surbl.org=4). Empty: none.",
+    },
+    SettingSpec {
+        key: "spam.received_ips_max",
+        kind: SettingKind::Integer { min: 1, max: 20 },
+        default: "5",
+        doc: "Public IPs from Received headers asked about, newest first.",
+    },
+    SettingSpec {
+        key: "spam.uri_domains_max",
+        kind: SettingKind::Integer { min: 1, max: 100 },
+        default: "20",
+        doc: "Link domains asked about per message, in the order they appear.",
+    },
+    SettingSpec {
+        key: "spam.dns_timeout_ms",
+        kind: SettingKind::Integer { min: 100, max: 30000 },
+        default: "2000",
+        doc: "How long the spam stage waits for its blocklist answers; a zone that has not answered counts as not listing.",
+    },
 ];
+
+/// `zone=score,zone=score` (scores with up to two decimals, −100 to 100;
+/// at most 20 zones); empty gives none.
+pub fn parse_zone_scores(value: &str) -> Result<Vec<(String, f64)>, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (zone, score) = item.split_once('=').ok_or_else(|| format!("{item:?}: expected ZONE=SCORE"))?;
+        let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
+        let zone_ok = zone.contains('.')
+            && zone.len() <= 200
+            && zone.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if !zone_ok {
+            return Err(format!("{zone:?} is not a DNS zone"));
+        }
+        let score: f64 = score.trim().parse().map_err(|_| format!("{item:?}: the score must be a number"))?;
+        if !(-100.0..=100.0).contains(&score) || !score.is_finite() {
+            return Err(format!("{item:?}: the score must be between -100 and 100"));
+        }
+        out.push((zone, (score * 100.0).round() / 100.0));
+    }
+    if out.len() > 20 {
+        return Err("at most 20 zones".into());
+    }
+    Ok(out)
+}
 
 /// A setting's name with the type its value reads as. The constants in
 /// `key` are the only way to read a setting, so a name that is not in
@@ -804,6 +863,11 @@ setting_keys! {
     QUARANTINE_RETENTION_DAYS: i64 = 95, "quarantine.retention_days";
     SPAM_RULES_URL: String = 96, "spam.rules_url";
     SPAM_UPDATE_AT: String = 97, "spam.update_at";
+    SPAM_RECEIVED_RBL_ZONES: String = 98, "spam.received_rbl_zones";
+    SPAM_URIBL_ZONES: String = 99, "spam.uribl_zones";
+    SPAM_RECEIVED_IPS_MAX: i64 = 100, "spam.received_ips_max";
+    SPAM_URI_DOMAINS_MAX: i64 = 101, "spam.uri_domains_max";
+    SPAM_DNS_TIMEOUT_MS: i64 = 102, "spam.dns_timeout_ms";
 }
 
 /// A settings value after validation.
@@ -857,6 +921,7 @@ impl Parsed {
             | SettingKind::Template { .. }
             | SettingKind::TimeOfDay
             | SettingKind::Url
+            | SettingKind::ZoneScores
             | SettingKind::Hostname
             | SettingKind::Choice { .. } => Parsed::Text(text.to_string()),
         }
@@ -909,6 +974,10 @@ impl Settings {
                 }
                 Ok(value)
             }
+            SettingKind::ZoneScores => match parse_zone_scores(value) {
+                Ok(list) => Ok(list.iter().map(|(z, s)| format!("{z}={s}")).collect::<Vec<_>>().join(",")),
+                Err(reason) => Err(bad(reason)),
+            },
             SettingKind::Url => {
                 let v = value.trim();
                 let scheme_ok = ["https://", "http://", "file:///"].iter().any(|s| v.starts_with(s));

@@ -28,7 +28,7 @@ async fn verdict_of(state: &web::Data<AdminState>, raw: web::Bytes) -> Result<Sp
     let applied = state.node.read.load();
     web::block(move || {
         let parsed = ParsedMessage::parse(&message.body);
-        spam::check(&applied, &message, &parsed, &[])
+        spam::check(&applied, &message, &parsed, &[], Vec::new())
     })
     .await
     .map_err(|e| ApiError::internal(format!("spam check failed: {e}")))
