@@ -13,6 +13,9 @@ const LITERALS_PER_RULE_MAX: usize = 64;
 
 /// Lower-case strings one of which is in every match of `pattern` (the
 /// `regex` crate's syntax, flags inline); `None` when there is no useful set.
+/// For a case-insensitive rule, pass the pattern without its `i` flag: the
+/// automaton ignores ASCII case, and the literals are then whole words
+/// rather than the first letters of every case variant.
 pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
