@@ -122,7 +122,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let verdict = spam::check(&applied, &s.message, &parsed, &[], Vec::new());
             results.push((verdict.score, s.spam, &s.name));
             if std::env::var("PROBS").is_ok() {
-                println!("prob\t{}\t{}", if s.spam { "spam" } else { "ham" }, verdict.bayes.unwrap_or(-1.0));
+                let others: f64 =
+                    verdict.symbols.iter().filter(|x| !x.name.starts_with("BAYES_")).map(|x| x.score).sum();
+                println!("prob\t{}\t{}\t{others}", if s.spam { "spam" } else { "ham" }, verdict.bayes.unwrap_or(0.5));
             }
             if std::env::var("MISSED").is_ok() && s.spam && verdict.score < tag {
                 let names: Vec<String> = verdict.symbols.iter().map(|x| format!("{}={}", x.name, x.score)).collect();

@@ -27,7 +27,8 @@ impl VirusFacts {
     pub fn of(message: &InboundMessage, virus: &str, action: &'static str, state: &AppliedState) -> Self {
         let local = |address: &str| {
             let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-            state.state.directory.domains.contains_key(&domain)
+            // Alias domains are local too: their recipients get the notice.
+            state.state.directory.is_local_domain(&domain)
         };
         Self {
             virus: virus.to_string(),
@@ -149,6 +150,26 @@ mod tests {
             recipients: vec![],
             action: "quarantined",
         }
+    }
+
+    #[test]
+    fn recipients_in_local_and_alias_domains_get_the_notice() {
+        let mut state = consensus::state::ClusterState::default();
+        for command in [
+            consensus::Command::AddDomain { name: "example.com".into() },
+            consensus::Command::AddDomainAlias { alias: "example.net".into(), target: "example.com".into() },
+        ] {
+            assert!(state.apply(&command, 1).is_ok(), "{command:?}");
+        }
+        let applied = AppliedState { applied_index: 1, state, rules: Default::default() };
+        let mut message = InboundMessage::from_file(b"Subject: x\r\n\r\nbody");
+        message.recipients = ["a@example.com", "b@EXAMPLE.NET", "c@elsewhere.example"]
+            .iter()
+            .map(|a| crate::message::AcceptedRecipient { address: a.to_string(), deliver_to: vec![] })
+            .collect();
+        let facts = VirusFacts::of(&message, "Eicar", "deleted", &applied);
+        let got: Vec<&str> = facts.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(got, ["a@example.com", "b@EXAMPLE.NET"]);
     }
 
     #[test]
