@@ -116,7 +116,7 @@ struct TargetRules {
     target: Target,
     /// Sets of at most `SET_PATTERNS_MAX` patterns, each with, per pattern,
     /// its rule and whether it is negated (`!~`).
-    sets: Vec<(RegexSet, Vec<(usize, bool)>)>,
+    sets: Vec<PatternSet>,
     /// PCRE2 patterns with no literal to filter on: run on every message.
     fallback: Vec<(usize, bool, Matcher)>,
     filtered: Prefiltered,
@@ -124,6 +124,13 @@ struct TargetRules {
     /// The `tflags multiple` rules among them.
     multiples: Vec<usize>,
 }
+
+/// A rule by index, and whether it is negated (`!~`).
+type RuleRef = (usize, bool);
+/// A `RegexSet` with, per pattern, its rule.
+type PatternSet = (RegexSet, Vec<RuleRef>);
+/// The strings one of which a rule's every match contains.
+type Literals = Vec<Vec<u8>>;
 
 /// Rules run only when one of their literals is in the text.
 struct Prefiltered {
@@ -155,7 +162,7 @@ impl Prefiltered {
 /// PCRE2 rules behind a `RegexSet` of their relaxed patterns (which match
 /// whenever they do): PCRE2 runs only when its guard matched.
 struct Guarded {
-    sets: Vec<(RegexSet, Vec<(usize, bool)>)>,
+    sets: Vec<PatternSet>,
     rules: Vec<(usize, bool, Matcher)>,
 }
 
@@ -218,7 +225,7 @@ impl RuleBook {
         };
         let mut patterns: BTreeMap<Target, Vec<(usize, bool, String)>> = BTreeMap::new();
         let mut fallback: BTreeMap<Target, Vec<(usize, bool, Matcher)>> = BTreeMap::new();
-        let mut filtered: BTreeMap<Target, Vec<(usize, bool, Matcher, Vec<Vec<u8>>)>> = BTreeMap::new();
+        let mut filtered: BTreeMap<Target, Vec<(usize, bool, Matcher, Literals)>> = BTreeMap::new();
         let mut guarded: BTreeMap<Target, Vec<(usize, bool, Matcher, String)>> = BTreeMap::new();
         let mut metas: Vec<(usize, MetaExpr)> = Vec::new();
         for def in files.rules.values() {
@@ -418,9 +425,7 @@ impl RuleBook {
 
     /// `RegexSet`s of at most `SET_PATTERNS_MAX` patterns, each with its
     /// patterns' tags; and the tags of a chunk too large to build.
-    fn chunked_sets<'p>(
-        patterns: impl Iterator<Item = ((usize, bool), &'p str)>,
-    ) -> (Vec<(RegexSet, Vec<(usize, bool)>)>, Vec<(usize, bool)>) {
+    fn chunked_sets<'p>(patterns: impl Iterator<Item = ((usize, bool), &'p str)>) -> (Vec<PatternSet>, Vec<RuleRef>) {
         let all: Vec<((usize, bool), &str)> = patterns.collect();
         let mut sets = Vec::new();
         let mut failed = Vec::new();

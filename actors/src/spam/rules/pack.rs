@@ -72,7 +72,7 @@ pub fn validate(bytes: &[u8], url: &str, operator_files: &[(&str, &str)]) -> Res
     if let Some(u) = book.uncompiled.iter().find(|u| u.broken && u.source == PACK_SOURCE) {
         return Err(PackError::Broken(format!("rule {} (line {}): {}", u.name, u.line, u.reason)));
     }
-    if !text.lines().any(|l| l.trim_start().split_whitespace().next().is_some_and(|d| !d.starts_with('#'))) {
+    if !text.lines().any(|l| l.split_whitespace().next().is_some_and(|d| !d.starts_with('#'))) {
         return Err(PackError::Broken("no rules in it".into()));
     }
     let version = text
