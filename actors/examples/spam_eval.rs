@@ -121,6 +121,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let parsed = ParsedMessage::parse(&s.message.body);
             let verdict = spam::check(&applied, &s.message, &parsed, &[], Vec::new());
             results.push((verdict.score, s.spam, &s.name));
+            if std::env::var("HITS").is_ok() {
+                for x in verdict.symbols.iter().filter(|x| !x.name.starts_with("BAYES_")) {
+                    println!("hit\t{}\t{}", if s.spam { "spam" } else { "ham" }, x.name);
+                }
+            }
             if std::env::var("PROBS").is_ok() {
                 let others: f64 =
                     verdict.symbols.iter().filter(|x| !x.name.starts_with("BAYES_")).map(|x| x.score).sum();
