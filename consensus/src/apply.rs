@@ -162,10 +162,9 @@ impl ClusterState {
                 Ok(Outcome::ReportsLearned { learned: self.learn_reports(ids) })
             }
             LearnPendingReports { day } => {
-                if *day <= self.spam.reports_learned_day {
+                if !crate::state::counters::first_of_day(&mut self.spam.reports_learned_day, *day) {
                     return Ok(Outcome::ReportsLearned { learned: 0 });
                 }
-                self.spam.reports_learned_day = *day;
                 let ids: Vec<u64> = self.spam.reports.keys().copied().collect();
                 Ok(Outcome::ReportsLearned { learned: self.learn_reports(&ids) })
             }
@@ -190,13 +189,9 @@ impl ClusterState {
                 self.spam.install_rule_pack(pack, at_ms).map_err(spam_rule_error)?;
                 Ok(Outcome::Done)
             }
-            ClaimSpamRuleUpdate { day } => {
-                let claimed = *day > self.spam.rules_update_day;
-                if claimed {
-                    self.spam.rules_update_day = *day;
-                }
-                Ok(Outcome::Claimed { claimed })
-            }
+            ClaimSpamRuleUpdate { day } => Ok(Outcome::Claimed {
+                claimed: crate::state::counters::first_of_day(&mut self.spam.rules_update_day, *day),
+            }),
             ImportSpamFilters { addresses, keywords, replace } => {
                 match self.spam.import_filters(addresses, keywords, *replace) {
                     Ok((added, skipped)) => Ok(Outcome::RulesImported { added, skipped }),

@@ -44,10 +44,7 @@ impl AntivirusState {
 
     /// The schedule's request for `day`: a new generation only for the first of that day.
     pub fn request_scheduled(&mut self, day: u64, at_ms: u64) -> Option<u64> {
-        (day > self.scheduled_day).then(|| {
-            self.scheduled_day = day;
-            self.request(at_ms)
-        })
+        super::counters::first_of_day(&mut self.scheduled_day, day).then(|| self.request(at_ms))
     }
 }
 

@@ -76,6 +76,16 @@ pub struct Counters {
 
 pub const DAY_MS: u64 = 24 * 3600 * 1000;
 
+/// The daily jobs' rule: the first proposal for a day wins, whichever node
+/// makes it; true when `day` is later than the one done (which it records).
+pub fn first_of_day(done_day: &mut u64, day: u64) -> bool {
+    let first = day > *done_day;
+    if first {
+        *done_day = day;
+    }
+    first
+}
+
 impl Counters {
     /// Drops every record whose time is up; returns how many went.
     pub fn expire(&mut self, now_ms: u64) -> usize {

@@ -1138,6 +1138,8 @@ mod network_tests {
                             | SettingKind::Template { .. }
                             | SettingKind::TimeOfDay
                             | SettingKind::Hostname
+                            | SettingKind::Url
+                            | SettingKind::ZoneScores
                             | SettingKind::Choice { .. },
                         "String"
                     )
@@ -1147,6 +1149,17 @@ mod network_tests {
         }
         assert!(ALL_INDICES.iter().enumerate().all(|(i, n)| i == *n));
         assert_eq!(Settings::validate("antivirus.update_at", "3:05").as_deref(), Ok("03:05"));
+        assert_eq!(Settings::validate("spam.rules_url", " file:///etc/pack.cf ").as_deref(), Ok("file:///etc/pack.cf"));
+        for bad in ["ftp://x/pack.cf", "https://x/a b", "/etc/pack.cf", "file://relative"] {
+            assert!(Settings::validate("spam.rules_url", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Settings::validate("spam.uribl_zones", " Multi.SURBL.org.=4 , dbl.test=2.555").as_deref(),
+            Ok("multi.surbl.org=4,dbl.test=2.56")
+        );
+        for bad in ["multi.surbl.org", "x=4", "a.test=lots", "a.test=1000", "a..test=1", "a.test=NaN"] {
+            assert!(Settings::validate("spam.received_rbl_zones", bad).is_err(), "{bad}");
+        }
         assert_eq!(Settings::validate("spam.tag_score", "4.555").as_deref(), Ok("4.56"));
         assert_eq!(Settings::validate("spam.tag_score", " -2 ").as_deref(), Ok("-2"));
         assert!(Settings::validate("spam.tag_score", "NaN").is_err());
