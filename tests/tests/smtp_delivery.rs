@@ -62,9 +62,11 @@ s.quit()
         .collect();
     assert_eq!(
         fields,
-        ["Received", "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "Authentication-Results"],
+        ["Received", "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X-Spam-Report", "Authentication-Results"],
         "only our headers are added: {header}"
     );
+    // The message has no Date or Message-ID: the default rules say so.
+    assert!(header.contains("GH_MISSING_DATE") && header.contains("GH_MISSING_MESSAGE_ID"), "{header}");
     assert!(header.contains("Authentication-Results: mx.example.com;"), "{header}");
 }
 
