@@ -48,7 +48,8 @@ fn gtube_is_refused_and_each_action_does_what_it_says() {
     // Under the thresholds: delivered with the verdict headers; a sender's own
     // X-Spam-Flag is removed.
     // Date and Message-ID as every mail client writes them (their absence scores: GH_MISSING_*).
-    let mut ham = b"X-Spam-Flag: NO\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <hello@example.org>\r\n".to_vec();
+    let mut ham =
+        b"X-Spam-Flag: NO\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <hello@example.org>\r\n".to_vec();
     ham.extend(plain("hello", b"nothing to see"));
     assert!(send_raw(ports.smtp, from, &to, &ham).starts_with("250"));
     let first = wait_for(Duration::from_secs(10), || maildir_files(&n, "alice").first().cloned()).expect("delivered");

@@ -19,12 +19,14 @@ pub struct PerlMatch {
 impl PerlMatch {
     /// `written` is `/re/flags` or `m{re}flags`, as `parse::split_pattern` returns it.
     pub fn parse(written: &str) -> Result<Self, String> {
-        let (open, inner_start) =
-            if written.starts_with('/') { ('/', 1) } else { (written[1..].chars().next().unwrap_or('/'), 2) };
+        let (open, inner_start) = match written.strip_prefix('m').and_then(|r| r.chars().next()) {
+            Some(d) => (d, 1 + d.len_utf8()),
+            None => ('/', 1),
+        };
         let close = closing_delimiter(open);
         let close_at = written.rfind(close).filter(|p| *p >= inner_start).ok_or("pattern not closed")?;
         let inner = &written[inner_start..close_at];
-        let flags = &written[close_at + 1..];
+        let flags = &written[close_at + close.len_utf8()..];
         let mut m = Self {
             pattern: String::with_capacity(inner.len()),
             caseless: false,
@@ -279,6 +281,8 @@ mod tests {
             assert!(rust(p).is_err(), "{p}");
         }
         assert!(PerlMatch::parse("/a/q").is_err());
+        assert!(PerlMatch::parse("m\u{a7}a\u{a7}").is_ok(), "a non-ASCII delimiter does not split a char");
+        assert!(PerlMatch::parse("m").is_err() && PerlMatch::parse("/").is_err());
     }
 
     #[test]
