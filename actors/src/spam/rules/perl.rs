@@ -21,7 +21,8 @@ impl PerlMatch {
     pub fn parse(written: &str) -> Result<Self, String> {
         let (open, inner_start) = match written.strip_prefix('m').and_then(|r| r.chars().next()) {
             Some(d) => (d, 1 + d.len_utf8()),
-            None => ('/', 1),
+            None if written.starts_with('/') => ('/', 1),
+            None => return Err("expected /pattern/ or m{pattern}".into()),
         };
         let close = closing_delimiter(open);
         let close_at = written.rfind(close).filter(|p| *p >= inner_start).ok_or("pattern not closed")?;

@@ -144,3 +144,48 @@ fn hostile_rule_files_are_bounded() {
     let names: Vec<&str> = book.uncompiled.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["T3_DEEP", "T3_HUGE"]);
 }
+
+mod hostile {
+    use super::super::meta::MetaExpr;
+    use super::super::parse::RuleFiles;
+    use super::super::perl::PerlMatch;
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever a rule file holds, reading and compiling it returns (rules,
+        /// errors, uncompiled) and never panics; Latin-1 chars included.
+        #[test]
+        fn any_rule_file_compiles_or_is_refused_without_panicking(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    "(header|body|rawbody|uri|full|meta|score|describe|tflags|if|ifplugin|endif|else|replace_tag|replace_rules) [A-Z_]{1,8} .{0,40}",
+                    "header [A-Z]{1,6} [A-Za-z-]{1,10}(:raw|:addr|:name)? (=~|!~) (/|m\\{|m!).{0,30}(/|\\}|!)[imsxg]{0,3}( \\[if-unset: .{0,5}\\])?",
+                    "meta [A-Z]{1,6} [A-Z!&|()+<>=0-9 ]{0,40}",
+                    "[\\x00-\\xff]{0,60}",
+                ],
+                0..20,
+            )
+        ) {
+            let text = lines.join("\n");
+            let book = RuleBook::compile([("p.cf", text.as_str())]);
+            let raw = "Subject: x\r\nFrom: A <a@b.example>\r\n\r\nbody http://x.example/ text\r\n";
+            let parsed = ParsedMessage::parse(raw.as_bytes());
+            let mut input = RuleInput::new(raw.as_bytes(), &parsed, "a@b.example");
+            let _ = book.check(&mut input, &|_| false);
+            let _ = RuleFiles::read([("p.cf", text.as_str())]);
+        }
+
+        #[test]
+        fn any_meta_or_pattern_text_parses_or_errs(text in "[\\x00-\\xff]{0,80}") {
+            let _ = MetaExpr::parse(&text).map(|e| e.eval(&|_| 1.0));
+            if let Ok(p) = PerlMatch::parse(&format!("/{text}/")) {
+                let _ = p.to_rust(true);
+                let _ = p.relaxed().to_rust(false);
+            }
+            let _ = PerlMatch::parse(&text);
+        }
+    }
+}
