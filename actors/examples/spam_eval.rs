@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tag = defaults.settings.score(key::SPAM_TAG_SCORE);
     let mut rule_files = std::collections::BTreeMap::new();
     for path in std::env::var("RULES").unwrap_or_default().split_whitespace() {
-        let text: String = std::fs::read(path)?.iter().map(|b| char::from(*b)).collect();
+        let text = spam::rules::pack::latin1(&std::fs::read(path)?);
         let name = std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         rule_files.insert(name, consensus::state::spam::RuleFile { text, imported_ms: 0 });
     }

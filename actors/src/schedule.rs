@@ -15,11 +15,14 @@ use crate::queue::now_ms;
 
 const TICK: Duration = Duration::from_secs(1);
 
-/// A daily job: the setting with its time, the day last done, the command.
+/// A daily job: the setting with its time, the day last done, the command;
+/// and, for a job whose command only claims the day, what the node whose
+/// claim won does then.
 struct Job {
     at: Key<String>,
     done_day: fn(&AppliedState) -> u64,
     command: fn(u64) -> Command,
+    won: Option<fn(ReadHandle, Proposer) -> futures::future::BoxFuture<'static, ()>>,
 }
 
 const JOBS: &[Job] = &[
@@ -27,17 +30,19 @@ const JOBS: &[Job] = &[
         at: key::ANTIVIRUS_UPDATE_AT,
         done_day: |s| s.state.antivirus.scheduled_day,
         command: |day| Command::ScheduleAntivirusUpdate { day },
+        won: None,
     },
     Job {
         at: key::SPAM_LEARN_REPORTS_AT,
         done_day: |s| s.state.spam.reports_learned_day,
         command: |day| Command::LearnPendingReports { day },
+        won: None,
     },
-    // The node whose claim wins fetches the rule pack (below).
     Job {
         at: key::SPAM_UPDATE_AT,
         done_day: |s| s.state.spam.rules_update_day,
         command: |day| Command::ClaimSpamRuleUpdate { day },
+        won: Some(|read, proposer| Box::pin(fetch_rule_pack(read, proposer))),
     },
 ];
 
@@ -61,15 +66,12 @@ impl DailySchedule {
         for job in JOBS {
             if let Some(day) = due_day(&applied.state.settings.text(job.at), now, (job.done_day)(&applied)) {
                 let (proposer, command) = (self.proposer.clone(), (job.command)(day));
-                let read = self.read.clone();
+                let (read, won) = (self.read.clone(), job.won);
                 actix::spawn(async move {
                     match proposer.propose(command).await {
                         Ok(Outcome::Claimed { claimed: true }) => {
-                            match crate::spam::rules::pack::update(&read, &proposer).await {
-                                Ok(p) => {
-                                    tracing::info!(version = %p.version, rules = p.rules, changed = p.changed, "spam rule pack updated")
-                                }
-                                Err(e) => tracing::warn!(error = %e, "spam rule pack update failed"),
+                            if let Some(won) = won {
+                                won(read, proposer).await;
                             }
                         }
                         Ok(_) => {}
@@ -78,6 +80,14 @@ impl DailySchedule {
                 });
             }
         }
+    }
+}
+
+/// `spam.update_at`: this node won the day's claim, so it fetches the rule pack.
+async fn fetch_rule_pack(read: ReadHandle, proposer: Proposer) {
+    match crate::spam::rules::pack::update(&read, &proposer).await {
+        Ok(p) => tracing::info!(version = %p.version, rules = p.rules, changed = p.changed, "spam rule pack updated"),
+        Err(e) => tracing::warn!(error = %e, "spam rule pack update failed"),
     }
 }
 

@@ -35,7 +35,6 @@ pub fn received_ips(raw: &[u8], max: usize) -> Vec<IpAddr> {
         }
         let value = value.replace("IPv6:", "");
         for token in value.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':')) {
-            let token = token.trim_start_matches("IPv6:");
             let Ok(ip) = token.parse::<IpAddr>() else { continue };
             if is_public(ip) && !out.contains(&ip) {
                 out.push(ip);
@@ -49,7 +48,9 @@ pub fn received_ips(raw: &[u8], max: usize) -> Vec<IpAddr> {
     out
 }
 
-fn is_public(ip: IpAddr) -> bool {
+/// An address a message could have come from on the Internet: not private,
+/// loopback, link-local, multicast, documentation or unspecified.
+pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let documentation = v4.octets()[0] == 192 && v4.octets()[1] == 0 && v4.octets()[2] == 2;
@@ -75,18 +76,9 @@ fn is_public(ip: IpAddr) -> bool {
 
 /// The registered domains (public suffix + one label) of the links, each once.
 pub fn uri_domains(parsed: &ParsedMessage, max: usize) -> Vec<String> {
-    let mut hosts: Vec<String> = Vec::new();
-    for html in &parsed.html {
-        hosts.extend(crate::content::html::link_targets(html).iter().filter_map(|l| crate::content::html::url_host(l)));
-    }
-    for text in parsed.text.iter().chain(&parsed.html) {
-        let lower = text.to_ascii_lowercase();
-        for (at, _) in lower.match_indices("http") {
-            if let Some(h) = crate::content::html::url_host(&lower[at..]) {
-                hosts.push(h);
-            }
-        }
-    }
+    // The same URIs the `uri` rules read.
+    let hosts =
+        super::rules::input::message_uris(parsed).into_iter().filter_map(|u| crate::content::html::url_host(&u));
     let mut out: Vec<String> = Vec::new();
     for host in hosts {
         if host.parse::<IpAddr>().is_ok() {

@@ -3,8 +3,8 @@
 //! and fetching the rule pack now (`spam update`). Files are checked here,
 //! compiled together with what is installed, before anything is proposed.
 
+use ::actors::spam::rules;
 use ::actors::spam::rules::pack::{self, PackError};
-use ::actors::spam::rules::{self, RuleBook};
 use actix_web::{web, HttpResponse};
 use consensus::{Command, Outcome};
 use serde::Deserialize;
@@ -77,18 +77,21 @@ pub async fn import(state: web::Data<AdminState>, body: web::Json<ImportBody>) -
         ));
     }
     let applied = state.node.read.load();
-    let mut merged = if body.replace { Default::default() } else { applied.state.spam.rule_files.clone() };
+    // The rules as they will be once imported, compiled as every node will.
+    let mut after = consensus::state::spam::SpamState {
+        rule_files: if body.replace { Default::default() } else { applied.state.spam.rule_files.clone() },
+        rule_pack: applied.state.spam.rule_pack.clone(),
+        ..Default::default()
+    };
     for f in &body.files {
-        merged.insert(f.name.clone(), consensus::state::spam::RuleFile { text: f.text.clone(), imported_ms: 0 });
+        after
+            .rule_files
+            .insert(f.name.clone(), consensus::state::spam::RuleFile { text: f.text.clone(), imported_ms: 0 });
     }
-    let pack_text = applied.state.spam.rule_pack.as_ref().map(|p| p.text.clone());
     let names: Vec<String> = body.files.iter().map(|f| f.name.clone()).collect();
-    let book = web::block(move || {
-        let pack = pack_text.as_deref().map(|t| (pack::PACK_SOURCE, t));
-        RuleBook::compile(pack.into_iter().chain(merged.iter().map(|(n, f)| (n.as_str(), f.text.as_str()))))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let book = web::block(move || rules::RuleBookCache::compile_state(&after))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     if let Some(e) = book.errors.iter().find(|e| names.contains(&e.source)) {
         return Err(ApiError::bad_request("files", format!("{} line {}: {}", e.source, e.line, e.message)));
     }

@@ -251,7 +251,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
                     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     // One char per byte: the rule files' Latin-1 and UTF-8 bytes arrive unchanged.
-                    let text: String = bytes.iter().map(|b| char::from(*b)).collect();
+                    let text = ::actors::spam::rules::pack::latin1(&bytes);
                     list.push(json!({ "name": name, "text": text }));
                 }
                 client.post("spam/rules/import", json!({ "files": list, "replace": replace }))

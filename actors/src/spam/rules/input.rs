@@ -151,10 +151,15 @@ fn raw_body(parsed: &ParsedMessage) -> Vec<u8> {
     out
 }
 
-/// Every URI, one per line: the HTML parts' link targets and the URLs
+/// The URIs, one per line (the `uri` rules' input).
+fn uris(parsed: &ParsedMessage) -> Vec<u8> {
+    message_uris(parsed).join("\n").into_bytes()
+}
+
+/// Every URI of the message: the HTML parts' link targets and the URLs
 /// written in the text (`www.` ones also with `http://` in front, as
 /// SpamAssassin canonicalises them).
-fn uris(parsed: &ParsedMessage) -> Vec<u8> {
+pub fn message_uris(parsed: &ParsedMessage) -> Vec<String> {
     let mut list: Vec<String> = Vec::new();
     for html in &parsed.html {
         list.extend(crate::content::html::link_targets(bounded(html, RAWBODY_PART_SCAN_MAX)));
@@ -180,7 +185,7 @@ fn uris(parsed: &ParsedMessage) -> Vec<u8> {
         }
     }
     list.truncate(URIS_MAX);
-    list.join("\n").into_bytes()
+    list
 }
 
 /// `s` cut at most `max` bytes in, on a char boundary.
@@ -217,14 +222,7 @@ fn relays<'v>(received: impl Iterator<Item = &'v str>) -> String {
         let Some(ip) = bracketed_ip(value) else { continue };
         // Hops inside private or loopback networks are the receiving site's
         // own (SpamAssassin's inferred trusted networks), not relays to judge.
-        if ip.parse::<std::net::IpAddr>().is_ok_and(|a| match a {
-            std::net::IpAddr::V4(v4) => {
-                v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
-            }
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
-            }
-        }) {
+        if ip.parse().is_ok_and(|a| !crate::spam::dnslists::is_public(a)) {
             continue;
         }
         let helo = if value.to_ascii_lowercase().starts_with("from ") { word_after("from ") } else { String::new() };

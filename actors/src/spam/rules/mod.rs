@@ -211,7 +211,7 @@ impl RuleBook {
         Self::from_files(RuleFiles::read(all))
     }
 
-    fn from_files(files: RuleFiles) -> Self {
+    fn from_files(mut files: RuleFiles) -> Self {
         let mut book = RuleBook {
             rules: Vec::new(),
             by_name: HashMap::new(),
@@ -220,8 +220,8 @@ impl RuleBook {
             metas: Vec::new(),
             summaries: Vec::new(),
             uncompiled: Vec::new(),
-            ignored: files.ignored.clone(),
-            errors: files.errors.clone(),
+            ignored: std::mem::take(&mut files.ignored),
+            errors: std::mem::take(&mut files.errors),
         };
         let mut patterns: BTreeMap<Target, Vec<(usize, bool, String)>> = BTreeMap::new();
         let mut fallback: BTreeMap<Target, Vec<(usize, bool, Matcher)>> = BTreeMap::new();
@@ -310,12 +310,13 @@ impl RuleBook {
                         Err(rust_err) => match compile_pcre(&perl, force_m) {
                             Ok(re) => {
                                 engine = "pcre2";
-                                let again = compile_pcre(&perl, force_m).ok();
-                                let lits = PerlMatch { caseless: false, ..perl.relaxed() }
+                                let counted = multiple.map(|m| (m.min(MULTIPLE_HITS_MAX), Matcher::Pcre(re.clone())));
+                                let relaxed = perl.relaxed();
+                                let lits = PerlMatch { caseless: false, ..relaxed.clone() }
                                     .to_rust(force_m)
                                     .ok()
                                     .and_then(|p| prefilter::required_literals(&p));
-                                let guard = perl.relaxed().to_rust(force_m).ok().filter(|p| compile_one(p).is_ok());
+                                let guard = relaxed.to_rust(force_m).ok().filter(|p| compile_one(p).is_ok());
                                 match (lits, guard) {
                                     (Some(lits), _) => filtered.entry(target).or_default().push((
                                         book.rules.len(),
@@ -335,8 +336,7 @@ impl RuleBook {
                                         Matcher::Pcre(re),
                                     )),
                                 }
-                                counter =
-                                    multiple.zip(again).map(|(m, r)| (m.min(MULTIPLE_HITS_MAX), Matcher::Pcre(r)));
+                                counter = counted;
                             }
                             Err(pcre_err) => {
                                 book.uncompiled.push(fail(format!("{rust_err}; PCRE2: {pcre_err}")));

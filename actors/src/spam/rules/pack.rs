@@ -5,8 +5,9 @@
 //! replicated, so every node compiles the same rules.
 
 use consensus::state::settings::key;
-use consensus::state::spam::{RulePack, RULE_BYTES_MAX};
+use consensus::state::spam::{RuleFile, RulePack, SpamState, RULE_BYTES_MAX};
 use consensus::{Command, Outcome, Proposer, ReadHandle};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64;
@@ -60,18 +61,14 @@ pub fn fetch(url: &str) -> Result<Vec<u8>, PackError> {
 }
 
 /// Checks a pack whole (it compiles with the defaults and the operator's
-/// files, as it will be run) and names it: its `# version:` line, else a
-/// digest of its bytes.
-pub fn validate(bytes: &[u8], url: &str, operator_files: &[(&str, &str)]) -> Result<(RulePack, RuleBook), PackError> {
+/// files, as every node will compile it) and names it: its `# version:`
+/// line, else a digest of its bytes.
+pub fn validate(
+    bytes: &[u8],
+    url: &str,
+    operator_files: &BTreeMap<String, RuleFile>,
+) -> Result<(RulePack, RuleBook), PackError> {
     let text = latin1(bytes);
-    let files = std::iter::once((PACK_SOURCE, text.as_str())).chain(operator_files.iter().copied());
-    let book = RuleBook::compile(files);
-    if let Some(e) = book.errors.iter().find(|e| e.source == PACK_SOURCE) {
-        return Err(PackError::Broken(format!("line {}: {}", e.line, e.message)));
-    }
-    if let Some(u) = book.uncompiled.iter().find(|u| u.broken && u.source == PACK_SOURCE) {
-        return Err(PackError::Broken(format!("rule {} (line {}): {}", u.name, u.line, u.reason)));
-    }
     if !text.lines().any(|l| l.split_whitespace().next().is_some_and(|d| !d.starts_with('#'))) {
         return Err(PackError::Broken("no rules in it".into()));
     }
@@ -84,7 +81,20 @@ pub fn validate(bytes: &[u8], url: &str, operator_files: &[(&str, &str)]) -> Res
         })
         .filter(|v| !v.is_empty() && v.len() <= 100)
         .unwrap_or_else(|| format!("xxh3:{:016x}", xxh3_64(bytes)));
-    Ok((RulePack { version, url: url.to_string(), text, installed_ms: 0 }, book))
+    let mut after = SpamState {
+        rule_pack: Some(RulePack { version, url: url.to_string(), text, installed_ms: 0 }),
+        rule_files: operator_files.clone(),
+        ..Default::default()
+    };
+    let book = super::RuleBookCache::compile_state(&after);
+    if let Some(e) = book.errors.iter().find(|e| e.source == PACK_SOURCE) {
+        return Err(PackError::Broken(format!("line {}: {}", e.line, e.message)));
+    }
+    if let Some(u) = book.uncompiled.iter().find(|u| u.broken && u.source == PACK_SOURCE) {
+        return Err(PackError::Broken(format!("rule {} (line {}): {}", u.name, u.line, u.reason)));
+    }
+    let pack = after.rule_pack.take().ok_or_else(|| PackError::Install("no pack".into()))?;
+    Ok((pack, book))
 }
 
 /// The name the pack's rules carry as their source.
@@ -107,12 +117,10 @@ pub async fn update(read: &ReadHandle, proposer: &Proposer) -> Result<PackInstal
     if url.is_empty() {
         return Err(PackError::NoUrl);
     }
-    let operator: Vec<(String, String)> =
-        applied.state.spam.rule_files.iter().map(|(n, f)| (n.clone(), f.text.clone())).collect();
+    let operator = applied.state.spam.rule_files.clone();
     let (pack, book) = tokio::task::spawn_blocking(move || {
         let bytes = fetch(&url)?;
-        let files: Vec<(&str, &str)> = operator.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-        validate(&bytes, &url, &files)
+        validate(&bytes, &url, &operator)
     })
     .await
     .map_err(|e| PackError::Install(e.to_string()))??;
@@ -135,10 +143,10 @@ mod tests {
     #[test]
     fn a_pack_is_checked_whole_and_named_by_its_version_line() {
         let good = b"# version: 2026120201\nbody PACK_ONE /one/\nscore PACK_ONE 2\nbody PACK_EVAL eval:x()\n";
-        let (pack, book) = validate(good, "file:///p.cf", &[]).unwrap();
+        let (pack, book) = validate(good, "file:///p.cf", &BTreeMap::new()).unwrap();
         assert_eq!(pack.version, "2026120201");
         assert_eq!(book.uncompiled.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["PACK_EVAL"]);
-        let unnamed = validate(b"body PACK_TWO /two/\n", "u", &[]).unwrap().0;
+        let unnamed = validate(b"body PACK_TWO /two/\n", "u", &BTreeMap::new()).unwrap().0;
         assert!(unnamed.version.starts_with("xxh3:"));
         for broken in [
             &b"body PACK_BAD /unclosed\n"[..],
@@ -147,7 +155,7 @@ mod tests {
             b"meta PACK_M (A &&\n",
         ] {
             assert!(
-                matches!(validate(broken, "u", &[]), Err(PackError::Broken(_))),
+                matches!(validate(broken, "u", &BTreeMap::new()), Err(PackError::Broken(_))),
                 "{}",
                 String::from_utf8_lossy(broken)
             );
