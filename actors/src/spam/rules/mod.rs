@@ -17,7 +17,9 @@ pub mod prefilter;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex_automata::meta::{Config as EngineConfig, Regex};
+use regex_automata::{Anchored, Input};
 
 pub use input::RuleInput;
 use meta::MetaExpr;
@@ -38,6 +40,9 @@ const DFA_SIZE_MAX: usize = 64 << 20;
 /// in their cached states (on Debian's rules and the SpamAssassin corpus,
 /// 8 per set checked 522 messages/s, 1 per set 402, 32 441, 64 386).
 const SET_PATTERNS_MAX: usize = 8;
+/// Places a prefix-filtered rule is tried at, anchored, before one search
+/// of the whole text is cheaper.
+const ANCHORED_TRIES_MAX: usize = 16;
 /// Matches a `tflags multiple` rule counts at most, when it names no `maxhits`.
 const MULTIPLE_HITS_MAX: usize = 100;
 
@@ -89,6 +94,7 @@ struct Rule {
     multiple: Option<(usize, Matcher)>,
 }
 
+#[derive(Clone)]
 enum Matcher {
     Regex(Regex),
     Pcre(pcre2::bytes::Regex),
@@ -100,6 +106,15 @@ impl Matcher {
             Self::Regex(r) => r.is_match(hay),
             // A match that hits PCRE2's limits counts as no match.
             Self::Pcre(r) => r.is_match(hay).unwrap_or(false),
+        }
+    }
+
+    /// Whether a match starts exactly at `at` (what came before still
+    /// counts for `\b` and `^`).
+    fn is_match_starting_at(&self, hay: &[u8], at: usize) -> bool {
+        match self {
+            Self::Regex(r) => r.is_match(Input::new(hay).range(at..).anchored(Anchored::Yes)),
+            Self::Pcre(_) => self.is_match(hay),
         }
     }
 
@@ -137,23 +152,49 @@ struct Prefiltered {
     literals: Option<aho_corasick::AhoCorasick>,
     /// Per literal, the indexes in `rules` of the rules that need it.
     owners: Vec<Vec<usize>>,
-    rules: Vec<(usize, bool, Matcher)>,
+    rules: Vec<FilteredRule>,
+}
+
+struct FilteredRule {
+    rule: usize,
+    negated: bool,
+    matcher: Matcher,
+    /// Every match starts at one of the literals: try only there.
+    anchored: bool,
 }
 
 impl Prefiltered {
     fn check(&self, hay: &[u8], value: &mut [f64]) {
-        let mut candidate = vec![false; self.rules.len()];
+        // (rule, where one of its literals starts) for anchored rules; a
+        // whole-text search for the others.
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut whole = vec![false; self.rules.len()];
         if let Some(ac) = &self.literals {
             for m in ac.find_overlapping_iter(hay) {
                 for i in &self.owners[m.pattern().as_usize()] {
-                    candidate[*i] = true;
+                    if self.rules[*i].anchored {
+                        starts.push((*i, m.start()));
+                    } else {
+                        whole[*i] = true;
+                    }
                 }
             }
         }
-        for ((rule, negated, matcher), candidate) in self.rules.iter().zip(candidate) {
-            let hit = candidate && matcher.is_match(hay);
-            if hit != *negated {
-                value[*rule] = 1.0;
+        starts.sort_unstable();
+        starts.dedup();
+        let mut hit = vec![false; self.rules.len()];
+        for tries in starts.chunk_by(|a, b| a.0 == b.0) {
+            let i = tries[0].0;
+            let m = &self.rules[i].matcher;
+            hit[i] = if tries.len() > ANCHORED_TRIES_MAX {
+                m.is_match(hay)
+            } else {
+                tries.iter().any(|(_, at)| m.is_match_starting_at(hay, *at))
+            };
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            if (hit[i] || (whole[i] && r.matcher.is_match(hay))) != r.negated {
+                value[r.rule] = 1.0;
             }
         }
     }
@@ -225,7 +266,7 @@ impl RuleBook {
         };
         let mut patterns: BTreeMap<Target, Vec<(usize, bool, String)>> = BTreeMap::new();
         let mut fallback: BTreeMap<Target, Vec<(usize, bool, Matcher)>> = BTreeMap::new();
-        let mut filtered: BTreeMap<Target, Vec<(usize, bool, Matcher, Literals)>> = BTreeMap::new();
+        let mut filtered: BTreeMap<Target, Vec<(FilteredRule, Literals)>> = BTreeMap::new();
         let mut guarded: BTreeMap<Target, Vec<(usize, bool, Matcher, String)>> = BTreeMap::new();
         let mut metas: Vec<(usize, MetaExpr)> = Vec::new();
         for def in files.rules.values() {
@@ -298,10 +339,13 @@ impl RuleBook {
                                 .or_else(|| prefilter::required_literals(&pattern));
                             match literals {
                                 Some(lits) => filtered.entry(target).or_default().push((
-                                    book.rules.len(),
-                                    *negated,
-                                    Matcher::Regex(regex.clone()),
-                                    lits,
+                                    FilteredRule {
+                                        rule: book.rules.len(),
+                                        negated: *negated,
+                                        matcher: Matcher::Regex(regex.clone()),
+                                        anchored: lits.starts_match,
+                                    },
+                                    lits.literals,
                                 )),
                                 None => patterns.entry(target).or_default().push((book.rules.len(), *negated, pattern)),
                             }
@@ -319,10 +363,13 @@ impl RuleBook {
                                 let guard = relaxed.to_rust(force_m).ok().filter(|p| compile_one(p).is_ok());
                                 match (lits, guard) {
                                     (Some(lits), _) => filtered.entry(target).or_default().push((
-                                        book.rules.len(),
-                                        *negated,
-                                        Matcher::Pcre(re),
-                                        lits,
+                                        FilteredRule {
+                                            rule: book.rules.len(),
+                                            negated: *negated,
+                                            matcher: Matcher::Pcre(re),
+                                            anchored: false,
+                                        },
+                                        lits.literals,
                                     )),
                                     (None, Some(guard)) => guarded.entry(target).or_default().push((
                                         book.rules.len(),
@@ -385,9 +432,7 @@ impl RuleBook {
             let mut literal_ids: HashMap<Vec<u8>, usize> = HashMap::new();
             let mut owners: Vec<Vec<usize>> = Vec::new();
             let mut checked = Vec::new();
-            for (i, (rule, negated, matcher, lits)) in
-                filtered.remove(&target).unwrap_or_default().into_iter().enumerate()
-            {
+            for (i, (rule, lits)) in filtered.remove(&target).unwrap_or_default().into_iter().enumerate() {
                 for lit in lits {
                     let next = literal_ids.len();
                     let id = *literal_ids.entry(lit).or_insert(next);
@@ -396,7 +441,7 @@ impl RuleBook {
                     }
                     owners[id].push(i);
                 }
-                checked.push((rule, negated, matcher));
+                checked.push(rule);
             }
             let mut literal_list: Vec<(Vec<u8>, usize)> = literal_ids.into_iter().collect();
             literal_list.sort_by_key(|(_, id)| *id);
@@ -404,6 +449,7 @@ impl RuleBook {
                 .then(|| {
                     aho_corasick::AhoCorasick::builder()
                         .ascii_case_insensitive(true)
+                        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                         .build(literal_list.iter().map(|(l, _)| l))
                         .ok()
                 })
@@ -412,7 +458,7 @@ impl RuleBook {
                 .iter()
                 .map(|(r, _)| *r)
                 .chain(fallback.iter().map(|(r, _, _)| *r))
-                .chain(checked.iter().map(|(r, _, _)| *r))
+                .chain(checked.iter().map(|r| r.rule))
                 .chain(guarded.rules.iter().map(|(r, _, _)| *r))
                 .filter(|r| book.rules[*r].multiple.is_some())
                 .collect();
@@ -628,11 +674,14 @@ fn rule_score(name: &str, scores: Option<&Vec<f64>>, flags: &[String]) -> f64 {
 }
 
 fn compile_one(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(PATTERN_SIZE_MAX)
-        .build()
-        .map_err(|e| e.to_string().lines().last().unwrap_or("does not compile").trim().to_string())
+    Regex::builder()
+        .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+        .configure(EngineConfig::new().utf8_empty(false).nfa_size_limit(Some(PATTERN_SIZE_MAX)))
+        .build(pattern)
+        .map_err(|e| match e.syntax_error() {
+            Some(syntax) => syntax.to_string().lines().last().unwrap_or("does not compile").trim().to_string(),
+            None => e.to_string(),
+        })
 }
 
 fn compile_pcre(m: &PerlMatch, force_multi_line: bool) -> Result<pcre2::bytes::Regex, String> {
