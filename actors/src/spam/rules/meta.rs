@@ -57,6 +57,19 @@ impl MetaExpr {
         }
     }
 
+    /// The book's rules this reads, by index (after `resolve`).
+    pub fn indexes(&self, out: &mut Vec<usize>) {
+        match self {
+            Self::Number(_) | Self::Rule(_) => {}
+            Self::Index(i) => out.push(*i),
+            Self::Not(e) | Self::Neg(e) => e.indexes(out),
+            Self::Binary(_, a, b) => {
+                a.indexes(out);
+                b.indexes(out);
+            }
+        }
+    }
+
     /// Replaces the names `index` knows by their index, so evaluating
     /// reads a slot instead of hashing a name.
     pub fn resolve(self, index: &dyn Fn(&str) -> Option<usize>) -> Self {

@@ -118,6 +118,15 @@ impl Matcher {
         }
     }
 
+    /// Whether a match lies within `range` (the text around it still
+    /// counts for `\b` and `^`).
+    fn is_match_within(&self, hay: &[u8], range: std::ops::Range<usize>) -> bool {
+        match self {
+            Self::Regex(r) => r.is_match(Input::new(hay).range(range)),
+            Self::Pcre(_) => self.is_match(hay),
+        }
+    }
+
     fn count(&self, hay: &[u8], max: usize) -> usize {
         match self {
             Self::Regex(r) => r.find_iter(hay).take(max).count(),
@@ -161,35 +170,43 @@ struct FilteredRule {
     matcher: Matcher,
     /// Every match starts at one of the literals: try only there.
     anchored: bool,
+    /// Otherwise, the longest a match can be: search only around them.
+    max_len: Option<usize>,
 }
 
 impl Prefiltered {
     fn check(&self, hay: &[u8], value: &mut [f64]) {
-        // (rule, where one of its literals starts) for anchored rules; a
-        // whole-text search for the others.
-        let mut starts: Vec<(usize, usize)> = Vec::new();
+        // (rule, where one of its literals was found); a whole-text search
+        // for rules whose matches are unbounded.
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
         let mut whole = vec![false; self.rules.len()];
         if let Some(ac) = &self.literals {
             for m in ac.find_overlapping_iter(hay) {
                 for i in &self.owners[m.pattern().as_usize()] {
-                    if self.rules[*i].anchored {
-                        starts.push((*i, m.start()));
+                    let r = &self.rules[*i];
+                    if r.anchored || r.max_len.is_some() {
+                        found.push((*i, m.start(), m.end()));
                     } else {
                         whole[*i] = true;
                     }
                 }
             }
         }
-        starts.sort_unstable();
-        starts.dedup();
+        found.sort_unstable();
+        found.dedup();
         let mut hit = vec![false; self.rules.len()];
-        for tries in starts.chunk_by(|a, b| a.0 == b.0) {
+        for tries in found.chunk_by(|a, b| a.0 == b.0) {
             let i = tries[0].0;
-            let m = &self.rules[i].matcher;
+            let r = &self.rules[i];
             hit[i] = if tries.len() > ANCHORED_TRIES_MAX {
-                m.is_match(hay)
+                r.matcher.is_match(hay)
+            } else if r.anchored {
+                tries.iter().any(|(_, at, _)| r.matcher.is_match_starting_at(hay, *at))
             } else {
-                tries.iter().any(|(_, at)| m.is_match_starting_at(hay, *at))
+                let max = r.max_len.unwrap_or(usize::MAX);
+                tries.iter().any(|(_, s, e)| {
+                    r.matcher.is_match_within(hay, e.saturating_sub(max)..s.saturating_add(max).min(hay.len()))
+                })
             };
         }
         for (i, r) in self.rules.iter().enumerate() {
@@ -344,6 +361,7 @@ impl RuleBook {
                                         negated: *negated,
                                         matcher: Matcher::Regex(regex.clone()),
                                         anchored: lits.starts_match,
+                                        max_len: lits.max_len,
                                     },
                                     lits.literals,
                                 )),
@@ -368,6 +386,7 @@ impl RuleBook {
                                             negated: *negated,
                                             matcher: Matcher::Pcre(re),
                                             anchored: false,
+                                            max_len: None,
                                         },
                                         lits.literals,
                                     )),
@@ -398,6 +417,23 @@ impl RuleBook {
             book.push_rule(def, score, &files, engine, None);
         }
         book.metas = book.order_metas(metas);
+        // A rule nothing scores and no scored meta reads cannot change a
+        // verdict: it is listed, not run (SpamAssassin's `score X 0`).
+        let live = book.live_rules();
+        book.metas.retain(|(rule, _)| live[*rule]);
+        book.exists.retain(|(rule, _)| live[*rule]);
+        for list in patterns.values_mut() {
+            list.retain(|(rule, _, _)| live[*rule]);
+        }
+        for list in fallback.values_mut() {
+            list.retain(|(rule, _, _)| live[*rule]);
+        }
+        for list in filtered.values_mut() {
+            list.retain(|(f, _)| live[f.rule]);
+        }
+        for list in guarded.values_mut() {
+            list.retain(|(rule, _, _, _)| live[*rule]);
+        }
         let targets: std::collections::BTreeSet<Target> =
             patterns.keys().chain(fallback.keys()).chain(filtered.keys()).chain(guarded.keys()).cloned().collect();
         for target in targets {
@@ -517,6 +553,24 @@ impl RuleBook {
             published,
             multiple,
         });
+    }
+
+    /// Per rule, whether a verdict can depend on it: it is scored, or a
+    /// scored meta reads it (directly or through other metas).
+    fn live_rules(&self) -> Vec<bool> {
+        let mut live: Vec<bool> = self.rules.iter().map(|r| r.published).collect();
+        // Metas follow the metas they read: backwards, readers come first.
+        let mut read = Vec::new();
+        for (rule, expr) in self.metas.iter().rev() {
+            if live[*rule] {
+                read.clear();
+                expr.indexes(&mut read);
+                for i in &read {
+                    live[*i] = true;
+                }
+            }
+        }
+        live
     }
 
     /// Metas in an order where each follows the metas it reads; a meta in

@@ -30,6 +30,9 @@ pub struct RequiredLiterals {
     /// Every match starts with one of them (a prefix set), so the rule's
     /// regex need only be tried, anchored, where one was found.
     pub starts_match: bool,
+    /// The longest a match can be, when bounded: a match holding a string
+    /// found at `s..e` lies within `e - max_len .. s + max_len`.
+    pub max_len: Option<usize>,
 }
 
 impl RequiredLiterals {
@@ -51,10 +54,12 @@ impl RequiredLiterals {
 /// rather than the first letters of every case variant.
 pub fn required_literals(pattern: &str) -> Option<RequiredLiterals> {
     let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
-    let mut best = extract(&hir, ExtractKind::Prefix).map(|literals| RequiredLiterals { literals, starts_match: true });
+    let max_len = hir.properties().maximum_len();
+    let mut best =
+        extract(&hir, ExtractKind::Prefix).map(|literals| RequiredLiterals { literals, starts_match: true, max_len });
     let mut consider = |found: Option<Vec<Vec<u8>>>| {
         if let Some(literals) = found {
-            let candidate = RequiredLiterals { literals, starts_match: false };
+            let candidate = RequiredLiterals { literals, starts_match: false, max_len };
             if best.as_ref().is_none_or(|b| candidate.rank() > b.rank()) {
                 best = Some(candidate);
             }
@@ -187,6 +192,14 @@ mod tests {
                 .collect();
             if re.is_match(text.as_str()) {
                 proptest::prop_assert!(!at.is_empty(), "{pattern} matched {text:?} with none of {:?}", req.literals);
+                if let Some(max) = req.max_len {
+                    let within = at.iter().any(|p| req.literals.iter().any(|l| {
+                        let (s, e) = (*p, *p + l.len());
+                        e <= text.len() && lower.as_bytes()[s..e] == l[..]
+                            && re.is_match(regex_automata::Input::new(&text).range(e.saturating_sub(max)..(s + max).min(text.len())))
+                    }));
+                    proptest::prop_assert!(within, "{pattern} on {text:?}: no match within {max} of a string");
+                }
                 if req.starts_match {
                     let anchored = at.iter().any(|p| {
                         re.is_match(regex_automata::Input::new(&text).range(*p..).anchored(regex_automata::Anchored::Yes))
