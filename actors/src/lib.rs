@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
 pub mod recipient;
 pub mod relay;
 pub mod schedule;

@@ -13,6 +13,7 @@ use crate::state::content::AddAttachmentRuleError;
 use crate::state::counters::DAY_MS;
 use crate::state::dkim::valid_selector;
 use crate::state::rules::AddRuleError;
+use crate::state::settings::key;
 use crate::state::{
     Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, User,
     CONFIG_DOCUMENT_VERSION,
@@ -229,6 +230,12 @@ impl ClusterState {
                 self.user_mut(address)?.frozen = *frozen;
                 Ok(Outcome::Done)
             }
+            SetDomainLimits { domain: name, limits } => {
+                let name = domain("domain", name)?;
+                let d = self.directory.domains.get_mut(&name).ok_or(ApplyError::UnknownDomain(name))?;
+                d.limits = limits.clone();
+                Ok(Outcome::Done)
+            }
             SetUserOverrides { address, overrides } => {
                 self.user_mut(address)?.overrides = overrides.clone();
                 Ok(Outcome::Done)
@@ -287,9 +294,7 @@ impl ClusterState {
             RecordUnknownRecipient { ip, threshold, window_ms, block_ms } => {
                 self.unknown_recipient(ip, *threshold, *window_ms, *block_ms, at_ms)
             }
-            ChargeDailyQuota { user, recipients, messages_max, recipients_max } => {
-                Ok(self.charge_quota(user, *recipients, *messages_max, *recipients_max, at_ms))
-            }
+            ChargeDailyQuota { user, messages, bytes } => self.charge_quota(user, *messages, *bytes, at_ms),
             IncrementHijack { user, window_ms, threshold } => {
                 self.increment_hijack(user, *window_ms, *threshold, at_ms)
             }
@@ -351,7 +356,7 @@ impl ClusterState {
         if self.directory.is_local_domain(&name) {
             return Err(ApplyError::DomainExists(name));
         }
-        self.directory.domains.insert(name.clone(), Domain { name, created_ms: at_ms });
+        self.directory.domains.insert(name.clone(), Domain { name, created_ms: at_ms, limits: Default::default() });
         Ok(Outcome::Done)
     }
 
@@ -602,31 +607,45 @@ impl ClusterState {
         Ok(Outcome::RulesImported { added, skipped })
     }
 
-    fn charge_quota(
-        &mut self,
-        user: &str,
-        recipients: u32,
-        messages_max: u32,
-        recipients_max: u32,
-        at_ms: u64,
-    ) -> Outcome {
-        let entry = self.counters.daily_quota.entry(user.to_string()).or_default();
+    fn charge_quota(&mut self, user: &str, messages: u32, bytes: u64, at_ms: u64) -> Applied {
+        let user = mail("user", user)?;
+        let (messages_max, bytes_max) = self.daily_limits(&user);
+        let entry = self.counters.daily_quota.entry(user).or_default();
         // Proposers' clocks disagree a little. Around midnight a lagging one
         // would move the day back and reset the count; the day only goes
         // forward, so a skewed charge counts against the newer day instead.
         // (The simulator found this: see docs/operations/simulator.md.)
         let day = (at_ms / DAY_MS).max(entry.day);
         if entry.day != day {
-            *entry = DailyQuota { day, messages: 0, recipients: 0 };
+            *entry = DailyQuota { day, messages: 0, bytes: 0 };
         }
-        let messages = entry.messages.saturating_add(1);
-        let total_recipients = entry.recipients.saturating_add(recipients);
-        if messages > messages_max || total_recipients > recipients_max {
-            return Outcome::QuotaExceeded { messages: entry.messages, recipients: entry.recipients };
+        let total_messages = entry.messages.saturating_add(messages);
+        let total_bytes = entry.bytes.saturating_add(bytes);
+        let over = |total: u64, max: u64| max != 0 && total > max;
+        if over(total_messages.into(), messages_max.into()) || over(total_bytes, bytes_max) {
+            let (messages, bytes) = (entry.messages, entry.bytes);
+            return Ok(Outcome::QuotaExceeded { messages, bytes, messages_max, bytes_max, day });
         }
-        entry.messages = messages;
-        entry.recipients = total_recipients;
-        Outcome::QuotaCharged { messages, recipients: total_recipients }
+        entry.messages = total_messages;
+        entry.bytes = total_bytes;
+        Ok(Outcome::QuotaCharged { messages: total_messages, bytes: total_bytes })
+    }
+
+    /// A user's daily limits (0: none): the user's own, else their
+    /// domain's, else the cluster's.
+    pub fn daily_limits(&self, user: &str) -> (u32, u64) {
+        let overrides = self.directory.users.get(user).map(|u| &u.overrides);
+        let domain = user.rsplit_once('@').and_then(|(_, d)| self.directory.domains.get(d)).map(|d| &d.limits);
+        let settings = &self.settings;
+        let messages = overrides
+            .and_then(|o| o.daily_messages_max)
+            .or(domain.and_then(|d| d.daily_messages_max))
+            .unwrap_or_else(|| settings.uint32(key::QUOTA_DAILY_MESSAGES_MAX));
+        let bytes = overrides
+            .and_then(|o| o.daily_bytes_max)
+            .or(domain.and_then(|d| d.daily_bytes_max))
+            .unwrap_or_else(|| settings.uint(key::QUOTA_DAILY_BYTES_MAX));
+        (messages, bytes)
     }
 
     fn increment_hijack(&mut self, user: &str, window_ms: u64, threshold: u32, at_ms: u64) -> Applied {

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::address::AddressError;
 use crate::state::spam::{AddressRule, KeywordRule, LearnEffect, RulePack, SpamReport};
 use crate::state::{
-    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, ListRule, QuarantineEntry, SpamClass, UserOverrides,
+    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, DomainLimits, ListRule, QuarantineEntry, SpamClass,
+    UserOverrides,
 };
 
 /// One change to the cluster state.
@@ -53,6 +54,11 @@ pub enum Command {
     SetUserFrozen {
         address: String,
         frozen: bool,
+    },
+    /// A domain's defaults for its users' daily quota.
+    SetDomainLimits {
+        domain: String,
+        limits: DomainLimits,
     },
     SetUserOverrides {
         address: String,
@@ -157,13 +163,15 @@ pub enum Command {
         window_ms: u64,
         block_ms: u64,
     },
-    /// Charges one outbound message against a user's daily quota; refused
-    /// (and nothing charged) when it would pass a limit.
+    /// Charges an outbound message against a user's daily quota: `messages`
+    /// is its external recipients, `bytes` its size times them. The limits
+    /// are the committed ones (the user's, else the domain's, else
+    /// `quota.*`), so they hold exactly; refused, with nothing charged, when
+    /// the message would pass one.
     ChargeDailyQuota {
         user: String,
-        recipients: u32,
-        messages_max: u32,
-        recipients_max: u32,
+        messages: u32,
+        bytes: u64,
     },
     /// Counts one outbound send for hijack detection; freezes the account
     /// when the count passes the threshold inside the window.
@@ -303,13 +311,19 @@ pub enum Command {
 pub enum Outcome {
     Done,
     Greylist(GreylistVerdict),
+    /// The day's totals after the charge.
     QuotaCharged {
         messages: u32,
-        recipients: u32,
+        bytes: u64,
     },
+    /// The day's totals, unchanged, and the limits (0: none) in force.
     QuotaExceeded {
         messages: u32,
-        recipients: u32,
+        bytes: u64,
+        messages_max: u32,
+        bytes_max: u64,
+        /// The UTC day counted (days since the epoch).
+        day: u64,
     },
     HijackCount {
         count: u32,

@@ -121,7 +121,7 @@ impl ReplySlot for Slot {
 const RECIPIENTS: [u32; 2] = [1, 2];
 
 fn charge(recipients: u32) -> Command {
-    Command::ChargeDailyQuota { user: "u@example.com".into(), recipients, messages_max: 2, recipients_max: 100 }
+    Command::ChargeDailyQuota { user: "u@example.com".into(), messages: recipients, bytes: 1 }
 }
 
 /// Two callers queue quota charges; the batcher (the main thread, also the
@@ -184,14 +184,14 @@ fn each_caller_gets_its_own_result_when_batches_finish_in_any_order() {
     });
 }
 
-/// Orders the answers by the message count each charge saw and checks that
-/// each step up in the recipients total is the caller's own charge.
+/// Orders the answers by the byte count each charge saw (one per charge)
+/// and checks that each step up in the message total is the caller's own.
 fn check_charges(results: &[(u32, Result1)]) {
     let mut charged: Vec<(u32, u32, u32)> = Vec::new();
     let mut refused = 0;
     for (own, result) in results {
         match result {
-            Ok(Outcome::QuotaCharged { messages, recipients }) => charged.push((*messages, *recipients, *own)),
+            Ok(Outcome::QuotaCharged { messages, bytes }) => charged.push((*bytes as u32, *messages, *own)),
             Ok(Outcome::QuotaExceeded { .. }) => refused += 1,
             other => panic!("unexpected result {other:?}"),
         }
@@ -200,9 +200,9 @@ fn check_charges(results: &[(u32, Result1)]) {
     assert_eq!(charged.len(), 2, "{charged:?}");
     assert_eq!(refused, 0);
     let mut total = 0;
-    for (i, (messages, recipients, own)) in charged.iter().enumerate() {
-        assert_eq!(*messages as usize, i + 1, "{charged:?}");
-        assert_eq!(recipients - total, *own, "a caller got another's result: {charged:?}");
-        total = *recipients;
+    for (i, (charges, messages, own)) in charged.iter().enumerate() {
+        assert_eq!(*charges as usize, i + 1, "{charged:?}");
+        assert_eq!(messages - total, *own, "a caller got another's result: {charged:?}");
+        total = *messages;
     }
 }

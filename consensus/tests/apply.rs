@@ -3,7 +3,7 @@
 //! commands always give the same state.
 
 use gatehouse_consensus::command::{ApplyError, Command, GreylistVerdict, Outcome};
-use gatehouse_consensus::state::{ClusterState, ListName, ListRule, RuleKind, UserOverrides};
+use gatehouse_consensus::state::{ClusterState, DomainLimits, ListName, ListRule, RuleKind, UserOverrides};
 use proptest::prelude::*;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
@@ -150,18 +150,41 @@ fn greylist_triplet_passes_after_delay_inside_window() {
 #[test]
 fn daily_quota_is_never_exceeded_and_resets_daily() {
     let mut s = ClusterState::default();
+    s.apply(&Command::SetSetting { key: "quota.daily_messages_max".into(), value: "6".into() }, 1).unwrap();
     let charge = |s: &mut ClusterState, at| {
-        s.apply(
-            &Command::ChargeDailyQuota { user: "a@x.org".into(), recipients: 2, messages_max: 3, recipients_max: 100 },
-            at,
-        )
-        .unwrap()
+        s.apply(&Command::ChargeDailyQuota { user: "A@x.org".into(), messages: 2, bytes: 2_000 }, at).unwrap()
     };
     for _ in 0..3 {
         assert!(matches!(charge(&mut s, 10), Outcome::QuotaCharged { .. }));
     }
-    assert_eq!(charge(&mut s, 10), Outcome::QuotaExceeded { messages: 3, recipients: 6 });
-    assert_eq!(charge(&mut s, 86_400_000 + 1), Outcome::QuotaCharged { messages: 1, recipients: 2 });
+    let refused = Outcome::QuotaExceeded { messages: 6, bytes: 6_000, messages_max: 6, bytes_max: 0, day: 0 };
+    assert_eq!(charge(&mut s, 10), refused);
+    assert_eq!(s.counters.daily_quota["a@x.org"].messages, 6, "one count per address, whatever its case");
+    assert_eq!(charge(&mut s, 86_400_000 + 1), Outcome::QuotaCharged { messages: 2, bytes: 2_000 });
+}
+
+#[test]
+fn the_users_limit_beats_the_domains_which_beats_the_clusters() {
+    let mut s = seeded();
+    let set = |s: &mut ClusterState, key: &str, value: &str| {
+        s.apply(&Command::SetSetting { key: key.into(), value: value.into() }, 1).unwrap();
+    };
+    set(&mut s, "quota.daily_messages_max", "100");
+    set(&mut s, "quota.daily_bytes_max", "1000");
+    assert_eq!(s.daily_limits("alice@example.com"), (100, 1000));
+    let limits = DomainLimits { daily_messages_max: Some(10), daily_bytes_max: None };
+    s.apply(&Command::SetDomainLimits { domain: "Example.com".into(), limits }, 2).unwrap();
+    assert_eq!(s.daily_limits("alice@example.com"), (10, 1000), "the domain's messages, the cluster's bytes");
+    let overrides = UserOverrides { daily_bytes_max: Some(0), ..Default::default() };
+    s.apply(&Command::SetUserOverrides { address: "alice@example.com".into(), overrides }, 3).unwrap();
+    assert_eq!(s.daily_limits("alice@example.com"), (10, 0), "the user's 0: no bytes limit");
+    assert_eq!(s.daily_limits("nobody@elsewhere.org"), (100, 1000));
+    let unknown = Command::SetDomainLimits { domain: "nowhere.test".into(), limits: DomainLimits::default() };
+    assert_eq!(s.apply(&unknown, 4).unwrap_err().field(), "domain");
+    // A charge over the bytes limit alone is refused too.
+    set(&mut s, "quota.daily_bytes_max", "500");
+    let big = Command::ChargeDailyQuota { user: "bob@example.com".into(), messages: 1, bytes: 501 };
+    assert!(matches!(s.apply(&big, 5).unwrap(), Outcome::QuotaExceeded { bytes: 0, bytes_max: 500, .. }));
 }
 
 #[test]
@@ -360,16 +383,9 @@ fn rules_import_merges_or_replaces_all_or_nothing() {
 fn a_lagging_clock_never_moves_the_quota_day_back() {
     let mut s = ClusterState::default();
     let charge = |s: &mut ClusterState, at| {
-        s.apply(
-            &Command::ChargeDailyQuota {
-                user: "u@example.com".into(),
-                recipients: 1,
-                messages_max: 2,
-                recipients_max: 9,
-            },
-            at,
-        )
+        s.apply(&Command::ChargeDailyQuota { user: "u@example.com".into(), messages: 1, bytes: 100 }, at)
     };
+    s.apply(&Command::SetSetting { key: "quota.daily_messages_max".into(), value: "2".into() }, 0).unwrap();
     let midnight = 20_000 * gatehouse_consensus::state::counters::DAY_MS;
     assert!(matches!(charge(&mut s, midnight + 1_000), Ok(Outcome::QuotaCharged { messages: 1, .. })));
     // A proposer 3 s behind still sees yesterday: it must not reset today's count.

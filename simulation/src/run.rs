@@ -133,6 +133,23 @@ impl Sim {
             .find_map(|(id, r)| (r.metrics().borrow().state == ServerState::Leader).then_some(id))
     }
 
+    /// The limit the workload's charges meet, committed before any fault.
+    async fn set_quota_limit(&self) -> Result<(), String> {
+        let command =
+            Command::SetSetting { key: "quota.daily_messages_max".into(), value: QUOTA_MESSAGES_MAX.to_string() };
+        let request = ClusterRequest { at_ms: EPOCH_MS, commands: vec![command] };
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
+            let leader = self.leader().and_then(|id| self.net.state().nodes.get(&id).cloned());
+            if let Some(raft) = leader {
+                if raft.client_write(request.clone()).await.is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err("no leader took the write".into())
+    }
+
     /// A command of the mail workload.
     fn workload_command(&mut self) -> Command {
         match self.rng.gen_range(0..10) {
@@ -148,9 +165,8 @@ impl Sim {
             },
             5..=7 => Command::ChargeDailyQuota {
                 user: format!("u{}@example.com", self.rng.gen_range(0..3)),
-                recipients: 1,
-                messages_max: QUOTA_MESSAGES_MAX,
-                recipients_max: 1_000,
+                messages: 1,
+                bytes: 1_000,
             },
             8 => Command::IncrementHijack {
                 user: format!("u{}@example.com", self.rng.gen_range(0..3)),
@@ -282,6 +298,9 @@ async fn run(config: SimConfig) -> SimReport {
     }
     if let Err(e) = initialise(&sim.nodes).await {
         return failed(config.seed, format!("initialise: {e}"));
+    }
+    if let Err(e) = sim.set_quota_limit().await {
+        return failed(config.seed, format!("setting the quota limit: {e}"));
     }
     sim.event(format!("START {nodes} nodes, seed {}, faults {:?}", config.seed, config.faults));
 

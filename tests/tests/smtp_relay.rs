@@ -11,31 +11,11 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn new_files(dir: &Path) -> Vec<String> {
     files_in(dir).iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
-}
-
-/// smtp-sink on ip:port; `reject` is e.g. `["-f", "rcpt"]`; messages are dumped into `dump` if given.
-fn smtp_sink(ip: &str, port: u16, reject: &[&str], dump: Option<&Path>) -> Daemon {
-    let mut cmd = Command::new("smtp-sink");
-    cmd.args(["-u", "nobody"]).args(reject);
-    if let Some(dir) = dump {
-        cmd.arg("-d").arg(dir.join("%H%M%S."));
-    }
-    let child = cmd
-        .arg(format!("{ip}:{port}"))
-        .arg("20")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("smtp-sink (postfix package)");
-    let daemon = Daemon(child);
-    let up = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect((ip, port)).ok());
-    assert!(up.is_some(), "smtp-sink did not start on {ip}:{port}");
-    daemon
 }
 
 fn queue(n: &Node) -> Vec<Value> {

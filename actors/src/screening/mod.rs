@@ -493,10 +493,14 @@ impl Screening {
                         dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
                     let services = self.services.clone();
-                    // Every stage first (any may refuse), then the queue: the 250 waits for both.
+                    // Every stage first (any may refuse), then the sender's daily
+                    // quota, then the queue: the 250 waits for all three.
                     let stored = async move {
                         let state = context.state.clone();
                         let disposition = services.pipeline.process(context, message).await?;
+                        if let crate::pipeline::Disposition::Deliver(m) = &disposition {
+                            crate::quota::charge(&services.proposer, &state, m).await?;
+                        }
                         store::store(&services, &state, disposition).await
                     };
                     ctx.spawn(stored.into_actor(self).map(|result, act, ctx| {

@@ -38,13 +38,14 @@ pub struct UnknownRecipients {
     pub expires_ms: u64,
 }
 
-/// A user's outbound count for one UTC day.
+/// A user's outbound use for one UTC day: each external recipient of a
+/// message counts one message and the message's size in bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyQuota {
     /// Days since the Unix epoch (UTC).
     pub day: u64,
     pub messages: u32,
-    pub recipients: u32,
+    pub bytes: u64,
 }
 
 /// Recent outbound sends counted for hijack detection.

@@ -12,6 +12,17 @@ pub struct Domain {
     pub name: String,
     /// When the domain was added, from the proposer's clock.
     pub created_ms: u64,
+    /// Defaults for its users, over the cluster's `quota.*`.
+    #[serde(default)]
+    pub limits: DomainLimits,
+}
+
+/// A domain's defaults for its users' daily quota; `None` keeps the
+/// cluster default, 0 means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainLimits {
+    pub daily_messages_max: Option<u32>,
+    pub daily_bytes_max: Option<u64>,
 }
 
 /// Per-user limits that override the cluster defaults; `None` keeps the default.
@@ -19,10 +30,12 @@ pub struct Domain {
 pub struct UserOverrides {
     /// Mailbox size limit in bytes.
     pub mailbox_bytes_max: Option<u64>,
-    /// Messages the user may send per day (outbound quota).
+    /// Messages the user may send per day, each external recipient
+    /// counting one (outbound quota; 0: no limit).
     pub daily_messages_max: Option<u32>,
-    /// Recipients the user may address per day.
-    pub daily_recipients_max: Option<u32>,
+    /// Bytes the user may send per day, a message's size counted once per
+    /// external recipient (0: no limit).
+    pub daily_bytes_max: Option<u64>,
 }
 
 /// A mailbox owner who can log in.

@@ -681,7 +681,28 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "2000",
         doc: "How long the spam stage waits for its blocklist answers; a zone that has not answered counts as not listing.",
     },
+    SettingSpec {
+        key: "quota.daily_messages_max",
+        kind: SettingKind::Integer { min: 0, max: 100_000_000 },
+        default: "0",
+        doc: "Messages each authenticated user may send to external recipients per UTC day, each external recipient counting one (MailPlus Daily Quota); 0 means no limit. A domain's or user's limit overrides it.",
+    },
+    SettingSpec {
+        key: "quota.daily_bytes_max",
+        kind: SettingKind::Integer { min: 0, max: 1_000_000_000_000_000 },
+        default: "0",
+        doc: "Bytes each authenticated user may send to external recipients per UTC day, a message's size counted once per external recipient; 0 means no limit. A domain's or user's limit overrides it.",
+    },
+    SettingSpec {
+        key: "quota.on_unavailable",
+        kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
+        default: "tempfail",
+        doc: "When the cluster cannot count a charge (no quorum): tempfail answers 451 4.7.1 so the client retries; accept lets the message out uncounted.",
+    },
 ];
+
+/// What the quota stage does when a charge cannot be committed.
+pub const QUOTA_UNAVAILABLE_ACTIONS: &[&str] = &["tempfail", "accept"];
 
 /// `zone=score,zone=score` (scores with up to two decimals, −100 to 100;
 /// at most 20 zones); empty gives none.
@@ -868,6 +889,9 @@ setting_keys! {
     SPAM_RECEIVED_IPS_MAX: i64 = 100, "spam.received_ips_max";
     SPAM_URI_DOMAINS_MAX: i64 = 101, "spam.uri_domains_max";
     SPAM_DNS_TIMEOUT_MS: i64 = 102, "spam.dns_timeout_ms";
+    QUOTA_DAILY_MESSAGES_MAX: i64 = 103, "quota.daily_messages_max";
+    QUOTA_DAILY_BYTES_MAX: i64 = 104, "quota.daily_bytes_max";
+    QUOTA_ON_UNAVAILABLE: String = 105, "quota.on_unavailable";
 }
 
 /// A settings value after validation.

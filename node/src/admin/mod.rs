@@ -10,6 +10,7 @@ mod content;
 mod dkim;
 mod quarantine;
 mod queue;
+mod quota;
 mod routes;
 mod rules;
 mod spam;

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-use consensus::state::{Settings, UserOverrides, SETTING_SPECS};
+use consensus::state::{DomainLimits, Settings, UserOverrides, SETTING_SPECS};
 use consensus::{Command, ConfigDocument};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/domains", web::get().to(list_domains))
             .route("/domains", web::post().to(add_domain))
             .route("/domains/{name}", web::delete().to(remove_domain))
+            .route("/domains/{name}/limits", web::put().to(set_domain_limits))
+            .route("/quota/usage", web::get().to(super::quota::list))
+            .route("/quota/usage/{user}", web::get().to(super::quota::show))
             .route("/domain-aliases", web::post().to(add_domain_alias))
             .route("/domain-aliases/{alias}", web::delete().to(remove_domain_alias))
             .route("/users", web::get().to(list_users))
@@ -130,6 +133,7 @@ async fn remove_node(state: State, path: web::Path<String>) -> Reply {
 struct DomainView {
     name: String,
     aliases: Vec<String>,
+    limits: DomainLimits,
 }
 
 async fn list_domains(state: State) -> Reply {
@@ -137,10 +141,11 @@ async fn list_domains(state: State) -> Reply {
     let dir = &applied.state.directory;
     let views: Vec<DomainView> = dir
         .domains
-        .keys()
-        .map(|name| DomainView {
+        .iter()
+        .map(|(name, d)| DomainView {
             name: name.clone(),
             aliases: dir.domain_aliases.iter().filter(|(_, t)| *t == name).map(|(a, _)| a.clone()).collect(),
+            limits: d.limits.clone(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(views))
@@ -157,6 +162,10 @@ async fn add_domain(state: State, body: web::Json<NameBody>) -> Reply {
 
 async fn remove_domain(state: State, path: web::Path<String>) -> Reply {
     apply(&state, Command::RemoveDomain { name: path.into_inner() }).await
+}
+
+async fn set_domain_limits(state: State, path: web::Path<String>, body: web::Json<DomainLimits>) -> Reply {
+    apply(&state, Command::SetDomainLimits { domain: path.into_inner(), limits: body.into_inner() }).await
 }
 
 #[derive(Deserialize)]

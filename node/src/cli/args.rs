@@ -78,6 +78,9 @@ pub enum Command {
     /// Client IPs blocked on every node (intrusion prevention).
     #[command(subcommand)]
     Blocked(BlockedCmd),
+    /// The daily outbound quota: today's use per user (MailPlus "Outbound Usage").
+    #[command(subcommand)]
+    Quota(QuotaCmd),
     /// DKIM signing keys of the local domains (replicated: every node signs).
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -139,6 +142,29 @@ pub enum DomainCmd {
     AliasAdd { alias: String, target: String },
     /// Remove the domain alias ALIAS.
     AliasRemove { alias: String },
+    /// Set the daily quota of the domain's users (over `quota.*`; a user's own
+    /// limit wins); a limit not given returns to the cluster default, 0 is none.
+    Limits {
+        name: String,
+        /// Messages per UTC day to external recipients, each recipient counting one.
+        #[arg(long)]
+        daily_messages_max: Option<u32>,
+        /// Bytes per UTC day to external recipients, a message's size once per recipient.
+        #[arg(long)]
+        daily_bytes_max: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCmd {
+    /// Today's messages and bytes to external recipients per user, with their limits and the reset time.
+    Usage {
+        /// Only this user (shown even with nothing sent).
+        user: Option<String>,
+        /// Order: messages or bytes (most first), or user.
+        #[arg(long, default_value = "messages", value_parser = ["messages", "bytes", "user"])]
+        sort: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,10 +199,12 @@ pub enum UserCmd {
         address: String,
         #[arg(long)]
         mailbox_bytes_max: Option<u64>,
+        /// Messages per UTC day to external recipients, each recipient counting one (0: none).
         #[arg(long)]
         daily_messages_max: Option<u32>,
+        /// Bytes per UTC day to external recipients, a message's size once per recipient (0: none).
         #[arg(long)]
-        daily_recipients_max: Option<u32>,
+        daily_bytes_max: Option<u64>,
     },
     /// Delete the account (its Maildir stays on disk).
     Remove { address: String },

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd,
-    SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, QuotaCmd, RulesCmd,
+    SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -53,6 +53,10 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("domain-aliases", json!({ "alias": alias, "target": target }))
             }
             DomainCmd::AliasRemove { alias } => client.delete(&p(&["domain-aliases", alias])),
+            DomainCmd::Limits { name, daily_messages_max, daily_bytes_max } => client.put(
+                &p(&["domains", name, "limits"]),
+                json!({ "daily_messages_max": daily_messages_max, "daily_bytes_max": daily_bytes_max }),
+            ),
         },
         Command::User(c) => match c {
             UserCmd::Add { address, password, name } => {
@@ -68,11 +72,11 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             UserCmd::Enable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": true })),
             UserCmd::Freeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": true })),
             UserCmd::Unfreeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": false })),
-            UserCmd::Limits { address, mailbox_bytes_max, daily_messages_max, daily_recipients_max } => {
+            UserCmd::Limits { address, mailbox_bytes_max, daily_messages_max, daily_bytes_max } => {
                 let body = json!({
                     "mailbox_bytes_max": mailbox_bytes_max,
                     "daily_messages_max": daily_messages_max,
-                    "daily_recipients_max": daily_recipients_max,
+                    "daily_bytes_max": daily_bytes_max,
                 });
                 client.put(&p(&["users", address, "overrides"]), body)
             }
@@ -182,6 +186,10 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         },
         Command::Dmarc(_) => anyhow::bail!("dmarc record runs locally"),
         Command::Simulate { .. } => anyhow::bail!("simulate runs locally"),
+        Command::Quota(QuotaCmd::Usage { user, sort }) => match user {
+            Some(user) => client.get(&p(&["quota", "usage", user])),
+            None => client.get(&format!("quota/usage?sort={sort}")),
+        },
         Command::Blocked(c) => match c {
             BlockedCmd::List => client.get("blocked"),
             BlockedCmd::Add { ip, seconds, reason } => {

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd,
-    SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, QuotaCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd,
+    SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -52,8 +52,31 @@ pub fn human(command: &Command, reply: &Value) {
             println!("on the new node: gatehouse join --token {} --seed {}", s(reply, "token"), s(reply, "seed"));
         }
         Command::Domain(DomainCmd::List) => table(
-            &["DOMAIN", "ALIASES"],
-            items(reply).iter().map(|d| vec![s(d, "name"), join_list(d, "aliases")]).collect(),
+            &["DOMAIN", "ALIASES", "LIMITS"],
+            items(reply)
+                .iter()
+                .map(|d| {
+                    let limits = d.get("limits").map(limits_text).unwrap_or_default();
+                    vec![s(d, "name"), join_list(d, "aliases"), limits]
+                })
+                .collect(),
+        ),
+        Command::Quota(QuotaCmd::Usage { .. }) => table(
+            &["USER", "MESSAGES", "LIMIT", "BYTES", "LIMIT", "RESETS"],
+            items(reply)
+                .iter()
+                .map(|u| {
+                    let limit = |k: &str| if u[k].as_u64() == Some(0) { "none".to_string() } else { s(u, k) };
+                    vec![
+                        s(u, "user"),
+                        s(u, "messages"),
+                        limit("messages_max"),
+                        s(u, "bytes"),
+                        limit("bytes_max"),
+                        s(u, "resets"),
+                    ]
+                })
+                .collect(),
         ),
         Command::User(UserCmd::List) => table(
             &["ADDRESS", "NAME", "ENABLED", "FROZEN", "LIMITS"],

@@ -496,3 +496,23 @@ pub fn eicar_signature() -> String {
     let hex: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
     format!("Gatehouse.Test.Eicar:0:*:{hex}\n")
 }
+
+/// smtp-sink on ip:port; `reject` is e.g. `["-f", "rcpt"]`; messages are dumped into `dump` if given.
+pub fn smtp_sink(ip: &str, port: u16, reject: &[&str], dump: Option<&Path>) -> Daemon {
+    let mut cmd = Command::new("smtp-sink");
+    cmd.args(["-u", "nobody"]).args(reject);
+    if let Some(dir) = dump {
+        cmd.arg("-d").arg(dir.join("%H%M%S."));
+    }
+    let child = cmd
+        .arg(format!("{ip}:{port}"))
+        .arg("20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (postfix package)");
+    let daemon = Daemon(child);
+    let up = wait_for(Duration::from_secs(5), || std::net::TcpStream::connect((ip, port)).ok());
+    assert!(up.is_some(), "smtp-sink did not start on {ip}:{port}");
+    daemon
+}
