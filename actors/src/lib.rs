@@ -14,6 +14,7 @@ pub mod auth;
 pub mod content;
 pub mod delivery;
 pub mod dns;
+pub mod hijack;
 pub mod listener;
 pub mod login;
 pub mod message;

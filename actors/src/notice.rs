@@ -1,5 +1,6 @@
-//! Notices the mail system writes itself (today: a virus was found), from
-//! an operator's template. Notices go out with the null sender and
+//! Notices the mail system writes itself (a virus was found, an account
+//! was stopped by hijack detection), the virus one from an operator's
+//! template. Notices go out with the null sender and
 //! `Auto-Submitted: auto-generated` (RFC 3834), so nothing answers them and
 //! they can never loop.
 
@@ -79,52 +80,79 @@ pub fn virus_notices(state: &AppliedState, facts: &VirusFacts, queue_id: &str, n
         targets.extend(facts.recipients.iter().map(|r| (r.address.clone(), r.deliver_to.clone())));
     }
     if who == "admin" || who == "both" {
-        let admins = settings.text(key::NOTIFY_ADMIN_ADDRESSES);
-        targets.extend(
-            admins.split(',').map(str::trim).filter(|a| a.contains('@')).map(|a| (a.to_string(), vec![a.to_string()])),
-        );
+        targets.extend(admin_addresses(state).into_iter().map(|a| (a.clone(), vec![a])));
     }
     targets
         .into_iter()
         .map(|(to, deliver_to)| {
             let (subject, text) = fill(&template, facts, &to, queue_id);
-            let body = message_text(&hostname, &to, &subject, &text, now_ms, queue_id);
-            InboundMessage {
-                peer: PeerInfo { ip: std::net::Ipv4Addr::LOCALHOST.into(), port: 0 },
-                helo: hostname.clone(),
-                esmtp: true,
-                mail_from: String::new(),
-                recipients: vec![AcceptedRecipient { address: to, deliver_to }],
-                body,
-                smtputf8: false,
-                authenticated: None,
-                tls: false,
-                received_ms: now_ms,
-                skip: Default::default(),
-                junk: false,
-                spam_symbols: Vec::new(),
-            }
+            let notice = Notice { hostname: &hostname, subject: &subject, text: &text, reply_to: None };
+            let id = format!("{queue_id}.{now_ms}.virus-notice");
+            notice.to(to, deliver_to, &id, now_ms)
         })
         .collect()
 }
 
-fn message_text(hostname: &str, to: &str, subject: &str, text: &str, now_ms: u64, queue_id: &str) -> Vec<u8> {
-    let date = Date::new((now_ms / 1000) as i64).to_rfc822();
-    let mut out = String::new();
-    out.push_str(&format!("From: Mail System <MAILER-DAEMON@{hostname}>\r\n"));
-    out.push_str(&format!("To: <{}>\r\n", printable(to)));
-    out.push_str(&format!("Subject: {subject}\r\n"));
-    out.push_str(&format!("Date: {date}\r\n"));
-    out.push_str(&format!("Message-ID: <{queue_id}.{now_ms}.virus-notice@{hostname}>\r\n"));
-    out.push_str("Auto-Submitted: auto-generated\r\n");
-    out.push_str(
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-    );
-    for line in text.lines() {
-        out.push_str(line);
-        out.push_str("\r\n");
+/// A plain-text message from the mail system.
+pub struct Notice<'a> {
+    pub hostname: &'a str,
+    pub subject: &'a str,
+    pub text: &'a str,
+    /// Where replies go, when they mean something (the hijack notice).
+    pub reply_to: Option<&'a str>,
+}
+
+impl Notice<'_> {
+    /// The notice to `to` (delivered to `deliver_to`), ready for the queue:
+    /// null sender, `Auto-Submitted: auto-generated`; `id` is the
+    /// Message-ID's local part.
+    pub fn to(&self, to: String, deliver_to: Vec<String>, id: &str, now_ms: u64) -> InboundMessage {
+        let body = self.message_text(&to, id, now_ms);
+        InboundMessage {
+            peer: PeerInfo { ip: std::net::Ipv4Addr::LOCALHOST.into(), port: 0 },
+            helo: self.hostname.to_string(),
+            esmtp: true,
+            mail_from: String::new(),
+            recipients: vec![AcceptedRecipient { address: to, deliver_to }],
+            body,
+            smtputf8: false,
+            authenticated: None,
+            tls: false,
+            received_ms: now_ms,
+            skip: Default::default(),
+            junk: false,
+            spam_symbols: Vec::new(),
+        }
     }
-    out.into_bytes()
+
+    fn message_text(&self, to: &str, id: &str, now_ms: u64) -> Vec<u8> {
+        let hostname = self.hostname;
+        let date = Date::new((now_ms / 1000) as i64).to_rfc822();
+        let mut out = String::new();
+        out.push_str(&format!("From: Mail System <MAILER-DAEMON@{hostname}>\r\n"));
+        out.push_str(&format!("To: <{}>\r\n", printable(to)));
+        if let Some(reply_to) = self.reply_to {
+            out.push_str(&format!("Reply-To: <{}>\r\n", printable(reply_to)));
+        }
+        out.push_str(&format!("Subject: {}\r\n", printable(self.subject)));
+        out.push_str(&format!("Date: {date}\r\n"));
+        out.push_str(&format!("Message-ID: <{id}@{hostname}>\r\n"));
+        out.push_str("Auto-Submitted: auto-generated\r\n");
+        out.push_str(
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        );
+        for line in self.text.lines() {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+        out.into_bytes()
+    }
+}
+
+/// `notify.admin_addresses`, split.
+pub fn admin_addresses(state: &AppliedState) -> Vec<String> {
+    let admins = state.state.settings.text(key::NOTIFY_ADMIN_ADDRESSES);
+    admins.split(',').map(str::trim).filter(|a| a.contains('@')).map(str::to_string).collect()
 }
 
 fn printable(s: &str) -> String {

@@ -38,6 +38,10 @@ pub fn resolve_recipient(
         return RecipientVerdict::Reject(Reply::new(554, "5.7.1", "Relay access denied"));
     };
     let key = format!("{}@{}", address.local(), canonical_domain);
+    // Replies to hijack notices: a request the session handles, not a mailbox.
+    if address.local().eq_ignore_ascii_case(crate::hijack::UNFREEZE_LOCAL_PART) && !directory.address_in_use(&key) {
+        return RecipientVerdict::Accept { deliver_to: vec![key] };
+    }
     match expand(directory, &key) {
         Some(deliver_to) if !deliver_to.is_empty() => RecipientVerdict::Accept { deliver_to },
         Some(_) => {

@@ -10,13 +10,13 @@ use std::net::IpAddr;
 use crate::address::{DomainName, MailAddress};
 use crate::command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 use crate::state::content::AddAttachmentRuleError;
-use crate::state::counters::DAY_MS;
+use crate::state::counters::{DAY_MS, HIJACK_CLIENTS_MAX};
 use crate::state::dkim::valid_selector;
 use crate::state::rules::AddRuleError;
 use crate::state::settings::key;
 use crate::state::{
-    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin, User,
-    CONFIG_DOCUMENT_VERSION,
+    Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin,
+    UnfreezeToken, User, CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{
     AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, QuarantineState,
@@ -295,9 +295,24 @@ impl ClusterState {
                 self.unknown_recipient(ip, *threshold, *window_ms, *block_ms, at_ms)
             }
             ChargeDailyQuota { user, messages, bytes } => self.charge_quota(user, *messages, *bytes, at_ms),
-            IncrementHijack { user, window_ms, threshold } => {
-                self.increment_hijack(user, *window_ms, *threshold, at_ms)
+            IncrementHijack { user, client } => self.increment_hijack(user, client, at_ms),
+            IssueUnfreezeToken { user, token_sha256, expires_ms } => {
+                let user = mail("user", user)?;
+                let token = UnfreezeToken { user, expires_ms: *expires_ms };
+                self.counters.unfreeze_tokens.insert(token_sha256.clone(), token);
+                Ok(Outcome::Done)
             }
+            RedeemUnfreezeToken { token_sha256 } => match self.counters.unfreeze_tokens.remove(token_sha256) {
+                Some(t) if t.expires_ms > at_ms => {
+                    if let Some(u) = self.directory.users.get_mut(&t.user) {
+                        u.frozen = false;
+                    }
+                    // A fresh window: the burst that froze it is not held against it again.
+                    self.counters.hijack.remove(&t.user);
+                    Ok(Outcome::Unfrozen { user: t.user })
+                }
+                _ => Err(ApplyError::BadUnfreezeToken),
+            },
             BlockIp { ip, until_ms, reason } => {
                 let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.clone()))?;
                 let record = BlockedIp { until_ms: *until_ms, reason: reason.clone() };
@@ -648,22 +663,36 @@ impl ClusterState {
         (messages, bytes)
     }
 
-    fn increment_hijack(&mut self, user: &str, window_ms: u64, threshold: u32, at_ms: u64) -> Applied {
+    fn increment_hijack(&mut self, user: &str, client: &str, at_ms: u64) -> Applied {
         let key = mail("user", user)?;
-        let counter =
-            self.counters.hijack.entry(key.clone()).or_insert(HijackCounter { window_start_ms: at_ms, count: 0 });
-        if at_ms.saturating_sub(counter.window_start_ms) >= window_ms {
-            *counter = HijackCounter { window_start_ms: at_ms, count: 0 };
+        let messages_max = self.settings.uint32(key::HIJACK_MESSAGES_MAX);
+        if messages_max == 0 {
+            return Ok(Outcome::HijackCount { count: 0 });
         }
-        counter.count = counter.count.saturating_add(1);
-        let count = counter.count;
-        let frozen = count > threshold;
-        if frozen {
-            if let Some(u) = self.directory.users.get_mut(&key) {
-                u.frozen = true;
+        let window_ms = self.settings.uint(key::HIJACK_WINDOW_S).saturating_mul(1000);
+        let freeze = self.settings.flag(key::HIJACK_FREEZE);
+        let counter = self.counters.hijack.entry(key.clone()).or_default();
+        if at_ms >= counter.expires_ms {
+            let expires_ms = at_ms.saturating_add(window_ms);
+            *counter = HijackCounter { window_start_ms: at_ms, expires_ms, ..Default::default() };
+        }
+        if counter.clients.len() < HIJACK_CLIENTS_MAX {
+            counter.clients.insert(client.chars().filter(|c| !c.is_control()).take(80).collect());
+        }
+        if counter.count < messages_max {
+            counter.count += 1;
+            return Ok(Outcome::HijackCount { count: counter.count });
+        }
+        let first = !std::mem::replace(&mut counter.detected, true);
+        let (count, clients) = (counter.count, counter.clients.iter().cloned().collect());
+        let frozen = match self.directory.users.get_mut(&key) {
+            Some(u) => {
+                u.frozen |= freeze;
+                u.frozen
             }
-        }
-        Ok(Outcome::HijackCount { count, frozen })
+            None => false,
+        };
+        Ok(Outcome::HijackDetected { count, window_ms, frozen, first, clients })
     }
 
     fn redeem_join_token(&mut self, token_sha256: &str, raft_addr: &str, admin_addr: &str, at_ms: u64) -> Applied {

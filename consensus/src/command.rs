@@ -173,12 +173,24 @@ pub enum Command {
         messages: u32,
         bytes: u64,
     },
-    /// Counts one outbound send for hijack detection; freezes the account
-    /// when the count passes the threshold inside the window.
+    /// Counts one message of an authenticated account for hijack detection
+    /// (`hijack.*`, read here so the limit is the committed one): past
+    /// `hijack.messages_max` in the window it is refused and, with
+    /// `hijack.freeze`, the account is frozen on every node. `client` is
+    /// `IP protocol`, remembered for the administrators' notice.
     IncrementHijack {
         user: String,
-        window_ms: u64,
-        threshold: u32,
+        client: String,
+    },
+    /// Records the token the administrators' notice carries (its SHA-256).
+    IssueUnfreezeToken {
+        user: String,
+        token_sha256: String,
+        expires_ms: u64,
+    },
+    /// Unfreezes the token's account and spends the token.
+    RedeemUnfreezeToken {
+        token_sha256: String,
     },
     BlockIp {
         ip: String,
@@ -325,9 +337,21 @@ pub enum Outcome {
         /// The UTC day counted (days since the epoch).
         day: u64,
     },
+    /// Counted, within the limit (0 when detection is off).
     HijackCount {
         count: u32,
+    },
+    /// Past the limit: the message is refused. `first` is true once per
+    /// window (send the notice then); `frozen` whether the account is now.
+    HijackDetected {
+        count: u32,
+        window_ms: u64,
         frozen: bool,
+        first: bool,
+        clients: Vec<String>,
+    },
+    Unfrozen {
+        user: String,
     },
     Expired {
         removed: u64,
@@ -417,6 +441,8 @@ pub enum ApplyError {
     UnsupportedDocument(u32),
     #[error("token: unknown, used or expired join token")]
     BadJoinToken,
+    #[error("token: unknown, used or expired unfreeze token")]
+    BadUnfreezeToken,
     #[error("node_id: no node {0}")]
     UnknownNode(u64),
     #[error("{field}: {reason}")]
@@ -456,7 +482,7 @@ impl ApplyError {
             EmptyTriplet | UnknownTriplet(_) => "triplet".into(),
             BadImportedRule { index, field, .. } => format!("rules[{index}].{field}"),
             UnsupportedDocument(_) => "version".into(),
-            BadJoinToken => "token".into(),
+            BadJoinToken | BadUnfreezeToken => "token".into(),
             UnknownNode(_) => "node_id".into(),
             BadRule { field, .. } => field.clone(),
             RuleExists(_) => "value".into(),

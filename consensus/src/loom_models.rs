@@ -29,7 +29,7 @@ fn versions() -> Vec<ClusterState> {
     let mut out = Vec::new();
     let steps = [
         Command::AddListRule { rule: ListRule::new(ListName::Black, RuleKind::Ip, "192.0.2.1") },
-        Command::IncrementHijack { user: "a@example.com".into(), window_ms: 60_000, threshold: 10 },
+        Command::IncrementHijack { user: "a@example.com".into(), client: "192.0.2.1 smtp".into() },
         Command::AddListRule { rule: ListRule::new(ListName::Black, RuleKind::Ip, "192.0.2.2") },
     ];
     for (i, command) in steps.into_iter().enumerate() {

@@ -190,16 +190,63 @@ fn the_users_limit_beats_the_domains_which_beats_the_clusters() {
 #[test]
 fn hijack_counter_freezes_the_account_past_the_threshold() {
     let mut s = seeded();
-    let bump = |s: &mut ClusterState, at| {
-        s.apply(&Command::IncrementHijack { user: "alice@example.com".into(), window_ms: 1000, threshold: 2 }, at)
-            .unwrap()
+    for (k, v) in [("hijack.messages_max", "2"), ("hijack.window_s", "60")] {
+        s.apply(&Command::SetSetting { key: k.into(), value: v.into() }, 0).unwrap();
+    }
+    let bump = |s: &mut ClusterState, client: &str, at| {
+        s.apply(&Command::IncrementHijack { user: "Alice@example.com".into(), client: client.into() }, at).unwrap()
     };
-    assert_eq!(bump(&mut s, 0), Outcome::HijackCount { count: 1, frozen: false });
-    assert_eq!(bump(&mut s, 10), Outcome::HijackCount { count: 2, frozen: false });
-    assert_eq!(bump(&mut s, 2000), Outcome::HijackCount { count: 1, frozen: false });
-    bump(&mut s, 2001);
-    assert_eq!(bump(&mut s, 2002), Outcome::HijackCount { count: 3, frozen: true });
+    assert_eq!(bump(&mut s, "192.0.2.1 submission", 0), Outcome::HijackCount { count: 1 });
+    assert_eq!(bump(&mut s, "192.0.2.1 submission", 10), Outcome::HijackCount { count: 2 });
+    assert_eq!(bump(&mut s, "192.0.2.1 submission", 60_000), Outcome::HijackCount { count: 1 }, "a new window");
+    bump(&mut s, "198.51.100.7 smtps", 60_001);
+    let detected = bump(&mut s, "203.0.113.9 smtps", 60_002);
+    let clients: Vec<String> =
+        ["192.0.2.1 submission", "198.51.100.7 smtps", "203.0.113.9 smtps"].map(String::from).to_vec();
+    assert_eq!(detected, Outcome::HijackDetected { count: 2, window_ms: 60_000, frozen: true, first: true, clients });
     assert!(s.directory.users["alice@example.com"].frozen);
+    assert!(
+        matches!(bump(&mut s, "203.0.113.9 smtps", 60_003), Outcome::HijackDetected { first: false, .. }),
+        "one notice per window"
+    );
+
+    // The notice's token unfreezes once, and not after it expires.
+    let issue = |s: &mut ClusterState, t: &str| {
+        let c = Command::IssueUnfreezeToken {
+            user: "alice@example.com".into(),
+            token_sha256: t.into(),
+            expires_ms: 90_000,
+        };
+        s.apply(&c, 60_004).unwrap();
+    };
+    let redeem =
+        |s: &mut ClusterState, t: &str, at| s.apply(&Command::RedeemUnfreezeToken { token_sha256: t.into() }, at);
+    issue(&mut s, "t1");
+    assert_eq!(redeem(&mut s, "t1", 70_000), Ok(Outcome::Unfrozen { user: "alice@example.com".into() }));
+    assert!(!s.directory.users["alice@example.com"].frozen);
+    assert_eq!(bump(&mut s, "192.0.2.1 submission", 70_001), Outcome::HijackCount { count: 1 }, "a fresh window");
+    assert_eq!(redeem(&mut s, "t1", 70_002).unwrap_err().field(), "token", "single use");
+    issue(&mut s, "t2");
+    assert!(redeem(&mut s, "t2", 90_000).is_err(), "expired");
+
+    // Off: nothing is counted.
+    s.apply(&Command::SetSetting { key: "hijack.messages_max".into(), value: "0".into() }, 0).unwrap();
+    assert_eq!(bump(&mut s, "192.0.2.1 submission", 70_003), Outcome::HijackCount { count: 0 });
+}
+
+#[test]
+fn without_freeze_the_account_is_only_refused_for_the_window() {
+    let mut s = seeded();
+    for (k, v) in [("hijack.messages_max", "1"), ("hijack.freeze", "false")] {
+        s.apply(&Command::SetSetting { key: k.into(), value: v.into() }, 0).unwrap();
+    }
+    let bump = |s: &mut ClusterState, at| {
+        s.apply(&Command::IncrementHijack { user: "alice@example.com".into(), client: "c".into() }, at).unwrap()
+    };
+    bump(&mut s, 0);
+    assert!(matches!(bump(&mut s, 1), Outcome::HijackDetected { frozen: false, first: true, .. }));
+    assert!(!s.directory.users["alice@example.com"].frozen);
+    assert_eq!(bump(&mut s, 3_600_000), Outcome::HijackCount { count: 1 });
 }
 
 #[test]

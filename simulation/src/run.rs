@@ -170,8 +170,7 @@ impl Sim {
             },
             8 => Command::IncrementHijack {
                 user: format!("u{}@example.com", self.rng.gen_range(0..3)),
-                window_ms: 60_000,
-                threshold: 1_000,
+                client: format!("192.0.2.{} submission", self.rng.gen_range(1..4)),
             },
             _ => Command::AddListRule {
                 rule: ListRule::new(

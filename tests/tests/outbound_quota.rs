@@ -13,34 +13,9 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Sends `count` messages from `user` to `to` through the submission ports
-/// in turn (STARTTLS, AUTH with "correct horse"), each in its own session;
-/// returns each DATA reply ("250 ...", "452 ...") or the error that ended it.
-fn send_round_robin(ports: &[u16], user: &str, to: &str, count: usize, body_bytes: usize) -> Vec<String> {
-    let script = format!(
-        r#"
-import smtplib, sys
-ports = {ports:?}
-body = b"From: <{user}>\r\nSubject: quota\r\n\r\n" + b"x" * {body_bytes} + b"\r\n"
-for i in range({count}):
-    port = ports[i % len(ports)]
-    try:
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20)
-        s.ehlo("client.example.org"); s.starttls(); s.ehlo("client.example.org")
-        s.login("{user}", "correct horse")
-        s.mail("{user}")
-        s.rcpt("{to}")
-        code, text = s.data(body)
-        print(code, text.decode().replace("\n", " "))
-        s.quit()
-    except Exception as e:
-        print("ERR", port, type(e).__name__, str(e).replace("\n", " "))
-    sys.stdout.flush()
-"#
-    );
-    let out = python(&script);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+/// A message body of `size` bytes of text after a short header.
+fn quota_body(size: usize) -> String {
+    format!("Subject: quota\r\n\r\n{}\r\n", "x".repeat(size))
 }
 
 fn accepted(replies: &[String]) -> usize {
@@ -82,7 +57,8 @@ fn the_daily_limit_holds_exactly_across_nodes_and_a_leader_kill() {
     }
 
     // 1. Thirty messages over three nodes, a limit of ten: exactly ten pass.
-    let replies = send_round_robin(&ports, "alice@example.com", "bob@remote.test", 30, 100);
+    let replies =
+        send_each(&ports, Some("alice@example.com"), "alice@example.com", "bob@remote.test", 30, &quota_body(100));
     assert_eq!(accepted(&replies), 10, "{replies:#?}");
     let refused: Vec<&String> = replies.iter().filter(|r| !r.starts_with("250")).collect();
     assert!(
@@ -106,24 +82,34 @@ fn the_daily_limit_holds_exactly_across_nodes_and_a_leader_kill() {
 
     // 2. A user's own bytes limit: 2,500 bytes of 1,000-byte messages is two.
     nodes[0].ok(&["user", "limits", "carol@example.com", "--daily-messages-max", "0", "--daily-bytes-max", "2500"]);
-    let replies = send_round_robin(&ports, "carol@example.com", "bob@remote.test", 5, 900);
+    let replies =
+        send_each(&ports, Some("carol@example.com"), "carol@example.com", "bob@remote.test", 5, &quota_body(900));
     assert_eq!(accepted(&replies), 2, "{replies:#?}");
     assert!(replies.iter().any(|r| r.starts_with("452 4.7.1") && r.contains("2500 bytes")), "{replies:#?}");
     let carol = usage(&nodes[0], "carol@example.com");
     assert_eq!((carol["messages"].as_u64(), carol["messages_max"].as_u64()), (Some(2), Some(0)), "{carol}");
     // A message bigger than the whole day's bytes can never go: 550, not 452.
     nodes[0].ok(&["user", "limits", "carol@example.com", "--daily-bytes-max", "500"]);
-    let replies = send_round_robin(&ports[..1], "carol@example.com", "bob@remote.test", 1, 900);
+    let replies =
+        send_each(&ports[..1], Some("carol@example.com"), "carol@example.com", "bob@remote.test", 1, &quota_body(900));
     assert!(replies[0].starts_with("550 5.7.1"), "{replies:?}");
 
     // 3. The leader is killed while dave sends: never more than ten.
     nodes[0].ok(&["user", "limits", "dave@example.com", "--daily-messages-max", "10"]);
     let leader = leader_id(&nodes[0]).expect("a leader");
     let victim = nodes.iter().position(|n| node_id(n) == leader).unwrap();
-    let mut replies = send_round_robin(&ports, "dave@example.com", "bob@remote.test", 6, 100);
+    let mut replies =
+        send_each(&ports, Some("dave@example.com"), "dave@example.com", "bob@remote.test", 6, &quota_body(100));
     assert_eq!(accepted(&replies), 6, "{replies:#?}");
     nodes[victim].kill9();
-    replies.extend(send_round_robin(&ports, "dave@example.com", "bob@remote.test", 24, 100));
+    replies.extend(send_each(
+        &ports,
+        Some("dave@example.com"),
+        "dave@example.com",
+        "bob@remote.test",
+        24,
+        &quota_body(100),
+    ));
     let ok = accepted(&replies);
     let failed = replies.iter().filter(|r| r.starts_with("ERR")).count();
     eprintln!(
@@ -142,9 +128,10 @@ fn the_daily_limit_holds_exactly_across_nodes_and_a_leader_kill() {
     let (stay, stop) = (running[0], running[1]);
     nodes[stop].kill9();
     let port = [nodes[stay].smtp_ports.submission];
-    let replies = send_round_robin(&port, "carol@example.com", "x@remote.test", 1, 10);
+    let replies = send_each(&port, Some("carol@example.com"), "carol@example.com", "x@remote.test", 1, &quota_body(10));
     assert!(replies[0].starts_with("451 4.7.1 Cannot count the daily sending limit"), "{replies:?}");
-    let local = send_round_robin(&port, "carol@example.com", "alice@example.com", 1, 10);
+    let local =
+        send_each(&port, Some("carol@example.com"), "carol@example.com", "alice@example.com", 1, &quota_body(10));
     assert!(local[0].starts_with("250"), "{local:?}");
 
     // With quota.on_unavailable = accept, the same message goes out uncounted.
@@ -155,7 +142,7 @@ fn the_daily_limit_holds_exactly_across_nodes_and_a_leader_kill() {
     });
     assert!(seen.is_some());
     nodes[stop].kill9();
-    let replies = send_round_robin(&port, "carol@example.com", "x@remote.test", 1, 10);
+    let replies = send_each(&port, Some("carol@example.com"), "carol@example.com", "x@remote.test", 1, &quota_body(10));
     assert!(replies[0].starts_with("250"), "{replies:?}");
     assert!(nodes[stay].log_text().contains("daily quota could not be charged"), "{}", nodes[stay].log_text());
 }

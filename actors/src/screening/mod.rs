@@ -157,6 +157,9 @@ struct ClientFacts {
     /// Checks this client's messages skip.
     skip: SkipChecks,
     mx: bool,
+    /// The listener's name (`smtp`, `submission`, `smtps`), for the logs
+    /// and the hijack notice.
+    listener: &'static str,
 }
 
 pub struct Screening {
@@ -281,6 +284,7 @@ impl Screening {
                 discard_rule: None,
                 skip: if trusted { SkipChecks::trusted_network() } else { SkipChecks::default() },
                 mx: role.is_mx(),
+                listener: role.name,
             };
             let mut screening = Screening {
                 session,
@@ -471,6 +475,24 @@ impl Screening {
                     }));
                 }
                 Action::Store(message)
+                    if message
+                        .recipients
+                        .iter()
+                        .any(|r| crate::hijack::is_unfreeze_address(&self.services.read.load(), &r.address)) =>
+                {
+                    // A reply to a hijack notice: a request, never delivered.
+                    let services = self.services.clone();
+                    let request = async move {
+                        let state = services.read.load();
+                        crate::hijack::unfreeze_request(&services.proposer, &state, &message).await?;
+                        Ok(format!("{:011X}U", message.received_ms))
+                    };
+                    ctx.spawn(request.into_actor(self).map(|result, act, ctx| {
+                        act.session.stored(result, now_ms());
+                        act.drain(ctx);
+                    }));
+                }
+                Action::Store(message)
                     if self.client.discard_rule.is_some()
                         || message.recipients.iter().all(|r| r.deliver_to.is_empty()) =>
                 {
@@ -493,12 +515,15 @@ impl Screening {
                         dmarc_roll: rand::Rng::gen_range(&mut rand::thread_rng(), 0..100),
                     };
                     let services = self.services.clone();
-                    // Every stage first (any may refuse), then the sender's daily
-                    // quota, then the queue: the 250 waits for all three.
+                    let listener = self.client.listener;
+                    // Every stage first (any may refuse), then hijack detection and the
+                    // sender's daily quota, then the queue: the 250 waits for all.
                     let stored = async move {
                         let state = context.state.clone();
                         let disposition = services.pipeline.process(context, message).await?;
                         if let crate::pipeline::Disposition::Deliver(m) = &disposition {
+                            let queue = services.queue.addr();
+                            crate::hijack::count(&services.proposer, &queue, &state, m, listener).await?;
                             crate::quota::charge(&services.proposer, &state, m).await?;
                         }
                         store::store(&services, &state, disposition).await

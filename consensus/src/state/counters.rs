@@ -48,11 +48,29 @@ pub struct DailyQuota {
     pub bytes: u64,
 }
 
-/// Recent outbound sends counted for hijack detection.
+/// An authenticated account's messages in the current hijack-detection
+/// window (`hijack.*`), and where they came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HijackCounter {
     pub window_start_ms: u64,
+    /// When this window ends (its start plus `hijack.window_s`).
+    pub expires_ms: u64,
     pub count: u32,
+    /// `IP protocol` of the sessions counted, at most `HIJACK_CLIENTS_MAX`.
+    pub clients: std::collections::BTreeSet<String>,
+    /// The limit was reached in this window (the notice went out once).
+    pub detected: bool,
+}
+
+/// Distinct clients an account's hijack counter remembers for the notice.
+pub const HIJACK_CLIENTS_MAX: usize = 16;
+
+/// A single-use token that unfreezes an account frozen by hijack detection,
+/// sent to the administrators in the notice; stored as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnfreezeToken {
+    pub user: String,
+    pub expires_ms: u64,
 }
 
 /// An IP address refused by every node until `until_ms`.
@@ -73,6 +91,9 @@ pub struct Counters {
     pub greylist_clients: BTreeMap<String, GreylistClient>,
     #[serde(default)]
     pub unknown_recipients: BTreeMap<String, UnknownRecipients>,
+    /// Unfreeze tokens by their SHA-256 (hex).
+    #[serde(default)]
+    pub unfreeze_tokens: BTreeMap<String, UnfreezeToken>,
 }
 
 pub const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -97,6 +118,8 @@ impl Counters {
         self.blocked_ips.retain(|_, b| b.until_ms > now_ms);
         self.greylist_clients.retain(|_, c| c.expires_ms > now_ms);
         self.unknown_recipients.retain(|_, c| c.expires_ms > now_ms);
+        self.hijack.retain(|_, c| c.expires_ms > now_ms);
+        self.unfreeze_tokens.retain(|_, t| t.expires_ms > now_ms);
         before - self.len()
     }
 
@@ -107,6 +130,7 @@ impl Counters {
             + self.blocked_ips.len()
             + self.greylist_clients.len()
             + self.unknown_recipients.len()
+            + self.unfreeze_tokens.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 pub use antivirus::{AntivirusNodeStatus, AntivirusState};
 pub use content::{AttachmentAction, AttachmentMatch, AttachmentRule, ContentFilters};
 pub use counters::{
-    BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnknownRecipients,
+    BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnfreezeToken, UnknownRecipients,
 };
 pub use directory::{Alias, Directory, Domain, DomainLimits, Group, User, UserOverrides};
 pub use dkim::{DkimAlgorithm, DkimKey, DkimKeys};

@@ -694,6 +694,30 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Bytes each authenticated user may send to external recipients per UTC day, a message's size counted once per external recipient; 0 means no limit. A domain's or user's limit overrides it.",
     },
     SettingSpec {
+        key: "hijack.messages_max",
+        kind: SettingKind::Integer { min: 0, max: 1_000_000 },
+        default: "500",
+        doc: "Account hijack detection (MDaemon): messages one authenticated account may send in hijack.window_s, counted on all nodes together; the next is refused with 550 5.7.1, the administrators (notify.admin_addresses) are told, and with hijack.freeze the account is frozen everywhere. 0 turns detection off.",
+    },
+    SettingSpec {
+        key: "hijack.window_s",
+        kind: SettingKind::Integer { min: 60, max: 86_400 },
+        default: "3600",
+        doc: "The window hijack.messages_max counts over; it starts at the account's first message after the previous one ended.",
+    },
+    SettingSpec {
+        key: "hijack.freeze",
+        kind: SettingKind::Bool,
+        default: "true",
+        doc: "Freeze an account that reaches hijack.messages_max (it may not log in or send until unfrozen by `user unfreeze` or an administrator's reply to the notice); false only refuses messages until the window ends.",
+    },
+    SettingSpec {
+        key: "hijack.unfreeze_token_ttl_s",
+        kind: SettingKind::Integer { min: 600, max: 2_592_000 },
+        default: "604800",
+        doc: "How long the unfreeze token in the hijack notice stays valid (single use).",
+    },
+    SettingSpec {
         key: "quota.on_unavailable",
         kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
         default: "tempfail",
@@ -891,7 +915,11 @@ setting_keys! {
     SPAM_DNS_TIMEOUT_MS: i64 = 102, "spam.dns_timeout_ms";
     QUOTA_DAILY_MESSAGES_MAX: i64 = 103, "quota.daily_messages_max";
     QUOTA_DAILY_BYTES_MAX: i64 = 104, "quota.daily_bytes_max";
-    QUOTA_ON_UNAVAILABLE: String = 105, "quota.on_unavailable";
+    HIJACK_MESSAGES_MAX: i64 = 105, "hijack.messages_max";
+    HIJACK_WINDOW_S: i64 = 106, "hijack.window_s";
+    HIJACK_FREEZE: bool = 107, "hijack.freeze";
+    HIJACK_UNFREEZE_TOKEN_TTL_S: i64 = 108, "hijack.unfreeze_token_ttl_s";
+    QUOTA_ON_UNAVAILABLE: String = 109, "quota.on_unavailable";
 }
 
 /// A settings value after validation.

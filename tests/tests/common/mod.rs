@@ -516,3 +516,43 @@ pub fn smtp_sink(ip: &str, port: u16, reject: &[&str], dump: Option<&Path>) -> D
     assert!(up.is_some(), "smtp-sink did not start on {ip}:{port}");
     daemon
 }
+
+/// Sends `count` messages from `from` to `to` through `ports` in turn, each
+/// in its own session (STARTTLS and AUTH as `login` with "correct horse"
+/// when given); returns each end-of-DATA reply ("250 ...", "452 ...") or
+/// `ERR port kind text` for a session that failed before it (a refused
+/// login, a dead node).
+pub fn send_each(ports: &[u16], login: Option<&str>, from: &str, to: &str, count: usize, body: &str) -> Vec<String> {
+    let login = match login {
+        Some(user) => format!("s.starttls(); s.ehlo('client.example.org'); s.login('{user}', 'correct horse')"),
+        None => "pass".into(),
+    };
+    let script = format!(
+        r#"
+import smtplib, sys
+ports = {ports:?}
+body = {body:?}.encode()
+for i in range({count}):
+    port = ports[i % len(ports)]
+    try:
+        s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+        s.ehlo("client.example.org")
+        {login}
+        code, text = s.mail("{from}")
+        if code != 250:
+            print(code, text.decode().replace("\n", " ")); s.quit(); continue
+        code, text = s.rcpt("{to}")
+        if code != 250:
+            print(code, text.decode().replace("\n", " ")); s.quit(); continue
+        code, text = s.data(body)
+        print(code, text.decode().replace("\n", " "))
+        s.quit()
+    except Exception as e:
+        print("ERR", port, type(e).__name__, str(e).replace("\n", " "))
+    sys.stdout.flush()
+"#
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
