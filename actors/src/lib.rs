@@ -17,6 +17,7 @@ pub mod dns;
 pub mod hijack;
 pub mod listener;
 pub mod login;
+pub mod login_failures;
 pub mod message;
 pub mod notice;
 pub mod pipeline;

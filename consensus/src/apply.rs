@@ -292,7 +292,14 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             RecordUnknownRecipient { ip, threshold, window_ms, block_ms } => {
-                self.unknown_recipient(ip, *threshold, *window_ms, *block_ms, at_ms)
+                let (count, blocked) =
+                    self.count_ip(IpAbuse::UnknownRecipients, ip, *threshold, *window_ms, *block_ms, at_ms)?;
+                Ok(Outcome::UnknownRecipientCounted { count, blocked })
+            }
+            RecordFailedLogin { ip, threshold, window_ms, block_ms } => {
+                let (count, blocked) =
+                    self.count_ip(IpAbuse::FailedLogins, ip, *threshold, *window_ms, *block_ms, at_ms)?;
+                Ok(Outcome::FailedLoginCounted { count, blocked })
             }
             ChargeDailyQuota { user, messages, bytes } => self.charge_quota(user, *messages, *bytes, at_ms),
             IncrementHijack { user, client } => self.increment_hijack(user, client, at_ms),
@@ -559,11 +566,25 @@ impl ClusterState {
         client.expires_ms = at_ms.saturating_add(ttl_ms);
     }
 
-    fn unknown_recipient(&mut self, ip: &str, threshold: u32, window_ms: u64, block_ms: u64, at_ms: u64) -> Applied {
+    /// Counts one abuse from `ip` in its window; at `threshold` the IP is
+    /// blocked on every node for `block_ms` and its count restarts.
+    fn count_ip(
+        &mut self,
+        abuse: IpAbuse,
+        ip: &str,
+        threshold: u32,
+        window_ms: u64,
+        block_ms: u64,
+        at_ms: u64,
+    ) -> Result<(u32, bool), ApplyError> {
         let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.to_string()))?;
         let key = ip.to_string();
+        let table = match abuse {
+            IpAbuse::UnknownRecipients => &mut self.counters.unknown_recipients,
+            IpAbuse::FailedLogins => &mut self.counters.failed_logins,
+        };
         let fresh = UnknownRecipients { window_start_ms: at_ms, count: 0, expires_ms: at_ms.saturating_add(window_ms) };
-        let counter = self.counters.unknown_recipients.entry(key.clone()).or_insert_with(|| fresh.clone());
+        let counter = table.entry(key.clone()).or_insert_with(|| fresh.clone());
         if counter.expires_ms <= at_ms {
             *counter = fresh;
         }
@@ -571,11 +592,14 @@ impl ClusterState {
         let count = counter.count;
         let blocked = threshold > 0 && count >= threshold;
         if blocked {
-            self.counters.unknown_recipients.remove(&key);
-            let reason = format!("{count} unknown recipients");
+            table.remove(&key);
+            let reason = match abuse {
+                IpAbuse::UnknownRecipients => format!("{count} unknown recipients"),
+                IpAbuse::FailedLogins => format!("{count} failed logins"),
+            };
             self.counters.blocked_ips.insert(key, BlockedIp { until_ms: at_ms.saturating_add(block_ms), reason });
         }
-        Ok(Outcome::UnknownRecipientCounted { count, blocked })
+        Ok((count, blocked))
     }
 
     /// Checks every imported rule first, then adds them (or replaces the
@@ -708,6 +732,12 @@ impl ClusterState {
         self.cluster.nodes.insert(node_id, record);
         Ok(Outcome::NodeAdmitted { node_id })
     }
+}
+
+/// What a client IP is counted for, towards a block on every node.
+enum IpAbuse {
+    UnknownRecipients,
+    FailedLogins,
 }
 
 /// The commands that would rebuild a document's contents on an empty state,

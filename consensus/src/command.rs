@@ -163,6 +163,14 @@ pub enum Command {
         window_ms: u64,
         block_ms: u64,
     },
+    /// One failed AUTH from `ip`. At `threshold` inside `window_ms`, the IP
+    /// is blocked for `block_ms` on every node and its count restarts.
+    RecordFailedLogin {
+        ip: String,
+        threshold: u32,
+        window_ms: u64,
+        block_ms: u64,
+    },
     /// Charges an outbound message against a user's daily quota: `messages`
     /// is its external recipients, `bytes` its size times them. The limits
     /// are the committed ones (the user's, else the domain's, else
@@ -368,6 +376,10 @@ pub enum Outcome {
     },
     /// `count` unknown recipients from the IP so far; `blocked` when this one
     /// reached the threshold and the IP is now blocked.
+    FailedLoginCounted {
+        count: u32,
+        blocked: bool,
+    },
     UnknownRecipientCounted {
         count: u32,
         blocked: bool,

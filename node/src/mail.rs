@@ -117,7 +117,9 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 pipeline,
                 login_slots: Arc::new(tokio::sync::Semaphore::new(smtp.login_checks_max.max(1))),
                 node_id,
+                failed_logins: Default::default(),
             });
+            actix::spawn(::actors::login_failures::run_notifier(services.clone()));
             let (keeper_read, keeper_proposer, keeper_queue) = (read.clone(), proposer_for_keeper, queue.clone());
             let (updater_read, updater_proposer, updater_clamd) =
                 (read.clone(), proposer_for_updater, clamd_for_updater);

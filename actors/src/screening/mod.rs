@@ -74,6 +74,8 @@ pub struct ScreeningServices {
     pub login_slots: Arc<tokio::sync::Semaphore>,
     /// This node's id: the owner recorded for the messages it quarantines.
     pub node_id: u64,
+    /// Failed logins on this node since the last digest (`notify.failed_logins`).
+    pub failed_logins: Mutex<crate::login_failures::FailedLoginDigest>,
 }
 
 /// One open SMTP connection, counted while it lives.
@@ -105,6 +107,9 @@ impl ScreeningServices {
             match proposer.propose(command).await {
                 Ok(Outcome::UnknownRecipientCounted { count, blocked: true }) => {
                     tracing::warn!(%client, count, "client blocked on every node: too many unknown recipients");
+                }
+                Ok(Outcome::FailedLoginCounted { count, blocked: true }) => {
+                    tracing::warn!(%client, count, "client blocked on every node: too many failed logins");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%client, error = %e, "screening write not committed"),
@@ -412,6 +417,29 @@ impl Screening {
     }
 
     /// Carries out everything the session asked for.
+    /// A wrong account or password: logged, gathered for the digest, and
+    /// counted toward blocking the client IP (trusted networks excepted).
+    fn failed_login(&self, account: &str) {
+        let (ip, listener) = (self.client.ip, self.client.listener);
+        tracing::warn!(client = %ip, listener, %account, "failed login");
+        let failure = crate::login_failures::FailedLogin { at_ms: now_ms(), ip, listener };
+        if let Ok(mut digest) = self.services.failed_logins.lock() {
+            digest.record(account, failure);
+        }
+        let state = self.services.read.load();
+        let settings = &state.state.settings;
+        let threshold = settings.uint32(key::INTRUSION_FAILED_LOGINS_MAX);
+        if threshold > 0 && !self.client.trusted && !self.client.whitelisted {
+            let command = Command::RecordFailedLogin {
+                ip: ip.to_string(),
+                threshold,
+                window_ms: settings.uint(key::INTRUSION_WINDOW_S) * 1000,
+                block_ms: settings.uint(key::INTRUSION_BLOCK_S) * 1000,
+            };
+            self.services.propose_in_background(command, ip);
+        }
+    }
+
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.session.poll_action() {
             match action {
@@ -428,6 +456,7 @@ impl Screening {
                     });
                 }
                 Action::Authenticate { username, password } => {
+                    let account = crate::login_failures::printable_account(&username);
                     let read = self.services.read.clone();
                     let slots = self.services.login_slots.clone();
                     // argon2 takes ~19 MiB and tens of ms per check: a bounded
@@ -441,9 +470,14 @@ impl Screening {
                         .await
                         .map_err(|_| ())
                     };
-                    ctx.spawn(check.into_actor(self).map(|joined, act, ctx| {
+                    ctx.spawn(check.into_actor(self).map(move |joined, act, ctx| {
                         let result = joined
                             .unwrap_or_else(|_| Err(Reply::new(454, "4.7.0", "Temporary authentication failure")));
+                        if let Err(reply) = &result {
+                            if reply.code == 535 {
+                                act.failed_login(&account);
+                            }
+                        }
                         act.session.auth_result(result, now_ms());
                         act.drain(ctx);
                     }));

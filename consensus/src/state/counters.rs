@@ -91,6 +91,9 @@ pub struct Counters {
     pub greylist_clients: BTreeMap<String, GreylistClient>,
     #[serde(default)]
     pub unknown_recipients: BTreeMap<String, UnknownRecipients>,
+    /// Failed AUTH per client IP (same record as unknown recipients).
+    #[serde(default)]
+    pub failed_logins: BTreeMap<String, UnknownRecipients>,
     /// Unfreeze tokens by their SHA-256 (hex).
     #[serde(default)]
     pub unfreeze_tokens: BTreeMap<String, UnfreezeToken>,
@@ -119,6 +122,7 @@ impl Counters {
         self.greylist_clients.retain(|_, c| c.expires_ms > now_ms);
         self.unknown_recipients.retain(|_, c| c.expires_ms > now_ms);
         self.hijack.retain(|_, c| c.expires_ms > now_ms);
+        self.failed_logins.retain(|_, c| c.expires_ms > now_ms);
         self.unfreeze_tokens.retain(|_, t| t.expires_ms > now_ms);
         before - self.len()
     }
@@ -131,6 +135,7 @@ impl Counters {
             + self.greylist_clients.len()
             + self.unknown_recipients.len()
             + self.unfreeze_tokens.len()
+            + self.failed_logins.len()
     }
 
     pub fn is_empty(&self) -> bool {

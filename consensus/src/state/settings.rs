@@ -295,7 +295,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         key: "intrusion.window_s",
         kind: SettingKind::Integer { min: 60, max: 604800 },
         default: "3600",
-        doc: "The window in which unknown recipients are counted.",
+        doc: "The window in which unknown recipients and failed logins are counted.",
     },
     SettingSpec {
         key: "intrusion.block_s",
@@ -718,6 +718,24 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "How long the unfreeze token in the hijack notice stays valid (single use).",
     },
     SettingSpec {
+        key: "intrusion.failed_logins_max",
+        kind: SettingKind::Integer { min: 0, max: 100000 },
+        default: "0",
+        doc: "Block a client IP on every node after this many failed AUTH logins within intrusion.window_s (password guessing); 0 turns it off. Clients in smtp.trusted_networks are not counted.",
+    },
+    SettingSpec {
+        key: "notify.failed_logins",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Mail notify.admin_addresses a digest of failed logins: per account, at most one notice per notify.failed_logins_interval_s from each node, listing time, client IP, listener and account (never the password).",
+    },
+    SettingSpec {
+        key: "notify.failed_logins_interval_s",
+        kind: SettingKind::Integer { min: 10, max: 604800 },
+        default: "3600",
+        doc: "How often each node sends its failed-login digests (and so the most it sends per account).",
+    },
+    SettingSpec {
         key: "quota.on_unavailable",
         kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
         default: "tempfail",
@@ -919,7 +937,10 @@ setting_keys! {
     HIJACK_WINDOW_S: i64 = 106, "hijack.window_s";
     HIJACK_FREEZE: bool = 107, "hijack.freeze";
     HIJACK_UNFREEZE_TOKEN_TTL_S: i64 = 108, "hijack.unfreeze_token_ttl_s";
-    QUOTA_ON_UNAVAILABLE: String = 109, "quota.on_unavailable";
+    INTRUSION_FAILED_LOGINS_MAX: i64 = 109, "intrusion.failed_logins_max";
+    NOTIFY_FAILED_LOGINS: bool = 110, "notify.failed_logins";
+    NOTIFY_FAILED_LOGINS_INTERVAL_S: i64 = 111, "notify.failed_logins_interval_s";
+    QUOTA_ON_UNAVAILABLE: String = 112, "quota.on_unavailable";
 }
 
 /// A settings value after validation.
