@@ -127,6 +127,11 @@ impl ScreeningServices {
     }
 }
 
+/// Intrusion prevention's counting window and block length, in ms.
+fn intrusion_window(settings: &consensus::state::Settings) -> (u64, u64) {
+    (settings.uint(key::INTRUSION_WINDOW_S) * 1000, settings.uint(key::INTRUSION_BLOCK_S) * 1000)
+}
+
 enum IoCommand {
     Write(Vec<u8>),
     StartTls,
@@ -430,12 +435,8 @@ impl Screening {
         let settings = &state.state.settings;
         let threshold = settings.uint32(key::INTRUSION_FAILED_LOGINS_MAX);
         if threshold > 0 && !self.client.trusted && !self.client.whitelisted {
-            let command = Command::RecordFailedLogin {
-                ip: ip.to_string(),
-                threshold,
-                window_ms: settings.uint(key::INTRUSION_WINDOW_S) * 1000,
-                block_ms: settings.uint(key::INTRUSION_BLOCK_S) * 1000,
-            };
+            let (window_ms, block_ms) = intrusion_window(settings);
+            let command = Command::RecordFailedLogin { ip: ip.to_string(), threshold, window_ms, block_ms };
             self.services.propose_in_background(command, ip);
         }
     }

@@ -118,12 +118,8 @@ async fn decide(r: &RecipientRequest, spf: &mut Option<SpfOutput>) -> RecipientO
     if let RecipientVerdict::Reject(reply) = &verdict {
         let threshold = settings.uint32(key::INTRUSION_UNKNOWN_RECIPIENTS_MAX);
         if stranger && reply.enhanced == "5.1.1" && threshold > 0 {
-            let command = Command::RecordUnknownRecipient {
-                ip: ip.to_string(),
-                threshold,
-                window_ms: settings.uint(key::INTRUSION_WINDOW_S) * 1000,
-                block_ms: settings.uint(key::INTRUSION_BLOCK_S) * 1000,
-            };
+            let (window_ms, block_ms) = super::intrusion_window(settings);
+            let command = Command::RecordUnknownRecipient { ip: ip.to_string(), threshold, window_ms, block_ms };
             r.services.propose_in_background(command, ip);
         }
         return RecipientOutcome { verdict, skip, spf: None };
