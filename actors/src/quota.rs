@@ -19,19 +19,7 @@ use consensus::state::counters::DAY_MS;
 /// external destinations and bytes.
 pub fn charge_for(state: &AppliedState, message: &InboundMessage) -> Option<Command> {
     let user = message.authenticated.as_ref()?;
-    let directory = &state.state.directory;
-    let mut external: Vec<String> = message
-        .recipients
-        .iter()
-        .flat_map(|r| r.deliver_to.iter())
-        .filter(|to| {
-            let domain = to.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
-            !directory.is_local_domain(&domain)
-        })
-        .map(|to| to.to_ascii_lowercase())
-        .collect();
-    external.sort();
-    external.dedup();
+    let external = crate::recipient::external_destinations(&state.state.directory, message);
     if external.is_empty() {
         return None;
     }

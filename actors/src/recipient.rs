@@ -12,10 +12,13 @@ use consensus::state::Directory;
 
 use crate::smtp::{RecipientVerdict, Reply};
 
-/// Resolves one recipient against the directory.
+/// Resolves one recipient against the directory. `postmaster` receives
+/// mail to postmaster@ and mailer-daemon@ of the local domains that have no
+/// entry of that name (RFC 5321 §4.5.1 requires postmaster).
 pub fn resolve_recipient(
     directory: &Directory,
     primary_domain: &str,
+    postmaster: &[String],
     raw: &str,
     relay_allowed: bool,
 ) -> RecipientVerdict {
@@ -42,12 +45,46 @@ pub fn resolve_recipient(
     if address.local().eq_ignore_ascii_case(crate::hijack::UNFREEZE_LOCAL_PART) && !directory.address_in_use(&key) {
         return RecipientVerdict::Accept { deliver_to: vec![key] };
     }
+    let role = ["postmaster", "mailer-daemon"].iter().any(|r| address.local().eq_ignore_ascii_case(r));
+    if role && !directory.address_in_use(&key) && !postmaster.is_empty() {
+        return RecipientVerdict::Accept { deliver_to: postmaster.to_vec() };
+    }
     match expand(directory, &key) {
         Some(deliver_to) if !deliver_to.is_empty() => RecipientVerdict::Accept { deliver_to },
         Some(_) => {
             RecipientVerdict::Reject(Reply::new(550, "5.1.1", "Recipient address rejected: mailbox unavailable"))
         }
         None => RecipientVerdict::Reject(Reply::new(550, "5.1.1", "Recipient address rejected: user unknown")),
+    }
+}
+
+/// The message's final destinations outside the local domains (after
+/// alias expansion), lower-cased and each once.
+pub fn external_destinations(directory: &Directory, message: &crate::message::InboundMessage) -> Vec<String> {
+    let mut external: Vec<String> = message
+        .recipients
+        .iter()
+        .flat_map(|r| r.deliver_to.iter())
+        .filter(|to| {
+            let domain = to.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+            !directory.is_local_domain(&domain)
+        })
+        .map(|to| to.to_ascii_lowercase())
+        .collect();
+    external.sort();
+    external.dedup();
+    external
+}
+
+/// Where postmaster@ and mailer-daemon@ mail goes: `postmaster.addresses`,
+/// else `notify.admin_addresses`.
+pub fn postmaster_targets(state: &consensus::AppliedState) -> Vec<String> {
+    let own = state.state.settings.text(consensus::state::settings::key::POSTMASTER_ADDRESSES);
+    let own: Vec<String> = own.split(',').map(str::trim).filter(|a| a.contains('@')).map(str::to_string).collect();
+    if own.is_empty() {
+        crate::notice::admin_addresses(state)
+    } else {
+        own
     }
 }
 
@@ -111,7 +148,8 @@ mod tests {
 
     fn check(s: &ClusterState, table: &[(&str, Want)], relay_allowed: bool) {
         for (raw, want) in table {
-            let got = resolve_recipient(&s.directory, "example.com", raw, relay_allowed);
+            let postmaster = ["it@partner.org".to_string()];
+            let got = resolve_recipient(&s.directory, "example.com", &postmaster, raw, relay_allowed);
             let ok = match (want, &got) {
                 (Want::Accept(list), RecipientVerdict::Accept { deliver_to }) => deliver_to == list,
                 (Want::Reject(code, enhanced), RecipientVerdict::Reject(r)) => {
@@ -133,6 +171,8 @@ mod tests {
             ("alice@example.net", Accept(&["alice@example.com"])),
             ("alice@example.com.", Accept(&["alice@example.com"])),
             ("postmaster", Accept(&["postmaster@example.com"])),
+            ("Mailer-Daemon@example.net", Accept(&["it@partner.org"])),
+            ("MAILER-DAEMON@example.com", Accept(&["it@partner.org"])),
             ("staff@example.com", Accept(&["alice@example.com"])),
             ("sales@example.com", Accept(&["alice@example.com", "x@partner.org"])),
             ("bob@example.com", Reject(550, "5.1.1")),

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod dnsbl;
+pub mod forwarding;
 pub mod greylist;
 pub mod lists;
 pub mod names;

@@ -127,6 +127,22 @@ impl ScreeningServices {
     }
 }
 
+/// `smtp.block_auto_forwarding`: an automatic forward from our own users
+/// to an external address is refused.
+fn refuse_auto_forward(state: &AppliedState, m: &crate::message::InboundMessage) -> Result<(), Reply> {
+    if !state.state.settings.flag(key::SMTP_BLOCK_AUTO_FORWARDING) {
+        return Ok(());
+    }
+    let external = !crate::recipient::external_destinations(&state.state.directory, m).is_empty();
+    match crate::policy::forwarding::auto_forward_marker(&m.body) {
+        Some(marker) if external => {
+            tracing::warn!(client = %m.peer.ip, from = %m.mail_from, user = ?m.authenticated, marker, "refused: automatic forward to an external address");
+            Err(crate::policy::forwarding::refusal(marker))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Intrusion prevention's counting window and block length, in ms.
 fn intrusion_window(settings: &consensus::state::Settings) -> (u64, u64) {
     (settings.uint(key::INTRUSION_WINDOW_S) * 1000, settings.uint(key::INTRUSION_BLOCK_S) * 1000)
@@ -551,12 +567,16 @@ impl Screening {
                     };
                     let services = self.services.clone();
                     let listener = self.client.listener;
+                    let own_mail = context.own_mail;
                     // Every stage first (any may refuse), then hijack detection and the
                     // sender's daily quota, then the queue: the 250 waits for all.
                     let stored = async move {
                         let state = context.state.clone();
                         let disposition = services.pipeline.process(context, message).await?;
                         if let crate::pipeline::Disposition::Deliver(m) = &disposition {
+                            if own_mail {
+                                refuse_auto_forward(&state, m)?;
+                            }
                             let queue = services.queue.addr();
                             crate::hijack::count(&services.proposer, &queue, &state, m, listener).await?;
                             crate::quota::charge(&services.proposer, &state, m).await?;

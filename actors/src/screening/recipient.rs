@@ -114,7 +114,8 @@ async fn decide(r: &RecipientRequest, spf: &mut Option<SpfOutput>) -> RecipientO
 
     let primary = settings.text(key::SMTP_PRIMARY_DOMAIN);
     let relay_allowed = authenticated || r.client.trusted;
-    let verdict = resolve_recipient(&state.state.directory, &primary, &r.address, relay_allowed);
+    let postmaster = crate::recipient::postmaster_targets(&state);
+    let verdict = resolve_recipient(&state.state.directory, &primary, &postmaster, &r.address, relay_allowed);
     if let RecipientVerdict::Reject(reply) = &verdict {
         let threshold = settings.uint32(key::INTRUSION_UNKNOWN_RECIPIENTS_MAX);
         if stranger && reply.enhanced == "5.1.1" && threshold > 0 {

@@ -736,6 +736,18 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "How often each node sends its failed-login digests (and so the most it sends per account).",
     },
     SettingSpec {
+        key: "smtp.block_auto_forwarding",
+        kind: SettingKind::Bool,
+        default: "false",
+        doc: "Refuse (550 5.7.1) mail from authenticated or trusted clients that is an automatic forward to an external address (MailPlus \"disable auto-forwarding\"): Auto-Submitted: auto-forwarded, any other Auto-Submitted value with Resent-* headers, Exchange inbox-rule and Gmail forwarding headers.",
+    },
+    SettingSpec {
+        key: "postmaster.addresses",
+        kind: SettingKind::Text { bytes_max: 1000 },
+        default: "",
+        doc: "Comma-separated addresses that get mail to postmaster@ and mailer-daemon@ of every local domain that has no user, group or alias of that name (MailPlus external postmaster); empty: notify.admin_addresses.",
+    },
+    SettingSpec {
         key: "quota.on_unavailable",
         kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
         default: "tempfail",
@@ -940,7 +952,9 @@ setting_keys! {
     INTRUSION_FAILED_LOGINS_MAX: i64 = 109, "intrusion.failed_logins_max";
     NOTIFY_FAILED_LOGINS: bool = 110, "notify.failed_logins";
     NOTIFY_FAILED_LOGINS_INTERVAL_S: i64 = 111, "notify.failed_logins_interval_s";
-    QUOTA_ON_UNAVAILABLE: String = 112, "quota.on_unavailable";
+    SMTP_BLOCK_AUTO_FORWARDING: bool = 112, "smtp.block_auto_forwarding";
+    POSTMASTER_ADDRESSES: String = 113, "postmaster.addresses";
+    QUOTA_ON_UNAVAILABLE: String = 114, "quota.on_unavailable";
 }
 
 /// A settings value after validation.

@@ -556,3 +556,16 @@ for i in range({count}):
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
+
+/// An smtp-sink on `ip` (a free port) that keeps every message it gets in
+/// `root/sink` (it runs as nobody: `root` is made readable for it).
+/// Returns the daemon, its port and the directory.
+pub fn keeping_sink(root: &Path, ip: &str) -> (Daemon, u16, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod root");
+    let dump = root.join("sink");
+    std::fs::create_dir(&dump).expect("mkdir sink");
+    std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).expect("chmod sink");
+    let port = free_port();
+    (smtp_sink(ip, port, &[], Some(&dump)), port, dump)
+}
