@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consensus::state::settings::key;
-use consensus::AppliedState;
+use consensus::{AppliedState, Command, Outcome, Proposer};
 use mail_builder::headers::date::Date;
 
 use crate::notice::{admin_addresses, Notice};
@@ -67,6 +67,46 @@ impl FailedLoginDigest {
         self.dropped = 0;
         std::mem::take(&mut self.accounts)
     }
+}
+
+/// The node's digest, shared by the SMTP listeners and the admin API's
+/// login check (Dovecot's).
+pub type SharedDigest = Arc<Mutex<FailedLoginDigest>>;
+
+/// Records one failed login: logged, gathered for the digest, and counted
+/// toward blocking `ip` on every node unless the client is `exempt`
+/// (trusted network, whitelisted).
+pub fn record(
+    digest: &SharedDigest,
+    proposer: &Proposer,
+    state: &AppliedState,
+    ip: IpAddr,
+    listener: &'static str,
+    account: &str,
+    exempt: bool,
+) {
+    let account = printable_account(account);
+    tracing::warn!(client = %ip, listener, %account, "failed login");
+    if let Ok(mut d) = digest.lock() {
+        d.record(&account, FailedLogin { at_ms: crate::queue::now_ms(), ip, listener });
+    }
+    let settings = &state.state.settings;
+    let threshold = settings.uint32(key::INTRUSION_FAILED_LOGINS_MAX);
+    if threshold == 0 || exempt {
+        return;
+    }
+    let (window_ms, block_ms) = crate::screening::intrusion_window(settings);
+    let command = Command::RecordFailedLogin { ip: ip.to_string(), threshold, window_ms, block_ms };
+    let proposer = proposer.clone();
+    tokio::spawn(async move {
+        match proposer.propose(command).await {
+            Ok(Outcome::FailedLoginCounted { count, blocked: true }) => {
+                tracing::warn!(client = %ip, count, "client blocked on every node: too many failed logins");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(client = %ip, error = %e, "failed-login count not committed"),
+        }
+    });
 }
 
 /// An account name as a client typed it, made safe to log and mail:

@@ -19,6 +19,8 @@ pub struct MailSystem {
     pub queue: SupervisedAddr<::actors::queue::DeliveryQueue>,
     /// This node's clamd (for `antivirus status`), when one is configured.
     pub clamd: Option<::actors::content::clamd::Clamd>,
+    /// Failed logins since the last digest, for the admin API's login check.
+    pub failed_logins: ::actors::login_failures::SharedDigest,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The pipeline stages' threads, one runtime per stage.
     stage_runtimes: Vec<tokio::runtime::Runtime>,
@@ -49,6 +51,8 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let mail_root_for_cleanup = mail_root.clone();
     let spool_path = config.data_dir.join("queue.redb");
     let read = node.read.clone();
+    let failed_logins: ::actors::login_failures::SharedDigest = Default::default();
+    let failed_logins_for_services = failed_logins.clone();
     let node_id = node.id;
     let hostname = read.load().state.settings.text(key::SMTP_HOSTNAME);
     let tls = crate::smtp_tls::acceptor(config, &hostname)?;
@@ -117,7 +121,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 pipeline,
                 login_slots: Arc::new(tokio::sync::Semaphore::new(smtp.login_checks_max.max(1))),
                 node_id,
-                failed_logins: Default::default(),
+                failed_logins: failed_logins_for_services.clone(),
             });
             actix::spawn(::actors::login_failures::run_notifier(services.clone()));
             let (keeper_read, keeper_proposer, keeper_queue) = (read.clone(), proposer_for_keeper, queue.clone());
@@ -201,7 +205,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             return Err(e);
         }
     };
-    Ok(MailSystem { system, queue, clamd, thread: Some(thread), stage_runtimes })
+    Ok(MailSystem { system, queue, clamd, failed_logins, thread: Some(thread), stage_runtimes })
 }
 
 /// The message pipeline's stages, each on runtime threads of its own.

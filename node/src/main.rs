@@ -57,6 +57,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { seed, seeds, nodes, faults, steps } => {
             simulate::run(seed, seeds.as_deref(), nodes as usize, &faults, steps, cli.json)
         }
+        Command::DovecotCheckpassword { reply } => {
+            cli::dovecot::checkpassword(&config, cli.token_file.as_deref(), &reply)
+        }
         Command::Dmarc(cli::args::DmarcCmd::Record { domain, policy, rua, pct }) => {
             cli::dmarc::print_record(&domain, &policy, rua.as_deref(), pct, cli.json)
         }

@@ -87,7 +87,12 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
         data_dir = %config.data_dir.display(),
         "gatehouse node running"
     );
-    let state = AdminState { node: node.clone(), queue: mail.queue.clone(), clamd: mail.clamd.clone() };
+    let state = AdminState {
+        node: node.clone(),
+        queue: mail.queue.clone(),
+        clamd: mail.clamd.clone(),
+        failed_logins: mail.failed_logins.clone(),
+    };
     tokio::select! {
         result = admin::run(state, &config.admin.listen, token, config.admin.body_bytes_max) => {
             result.with_context(|| format!("admin API on {}", config.admin.listen))?;

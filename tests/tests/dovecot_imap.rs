@@ -1,6 +1,9 @@
 //! A real Dovecot reads what Gatehouse delivered: the message sent with
 //! smtplib is fetched over IMAP byte for byte from our Maildir, and the Junk
-//! folder Gatehouse creates shows up as a mailbox. In LMTP mode Gatehouse
+//! folder Gatehouse creates shows up as a mailbox. With Gatehouse's
+//! checkpassword program as its passdb, Dovecot logs in our accounts only:
+//! a frozen account cannot read mail, and failed IMAP logins count like
+//! failed SMTP AUTH. In LMTP mode Gatehouse
 //! hands local mail to Dovecot's LMTP server instead, and a recipient
 //! Dovecot refuses comes back to the sender as a bounce.
 
@@ -18,7 +21,8 @@ fn id(flag: &str) -> String {
 /// Dovecot refuses to access mail as root, so as root the Maildir is handed to `nobody`
 /// (and `nobody` may pass through the data directory above it).
 /// With `lmtp`, Dovecot also runs an LMTP listener on that port and knows only
-/// the users listed (password "imap-secret"); otherwise any user logs in.
+/// the users listed (password "imap-secret"); otherwise any user logs in,
+/// unless `extra` brings a passdb of its own.
 fn start_dovecot(
     dir: &std::path::Path,
     mail_root: &std::path::Path,
@@ -48,6 +52,8 @@ fn start_dovecot(
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     let (protocols, users_conf, lmtp_conf) = match lmtp {
+        // A passdb of the caller's own in `extra` (Gatehouse's checkpassword) replaces the static one.
+        None if extra.contains("passdb {") => ("imap", String::new(), String::new()),
         None => ("imap", "passdb {\n  driver = static\n  args = password=imap-secret\n}\n".to_string(), String::new()),
         Some((lmtp_port, users)) => {
             let file = dir.join("users");
@@ -317,4 +323,80 @@ m.logout()
     n.ok(&["spam", "reports", "approve", "--all"]);
     let status = n.ok(&["spam", "status"]);
     assert_eq!((status["spam_learned"].as_u64(), status["ham_learned"].as_u64()), (Some(0), Some(1)), "{status}");
+}
+
+/// IMAP LOGIN from `source` (an address on 127.0.0.0/8: Dovecot delays a
+/// client's logins after each failure) as `user`; `OK` or `NO ...`.
+fn imap_login(port: u16, source: &str, user: &str, password: &str) -> String {
+    let script = format!(
+        r#"
+import imaplib, socket
+class From(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=("{source}", 0))
+m = From("127.0.0.1", {port}, timeout=30)
+try:
+    m.login("{user}", "{password}")
+    print("OK")
+    m.logout()
+except imaplib.IMAP4.error as e:
+    print("NO", e)
+"#
+    );
+    let out = python(&script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn dovecot_logs_in_our_accounts_only_and_failures_count() {
+    let root = tempfile::tempdir().unwrap();
+    let (n, _) = smtp_node(root.path());
+    n.ok(&["config", "set", "intrusion.failed_logins_max", "2"]);
+    let dir = root.path().join("dovecot");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Dovecot's auth process (user dovecot) runs the checkpassword program with
+    // its reply program as argument; it needs the config and a token it can read.
+    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let token = dir.join("admin.token");
+    std::fs::copy(n.dir.join("data/admin.token"), &token).unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let wrapper = dir.join("gatehouse-checkpassword");
+    let command = format!(
+        "#!/bin/sh\nexec {} -c {} --token-file {} dovecot-checkpassword \"$@\"\n",
+        binary().display(),
+        n.config.display(),
+        token.display()
+    );
+    std::fs::write(&wrapper, command).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let extra =
+        format!("auth_failure_delay = 0\npassdb {{\n  driver = checkpassword\n  args = {}\n}}\n", wrapper.display());
+    let mail_root = n.dir.join("data/mail");
+    std::fs::create_dir_all(mail_root.join("example.com/alice")).unwrap();
+    let imap_port = free_port();
+    let _dovecot = start_dovecot(&dir, &mail_root, imap_port, None, &extra);
+
+    let first = imap_login(imap_port, "127.0.0.20", "alice@example.com", "correct horse");
+    assert_eq!(first, "OK", "{}", std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default());
+    assert!(imap_login(imap_port, "127.0.0.21", "alice@example.com", "wrong").starts_with("NO"));
+    assert!(imap_login(imap_port, "127.0.0.21", "nobody@example.com", "correct horse").starts_with("NO"));
+    n.ok(&["user", "freeze", "alice@example.com"]);
+    let frozen = imap_login(imap_port, "127.0.0.22", "alice@example.com", "correct horse");
+    assert!(frozen.starts_with("NO"), "a frozen account read mail: {frozen}");
+    n.ok(&["user", "unfreeze", "alice@example.com"]);
+    assert_eq!(imap_login(imap_port, "127.0.0.23", "alice@example.com", "correct horse"), "OK");
+
+    // The two failures are logged like SMTP's, with the IMAP client's address,
+    // and (intrusion.failed_logins_max = 2) block it on the cluster.
+    let log = n.log_text();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains(": failed login ")).collect();
+    assert_eq!(failed.len(), 2, "{log}");
+    let from_imap = |l: &&str| l.contains("client=127.0.0.21") && l.contains("listener=\"dovecot-imap\"");
+    assert!(failed.iter().all(from_imap), "{failed:#?}");
+    assert!(!log.contains("wrong"), "a password reached the log");
+    let blocked = wait_for(Duration::from_secs(5), || {
+        n.ok(&["blocked", "list"]).as_array().and_then(|b| b.iter().find(|e| e["ip"] == "127.0.0.21").cloned())
+    });
+    assert!(blocked.is_some(), "127.0.0.21 not blocked after 2 failed IMAP logins");
 }

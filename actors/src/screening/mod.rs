@@ -75,7 +75,7 @@ pub struct ScreeningServices {
     /// This node's id: the owner recorded for the messages it quarantines.
     pub node_id: u64,
     /// Failed logins on this node since the last digest (`notify.failed_logins`).
-    pub failed_logins: Mutex<crate::login_failures::FailedLoginDigest>,
+    pub failed_logins: crate::login_failures::SharedDigest,
 }
 
 /// One open SMTP connection, counted while it lives.
@@ -107,9 +107,6 @@ impl ScreeningServices {
             match proposer.propose(command).await {
                 Ok(Outcome::UnknownRecipientCounted { count, blocked: true }) => {
                     tracing::warn!(%client, count, "client blocked on every node: too many unknown recipients");
-                }
-                Ok(Outcome::FailedLoginCounted { count, blocked: true }) => {
-                    tracing::warn!(%client, count, "client blocked on every node: too many failed logins");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%client, error = %e, "screening write not committed"),
@@ -144,7 +141,7 @@ fn refuse_auto_forward(state: &AppliedState, m: &crate::message::InboundMessage)
 }
 
 /// Intrusion prevention's counting window and block length, in ms.
-fn intrusion_window(settings: &consensus::state::Settings) -> (u64, u64) {
+pub(crate) fn intrusion_window(settings: &consensus::state::Settings) -> (u64, u64) {
     (settings.uint(key::INTRUSION_WINDOW_S) * 1000, settings.uint(key::INTRUSION_BLOCK_S) * 1000)
 }
 
@@ -441,20 +438,18 @@ impl Screening {
     /// A wrong account or password: logged, gathered for the digest, and
     /// counted toward blocking the client IP (trusted networks excepted).
     fn failed_login(&self, account: &str) {
-        let (ip, listener) = (self.client.ip, self.client.listener);
-        tracing::warn!(client = %ip, listener, %account, "failed login");
-        let failure = crate::login_failures::FailedLogin { at_ms: now_ms(), ip, listener };
-        if let Ok(mut digest) = self.services.failed_logins.lock() {
-            digest.record(account, failure);
-        }
-        let state = self.services.read.load();
-        let settings = &state.state.settings;
-        let threshold = settings.uint32(key::INTRUSION_FAILED_LOGINS_MAX);
-        if threshold > 0 && !self.client.trusted && !self.client.whitelisted {
-            let (window_ms, block_ms) = intrusion_window(settings);
-            let command = Command::RecordFailedLogin { ip: ip.to_string(), threshold, window_ms, block_ms };
-            self.services.propose_in_background(command, ip);
-        }
+        let s = &self.services;
+        let exempt = self.client.trusted || self.client.whitelisted;
+        let state = s.read.load();
+        crate::login_failures::record(
+            &s.failed_logins,
+            &s.proposer,
+            &state,
+            self.client.ip,
+            self.client.listener,
+            account,
+            exempt,
+        );
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {

@@ -8,6 +8,7 @@
 
 mod content;
 mod dkim;
+mod login_check;
 mod quarantine;
 mod queue;
 mod quota;
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub queue: ::actors::supervise::SupervisedAddr<::actors::queue::DeliveryQueue>,
     /// This node's clamd, when `antivirus.clamd` names one.
     pub clamd: Option<::actors::content::clamd::Clamd>,
+    /// Failed logins since the last digest (shared with the SMTP listeners).
+    pub failed_logins: ::actors::login_failures::SharedDigest,
 }
 
 /// An API error with the field at fault when there is one.

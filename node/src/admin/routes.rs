@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/domains/{name}", web::delete().to(remove_domain))
             .route("/domains/{name}/limits", web::put().to(set_domain_limits))
             .route("/quota/usage", web::get().to(super::quota::list))
+            .route("/auth/check", web::post().to(super::login_check::check))
             .route("/quota/usage/{user}", web::get().to(super::quota::show))
             .route("/domain-aliases", web::post().to(add_domain_alias))
             .route("/domain-aliases/{alias}", web::delete().to(remove_domain_alias))

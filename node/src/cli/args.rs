@@ -87,6 +87,14 @@ pub enum Command {
     /// DMARC helpers.
     #[command(subcommand)]
     Dmarc(DmarcCmd),
+    /// Dovecot's checkpassword program: checks the login on fd 3 against the
+    /// cluster's accounts, then runs REPLY (Dovecot's checkpassword-reply).
+    /// Exit 1: wrong login, disabled or frozen; 111: node unreachable.
+    DovecotCheckpassword {
+        /// The program Dovecot passes (checkpassword-reply) and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        reply: Vec<String>,
+    },
     /// Rehearse failures on a simulated cluster (deterministic: a seed replays exactly).
     Simulate {
         /// The run to replay or explore.

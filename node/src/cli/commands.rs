@@ -21,12 +21,7 @@ pub fn run_admin_command(
     as_json: bool,
     token_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let token_path = token_file.map(std::path::Path::to_path_buf).unwrap_or_else(|| config.admin_token_path());
-    let token = std::fs::read_to_string(&token_path)
-        .with_context(|| format!("reading the admin token {} (is --data-dir right?)", token_path.display()))?;
-    // Joins and removals wait for catch-up, so allow the join timeout.
-    let timeout = Duration::from_millis(config.cluster.join_timeout_ms + 5000);
-    let client = AdminClient::new(&config.admin.listen, token.trim().to_string(), timeout);
+    let client = admin_client(config, token_file)?;
     let reply = send(&client, command)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -34,6 +29,16 @@ pub fn run_admin_command(
         print::human(command, &reply);
     }
     Ok(())
+}
+
+/// A client of this node's admin API, with its token.
+pub fn admin_client(config: &NodeConfig, token_file: Option<&std::path::Path>) -> anyhow::Result<AdminClient> {
+    let token_path = token_file.map(std::path::Path::to_path_buf).unwrap_or_else(|| config.admin_token_path());
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading the admin token {} (is --data-dir right?)", token_path.display()))?;
+    // Joins and removals wait for catch-up, so allow the join timeout.
+    let timeout = Duration::from_millis(config.cluster.join_timeout_ms + 5000);
+    Ok(AdminClient::new(&config.admin.listen, token.trim().to_string(), timeout))
 }
 
 fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
@@ -186,6 +191,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         },
         Command::Dmarc(_) => anyhow::bail!("dmarc record runs locally"),
         Command::Simulate { .. } => anyhow::bail!("simulate runs locally"),
+        Command::DovecotCheckpassword { .. } => anyhow::bail!("dovecot-checkpassword runs locally"),
         Command::Quota(QuotaCmd::Usage { user, sort }) => match user {
             Some(user) => client.get(&p(&["quota", "usage", user])),
             None => client.get(&format!("quota/usage?sort={sort}")),

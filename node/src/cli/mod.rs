@@ -7,7 +7,8 @@ pub mod args;
 pub mod client;
 mod commands;
 pub mod dmarc;
+pub mod dovecot;
 mod print;
 mod spam;
 
-pub use commands::run_admin_command;
+pub use commands::{admin_client, run_admin_command};
