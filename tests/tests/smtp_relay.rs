@@ -170,3 +170,102 @@ fn relays_by_mx_over_tls_retries_4xx_and_bounces_5xx() {
     let err = sender.try_ok(&["queue", "delete", &victim]).unwrap_err();
     assert!(err.contains("queue_id"), "{err}");
 }
+
+/// The smarthost is a second Gatehouse that requires login: with
+/// `relay.smarthost_tls = require` the sender checks its certificate (the
+/// CA given in `relay.smarthost_ca`) and logs in over TLS, and the message
+/// arrives authenticated; a smarthost that offers no STARTTLS (smtp-sink)
+/// gets nothing, the message stays deferred with the reason; the password
+/// never shows in `config get`, an export without `--secrets` or the log.
+#[test]
+fn smarthost_with_required_tls_and_login() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dns_port = free_port();
+    let smart_port = free_port();
+    let _dns = dns_server(
+        dns_port,
+        &["--host-record=mx.smart.test,127.0.0.13".into(), "--host-record=plain.smart.test,127.0.0.14".into()],
+    );
+    let mut smart = Node::new_on(root.path(), "smart", "", "127.0.0.13", smart_port);
+    smart.serve();
+    smart.ok(&["domain", "add", "smart.test"]);
+    smart.ok(&["user", "add", "bob@smart.test", "--password", "correct horse"]);
+    smart.ok(&["user", "add", "relay@smart.test", "--password", "relay secret 1"]);
+    // Its certificate names its host name: set one, and let it make a new certificate.
+    smart.ok(&["config", "set", "smtp.hostname", "mx.smart.test"]);
+    // A relay account sends for other people's addresses.
+    smart.ok(&["config", "set", "smtp.sender_must_match_login", "false"]);
+    smart.kill9();
+    std::fs::remove_dir_all(smart.dir.join("data/smtp-tls")).unwrap();
+    smart.serve();
+    let ca = std::fs::read_to_string(smart.dir.join("data/smtp-tls/cert.pem")).unwrap();
+
+    let extra = format!("[dns]\nnameservers = [\"127.0.0.1:{dns_port}\"]\n");
+    let mut sender = Node::new(root.path(), "sender", &extra);
+    sender.serve();
+    sender.ok(&["domain", "add", "example.com"]);
+    sender.ok(&["user", "add", "alice@example.com", "--password", "correct horse"]);
+    for (k, v) in [
+        ("smtp.hostname", "mx.example.com"),
+        ("relay.smarthost", format!("mx.smart.test:{smart_port}").as_str()),
+        ("relay.smarthost_tls", "require"),
+        ("relay.smarthost_ca", ca.as_str()),
+        ("relay.smarthost_username", "relay@smart.test"),
+        ("relay.smarthost_password", "relay secret 1"),
+        ("queue.min_backoff_s", "1"),
+        ("queue.max_backoff_s", "1"),
+    ] {
+        sender.ok(&["config", "set", k, v]);
+    }
+    submit(
+        sender.smtp_ports.submission,
+        "alice@example.com",
+        Some("alice@example.com"),
+        &["bob@smart.test"],
+        "via smarthost",
+    );
+    let bob_new = smart.dir.join("data/mail/smart.test/bob/new");
+    let got = wait_for(Duration::from_secs(20), || files_in(&bob_new).into_iter().next())
+        .unwrap_or_else(|| panic!("nothing at the smarthost:\n{}", sender.log_text()));
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(got.contains("Subject: via smarthost"), "{got}");
+    assert!(got.contains("with ESMTPSA"), "the smarthost did not see a TLS login: {got}");
+
+    // Secrets stay secret.
+    assert_eq!(sender.ok(&["config", "get", "relay.smarthost_password"])["value"], "(set)");
+    let export = sender.ok(&["export"]).to_string();
+    assert!(!export.contains("relay secret 1"), "{export}");
+    assert!(sender.ok(&["export", "--secrets"]).to_string().contains("relay secret 1"));
+    assert!(!sender.log_text().contains("relay secret 1"), "the password reached the log");
+
+    // A smarthost without STARTTLS: deferred, never sent in plain text.
+    let dump = root.path().join("plain");
+    std::fs::create_dir(&dump).unwrap();
+    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let plain_port = free_port();
+    let _plain = smtp_sink("127.0.0.14", plain_port, &[], Some(&dump));
+    sender.ok(&["config", "set", "relay.smarthost", &format!("plain.smart.test:{plain_port}")]);
+    submit(sender.smtp_ports.submission, "alice@example.com", Some("alice@example.com"), &["bob@smart.test"], "no tls");
+    let deferred = wait_for(Duration::from_secs(20), || {
+        let q = sender.ok(&["queue", "list"]);
+        let diagnostic = q[0]["recipients"][0]["diagnostic"].as_str().map(str::to_string)?;
+        (q[0]["attempts"].as_u64() >= Some(2)).then_some(diagnostic)
+    })
+    .unwrap_or_else(|| panic!("not deferred: {}", sender.ok(&["queue", "list"])));
+    assert!(deferred.contains("does not offer STARTTLS and relay.smarthost_tls = require"), "{deferred}");
+    assert!(files_in(&dump).is_empty(), "mail went out in plain text");
+
+    // Back to the real smarthost, but trusting another CA: its certificate fails, nothing is sent.
+    let other_ca = std::fs::read_to_string(sender.dir.join("data/smtp-tls/cert.pem")).unwrap();
+    sender.ok(&["config", "set", "relay.smarthost_ca", &other_ca]);
+    sender.ok(&["config", "set", "relay.smarthost", &format!("mx.smart.test:{smart_port}")]);
+    sender.ok(&["queue", "flush"]);
+    let refused = wait_for(Duration::from_secs(20), || {
+        let q = sender.ok(&["queue", "list"]);
+        let diagnostic = q[0]["recipients"][0]["diagnostic"].as_str()?.to_string();
+        diagnostic.contains("failed and relay.smarthost_tls = require").then_some(diagnostic)
+    });
+    assert!(refused.is_some(), "{}", sender.ok(&["queue", "list"]));
+    assert_eq!(files_in(&bob_new).len(), 1, "a message went to a smarthost whose certificate failed");
+}

@@ -4,7 +4,7 @@
 //! recipient, delivered / deferred / failed, or that the next address should
 //! be tried because this one never got as far as a transaction.
 
-use mail_send::SmtpClient;
+use mail_send::{Credentials, SmtpClient};
 use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +25,16 @@ pub struct Envelope<'a> {
     pub command_timeout: Duration,
 }
 
+/// What the smarthost demands (MX hops demand nothing: opportunistic TLS).
+#[derive(Debug, Clone, Default)]
+pub struct HopPolicy {
+    /// STARTTLS with a verified certificate, or no delivery (the connector
+    /// passed then verifies).
+    pub require_tls: bool,
+    /// Log in as (user, password) after TLS; never over plain text.
+    pub credentials: Option<(String, String)>,
+}
+
 /// How an attempt at one address ended.
 #[derive(Debug)]
 pub enum HopResult {
@@ -37,7 +47,13 @@ pub enum HopResult {
 }
 
 /// Delivers to one address. `tls` is the connector for STARTTLS, or `None` to stay in plain text.
-pub async fn deliver_to(addr: SocketAddr, host: &str, env: &Envelope<'_>, tls: Option<&TlsConnector>) -> HopResult {
+pub async fn deliver_to(
+    addr: SocketAddr,
+    host: &str,
+    env: &Envelope<'_>,
+    tls: Option<&TlsConnector>,
+    policy: &HopPolicy,
+) -> HopResult {
     let remote = host;
     let mut client = match SmtpClient::connect(addr, env.connect_timeout).await {
         Ok(c) => c,
@@ -58,40 +74,68 @@ pub async fn deliver_to(addr: SocketAddr, host: &str, env: &Envelope<'_>, tls: O
     if greeting.code / 100 != 2 {
         return HopResult::TryNext(failure_from(&greeting, remote));
     }
-    let capabilities = match hello(&mut client, env.helo, remote).await {
+    let (capabilities, _) = match hello(&mut client, env.helo, remote).await {
         Ok(c) => c,
         Err(f) => return HopResult::TryNext(f),
+    };
+    let deferred = |status: &'static str, why: String| {
+        HopResult::Done(for_all(env.recipients, &DeliveryOutcome::Deferred(Failure::local(status, why).at(remote))))
     };
     if let (Some(connector), true) = (tls, capabilities & EXT_START_TLS != 0) {
         let mut secured = match client.start_tls(connector, host).await {
             Ok(c) => c,
+            Err(e) if policy.require_tls => {
+                tracing::warn!(%host, %addr, error = %e, "smarthost TLS failed; mail deferred (relay.smarthost_tls = require)");
+                return deferred(
+                    "4.7.5",
+                    format!("TLS with {host}[{addr}] failed and relay.smarthost_tls = require: {e}"),
+                );
+            }
             Err(e) => {
                 return HopResult::TlsFailed(
                     Failure::local("4.7.5", format!("TLS with {host}[{addr}]: {e}")).at(remote),
                 )
             }
         };
-        let capabilities = match hello(&mut secured, env.helo, remote).await {
+        let (capabilities, ehlo) = match hello(&mut secured, env.helo, remote).await {
             Ok(c) => c,
             Err(f) => return HopResult::TryNext(f),
         };
         tracing::debug!(%host, %addr, "relay over TLS");
+        if let Some((user, password)) = &policy.credentials {
+            let Some(ehlo) = ehlo else {
+                return deferred("4.7.0", format!("{host} answered HELO: no AUTH to log in with"));
+            };
+            let credentials = Credentials::new(user.as_str(), password.as_str());
+            if let Err(e) = secured.authenticate(&credentials, &ehlo).await {
+                // The error names the server's reply, never the password.
+                tracing::warn!(%host, %addr, %user, error = %e, "smarthost login failed; mail deferred");
+                return deferred("4.7.8", format!("login to {host} as {user} failed: {e}"));
+            }
+        }
         return HopResult::Done(transaction(&mut secured, capabilities, env, remote).await);
+    }
+    if policy.require_tls {
+        return deferred("4.7.4", format!("{host} does not offer STARTTLS and relay.smarthost_tls = require"));
+    }
+    if policy.credentials.is_some() {
+        return deferred("4.7.0", format!("{host} does not offer STARTTLS: the password is never sent in plain text"));
     }
     HopResult::Done(transaction(&mut client, capabilities, env, remote).await)
 }
 
-/// EHLO, or HELO when EHLO is refused; the server's extensions.
+/// EHLO, or HELO when EHLO is refused; the server's extensions, and its
+/// EHLO answer (none after HELO).
 async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     helo: &str,
     remote: &str,
-) -> Result<u32, Failure> {
+) -> Result<(u32, Option<smtp_proto::EhloResponse<String>>), Failure> {
     match client.ehlo(helo).await {
-        Ok(r) => Ok(r.capabilities),
+        Ok(r) => Ok((r.capabilities, Some(r))),
         Err(mail_send::Error::UnexpectedReply(r)) if r.code / 100 == 5 => {
             match client.cmd(format!("HELO {helo}\r\n")).await {
-                Ok(r) if r.code / 100 == 2 => Ok(0),
+                Ok(r) if r.code / 100 == 2 => Ok((0, None)),
                 Ok(r) => Err(failure_from(&r, remote)),
                 Err(e) => Err(Failure::local("4.4.2", format!("{remote} HELO: {e}")).at(remote)),
             }

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::message::Failure;
 use crate::message::{for_all, DeliveryOutcome};
-use client::{deliver_to, Envelope, HopResult};
+use client::{deliver_to, Envelope, HopPolicy, HopResult};
 
 /// Deliver `data` to these recipients, all in `domain`.
 #[derive(Message)]
@@ -63,6 +63,24 @@ impl Relay {
         mail_send::smtp::tls::build_tls_connector(true)
     }
 
+    /// A connector that verifies the server's certificate for its name:
+    /// against `ca_pem` when given, else the system's roots.
+    pub fn verified_connector(ca_pem: &str) -> Result<TlsConnector, String> {
+        if ca_pem.trim().is_empty() {
+            return mail_send::smtp::tls::build_tls_connector(false);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("relay.smarthost_ca: {e}"))?;
+            roots.add(cert).map_err(|e| format!("relay.smarthost_ca: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("relay.smarthost_ca: no PEM certificate in it".into());
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+
     pub fn new(read: ReadHandle, config: RelayConfig, tls: TlsConnector) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
         Self { read, config, resolver: Err("not started".into()), tls, slots, destinations: HashMap::new() }
@@ -96,6 +114,9 @@ struct RelaySettings {
     connect_timeout: Duration,
     command_timeout: Duration,
     destination_concurrency_max: usize,
+    /// What the smarthost demands, when there is one.
+    smarthost_policy: Option<HopPolicy>,
+    smarthost_ca: String,
 }
 
 fn settings(read: &ReadHandle) -> RelaySettings {
@@ -109,6 +130,12 @@ fn settings(read: &ReadHandle) -> RelaySettings {
         connect_timeout: secs(key::RELAY_CONNECT_TIMEOUT_S),
         command_timeout: secs(key::RELAY_COMMAND_TIMEOUT_S),
         destination_concurrency_max: s.uint(key::RELAY_DESTINATION_CONCURRENCY_MAX).max(1) as usize,
+        smarthost_policy: (!s.text(key::RELAY_SMARTHOST).is_empty()).then(|| HopPolicy {
+            require_tls: s.text(key::RELAY_SMARTHOST_TLS) == "require",
+            credentials: Some((s.text(key::RELAY_SMARTHOST_USERNAME), s.text(key::RELAY_SMARTHOST_PASSWORD)))
+                .filter(|(user, _)| !user.is_empty()),
+        }),
+        smarthost_ca: s.text(key::RELAY_SMARTHOST_CA),
     }
 }
 
@@ -134,9 +161,20 @@ impl Handler<RelayDomain> for Relay {
                 return Box::pin(std::future::ready(for_all(&msg.recipients, &deferred)));
             }
         };
-        let tls = self.tls.clone();
-        let slots = self.slots.clone();
         let s = settings(&self.read);
+        let policy = s.smarthost_policy.clone().unwrap_or_default();
+        let tls = if policy.require_tls {
+            match Self::verified_connector(&s.smarthost_ca) {
+                Ok(c) => c,
+                Err(e) => {
+                    let deferred = DeliveryOutcome::Deferred(Failure::local("4.7.5", e));
+                    return Box::pin(std::future::ready(for_all(&msg.recipients, &deferred)));
+                }
+            }
+        } else {
+            self.tls.clone()
+        };
+        let slots = self.slots.clone();
         let key = if s.smarthost.is_empty() { msg.domain.to_ascii_lowercase() } else { s.smarthost.clone() };
         let destination = self.destination(&key, s.destination_concurrency_max);
         Box::pin(async move {
@@ -177,10 +215,10 @@ impl Handler<RelayDomain> for Relay {
                     }
                 };
                 for addr in addrs {
-                    let mut result = deliver_to(addr, &hop.host, &env, Some(&tls)).await;
+                    let mut result = deliver_to(addr, &hop.host, &env, Some(&tls), &policy).await;
                     if let HopResult::TlsFailed(f) = &result {
                         tracing::warn!(queue_id = %msg.queue_id, host = %hop.host, %addr, reason = %f.diagnostic, "TLS failed; retrying in plain text");
-                        result = deliver_to(addr, &hop.host, &env, None).await;
+                        result = deliver_to(addr, &hop.host, &env, None, &policy).await;
                     }
                     match result {
                         HopResult::Done(outcomes) => {

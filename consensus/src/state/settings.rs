@@ -748,12 +748,39 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "Comma-separated addresses that get mail to postmaster@ and mailer-daemon@ of every local domain that has no user, group or alias of that name (MailPlus external postmaster); empty: notify.admin_addresses.",
     },
     SettingSpec {
+        key: "relay.smarthost_tls",
+        kind: SettingKind::Choice { options: &["may", "require"] },
+        default: "may",
+        doc: "TLS towards relay.smarthost: may uses STARTTLS when offered, any certificate, plain text otherwise; require (MailPlus \"always use TLS\") needs STARTTLS and a certificate valid for the smarthost's name (system roots, or relay.smarthost_ca), and defers the mail otherwise, never sending it in plain text.",
+    },
+    SettingSpec {
+        key: "relay.smarthost_ca",
+        kind: SettingKind::Template { bytes_max: 65536 },
+        default: "",
+        doc: "PEM certificates the smarthost's certificate must chain to under relay.smarthost_tls = require, instead of the system's roots.",
+    },
+    SettingSpec {
+        key: "relay.smarthost_username",
+        kind: SettingKind::Text { bytes_max: 255 },
+        default: "",
+        doc: "Log in to the smarthost with this name (AUTH PLAIN/LOGIN) and relay.smarthost_password; empty: no login. The password is only ever sent over TLS.",
+    },
+    SettingSpec {
+        key: "relay.smarthost_password",
+        kind: SettingKind::Text { bytes_max: 255 },
+        default: "",
+        doc: "The smarthost password: a secret, shown as (set) by config get, left out of export unless --secrets, never logged.",
+    },
+    SettingSpec {
         key: "quota.on_unavailable",
         kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
         default: "tempfail",
         doc: "When the cluster cannot count a charge (no quorum): tempfail answers 451 4.7.1 so the client retries; accept lets the message out uncounted.",
     },
 ];
+
+/// Settings that hold secrets.
+pub const SECRET_SETTINGS: &[&str] = &["relay.smarthost_password"];
 
 /// What the quota stage does when a charge cannot be committed.
 pub const QUOTA_UNAVAILABLE_ACTIONS: &[&str] = &["tempfail", "accept"];
@@ -954,7 +981,11 @@ setting_keys! {
     NOTIFY_FAILED_LOGINS_INTERVAL_S: i64 = 111, "notify.failed_logins_interval_s";
     SMTP_BLOCK_AUTO_FORWARDING: bool = 112, "smtp.block_auto_forwarding";
     POSTMASTER_ADDRESSES: String = 113, "postmaster.addresses";
-    QUOTA_ON_UNAVAILABLE: String = 114, "quota.on_unavailable";
+    RELAY_SMARTHOST_TLS: String = 114, "relay.smarthost_tls";
+    RELAY_SMARTHOST_CA: String = 115, "relay.smarthost_ca";
+    RELAY_SMARTHOST_USERNAME: String = 116, "relay.smarthost_username";
+    RELAY_SMARTHOST_PASSWORD: String = 117, "relay.smarthost_password";
+    QUOTA_ON_UNAVAILABLE: String = 118, "quota.on_unavailable";
 }
 
 /// A settings value after validation.
@@ -1117,6 +1148,22 @@ impl Settings {
         self.values.remove(key);
         self.parsed = OnceLock::new();
         Ok(())
+    }
+
+    /// Whether `key` holds a secret (shown as `(set)`, left out of exports
+    /// unless asked for, never logged).
+    pub fn is_secret(key: &str) -> bool {
+        SECRET_SETTINGS.contains(&key)
+    }
+
+    /// These settings without their secrets.
+    pub fn without_secrets(&self) -> Settings {
+        let mut out = self.clone();
+        for key in SECRET_SETTINGS {
+            out.values.remove(*key);
+        }
+        out.parsed = OnceLock::new();
+        out
     }
 
     /// The values an operator set (validated), by key.

@@ -326,6 +326,7 @@ struct SettingView {
 
 fn setting_view(settings: &Settings, spec: &consensus::state::SettingSpec) -> SettingView {
     let value = settings.values().get(spec.key).cloned().unwrap_or_else(|| spec.default.to_string());
+    let value = if Settings::is_secret(spec.key) && !value.is_empty() { "(set)".to_string() } else { value };
     SettingView { key: spec.key, value, default: spec.default, doc: spec.doc }
 }
 
@@ -354,8 +355,19 @@ async fn reset_config(state: State, path: web::Path<String>) -> Reply {
     apply(&state, Command::ResetSetting { key: path.into_inner() }).await
 }
 
-async fn export(state: State) -> Reply {
-    Ok(HttpResponse::Ok().json(state.node.read.load().state.export()))
+#[derive(Deserialize)]
+struct ExportQuery {
+    /// Include secret settings (the smarthost password).
+    #[serde(default)]
+    secrets: bool,
+}
+
+async fn export(state: State, query: web::Query<ExportQuery>) -> Reply {
+    let mut document = state.node.read.load().state.export();
+    if !query.secrets {
+        document.settings = document.settings.without_secrets();
+    }
+    Ok(HttpResponse::Ok().json(document))
 }
 
 async fn import(state: State, body: web::Json<ConfigDocument>) -> Reply {

@@ -118,6 +118,9 @@ pub enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// Include secret settings (relay.smarthost_password); left out otherwise.
+        #[arg(long)]
+        secrets: bool,
     },
     /// Replace the whole configuration with a document from `export`, all or nothing.
     Import { file: PathBuf },

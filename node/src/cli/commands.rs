@@ -315,8 +315,8 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             QueueCmd::Release { queue_id } => client.post(&p(&["queue", queue_id, "release"]), json!({})),
             QueueCmd::Delete { queue_id } => client.post(&p(&["queue", queue_id, "delete"]), json!({})),
         },
-        Command::Export { output } => {
-            let document = client.get("export")?;
+        Command::Export { output, secrets } => {
+            let document = client.get(if *secrets { "export?secrets=true" } else { "export" })?;
             write_or_return(document, output.as_deref())
         }
         Command::Import { file } => {

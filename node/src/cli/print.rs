@@ -384,7 +384,7 @@ pub fn human(command: &Command, reply: &Value) {
             print!("{}", s(reply, "message"));
         }
         Command::Queue(_) => println!("ok: {} message(s)", s(reply, "messages")),
-        Command::Export { output: None } => println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default()),
+        Command::Export { output: None, .. } => println!("{}", serde_json::to_string_pretty(reply).unwrap_or_default()),
         _ => println!("ok"),
     }
 }
