@@ -33,6 +33,18 @@ pub fn resolve_recipient(
     };
     let domain = address.domain().as_str();
     let Some(canonical_domain) = canonical_local_domain(directory, domain) else {
+        if let Some(relay) = directory.relay_domain(domain) {
+            // An inbound relay domain: for anyone, to its own MX; its recipient list, if any, decides.
+            if relay.recipients.is_empty() || relay.recipients.contains(&address.key()) {
+                let local = raw.trim().rsplit_once('@').map_or(address.local(), |(l, _)| l);
+                return RecipientVerdict::Accept { deliver_to: vec![format!("{local}@{domain}")] };
+            }
+            return RecipientVerdict::Reject(Reply::new(
+                550,
+                "5.1.1",
+                "Recipient address rejected: user unknown in relay recipient table",
+            ));
+        }
         if relay_allowed {
             // A remote local part is the remote's business (RFC 5321 §2.4): keep its case.
             let local = raw.trim().rsplit_once('@').map_or(address.local(), |(l, _)| l);
@@ -135,6 +147,8 @@ mod tests {
                 address: "sales@example.com".into(),
                 targets: vec!["alice@example.com".into(), "x@partner.org".into()],
             },
+            Command::SetRelayDomain { domain: "branch.example".into(), recipients: vec![] },
+            Command::SetRelayDomain { domain: "listed.example".into(), recipients: vec!["Ann@listed.example".into()] },
         ] {
             s.apply(&c, 0).unwrap();
         }
@@ -178,6 +192,9 @@ mod tests {
             ("bob@example.com", Reject(550, "5.1.1")),
             ("nobody@example.com", Reject(550, "5.1.1")),
             ("someone@elsewhere.org", Reject(554, "5.7.1")),
+            ("Anyone@branch.example", Accept(&["Anyone@branch.example"])),
+            ("ann@LISTED.example", Accept(&["ann@listed.example"])),
+            ("bob@listed.example", Reject(550, "5.1.1")),
             ("alice%example.com@elsewhere.org", Reject(554, "5.7.1")),
             ("alice%elsewhere.org@example.com", Reject(550, "5.1.1")),
             ("alice@example.com@elsewhere.org", Reject(501, "5.1.3")),

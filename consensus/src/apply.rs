@@ -16,7 +16,7 @@ use crate::state::rules::AddRuleError;
 use crate::state::settings::key;
 use crate::state::{
     Alias, ClusterState, ConfigDocument, DailyQuota, Domain, Group, HijackCounter, NodeRecord, PendingJoin,
-    UnfreezeToken, User, CONFIG_DOCUMENT_VERSION,
+    RelayDomain, UnfreezeToken, User, CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{
     AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, QuarantineState,
@@ -206,6 +206,14 @@ impl ClusterState {
             AddDomain { name } => self.add_domain(name, at_ms),
             RemoveDomain { name } => self.remove_domain(name),
             AddDomainAlias { alias, target } => self.add_domain_alias(alias, target),
+            SetRelayDomain { domain: name, recipients } => self.set_relay_domain(name, recipients),
+            RemoveRelayDomain { domain: name } => {
+                let name = domain("domain", name)?;
+                match self.directory.relay_domains.remove(&name) {
+                    Some(_) => Ok(Outcome::Done),
+                    None => Err(ApplyError::UnknownDomain(name)),
+                }
+            }
             RemoveDomainAlias { alias } => {
                 let alias = domain("alias", alias)?;
                 self.directory
@@ -375,7 +383,7 @@ impl ClusterState {
 
     fn add_domain(&mut self, name: &str, at_ms: u64) -> Applied {
         let name = domain("name", name)?;
-        if self.directory.is_local_domain(&name) {
+        if self.directory.is_local_domain(&name) || self.directory.relay_domains.contains_key(&name) {
             return Err(ApplyError::DomainExists(name));
         }
         self.directory.domains.insert(name.clone(), Domain { name, created_ms: at_ms, limits: Default::default() });
@@ -401,10 +409,28 @@ impl ClusterState {
         if !self.directory.domains.contains_key(&target) {
             return Err(ApplyError::UnknownDomain(target));
         }
-        if self.directory.is_local_domain(&alias) {
+        if self.directory.is_local_domain(&alias) || self.directory.relay_domains.contains_key(&alias) {
             return Err(ApplyError::DomainExists(alias));
         }
         self.directory.domain_aliases.insert(alias, target);
+        Ok(Outcome::Done)
+    }
+
+    fn set_relay_domain(&mut self, name: &str, recipients: &[String]) -> Applied {
+        let name = domain("domain", name)?;
+        if self.directory.is_local_domain(&name) {
+            return Err(ApplyError::DomainExists(name));
+        }
+        let mut list = BTreeSet::new();
+        for r in recipients {
+            let address = mail("recipients", r)?;
+            if !address.ends_with(&format!("@{name}")) {
+                let reason = format!("{address} is not in {name}");
+                return Err(ApplyError::InvalidSetting { key: "recipients".into(), reason });
+            }
+            list.insert(address);
+        }
+        self.directory.relay_domains.insert(name, RelayDomain { recipients: list });
         Ok(Outcome::Done)
     }
 

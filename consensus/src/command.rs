@@ -34,6 +34,15 @@ pub enum Command {
         alias: String,
         target: String,
     },
+    /// Accept mail for `domain` and relay it to its own MX; with
+    /// `recipients`, only those addresses (all of them in `domain`).
+    SetRelayDomain {
+        domain: String,
+        recipients: Vec<String>,
+    },
+    RemoveRelayDomain {
+        domain: String,
+    },
     RemoveDomainAlias {
         alias: String,
     },

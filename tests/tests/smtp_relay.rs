@@ -269,3 +269,56 @@ fn smarthost_with_required_tls_and_login() {
     assert!(refused.is_some(), "{}", sender.ok(&["queue", "list"]));
     assert_eq!(files_in(&bob_new).len(), 1, "a message went to a smarthost whose certificate failed");
 }
+
+/// An inbound relay domain (MailPlus Relay Control): mail for it is taken
+/// from anyone and relayed to the domain's own MX — past the smarthost —
+/// and its recipient list refuses the others.
+#[test]
+fn inbound_relay_domain_goes_to_its_own_mx() {
+    let root = tempfile::tempdir().unwrap();
+    let (_sink, sink_port, dump) = keeping_sink(root.path(), "127.0.0.15");
+    let dns_port = free_port();
+    let _dns = dns_server(
+        dns_port,
+        &["--mx-host=relayed.test,mx.relayed.test,10".into(), "--host-record=mx.relayed.test,127.0.0.15".into()],
+    );
+    let extra = format!("[dns]\nnameservers = [\"127.0.0.1:{dns_port}\"]\n");
+    let mut node = Node::new(root.path(), "n1", &extra);
+    node.serve();
+    node.ok(&["domain", "add", "example.com"]);
+    for (k, v) in [
+        ("smtp.hostname", "mx.example.com"),
+        ("relay.port", sink_port.to_string().as_str()),
+        // Nothing listens there: relay-domain mail must not go this way.
+        ("relay.smarthost", "127.0.0.16:9"),
+    ] {
+        node.ok(&["config", "set", k, v]);
+    }
+    node.ok(&["relay-domain", "add", "relayed.test", "--recipients", "ann@relayed.test,Bob@relayed.test"]);
+    let listed = node.ok(&["relay-domain", "list"]);
+    assert_eq!(listed[0]["recipients"], serde_json::json!(["ann@relayed.test", "bob@relayed.test"]), "{listed}");
+    let bad = node.try_ok(&["relay-domain", "add", "relayed.test", "--recipients", "eve@elsewhere.test"]).unwrap_err();
+    assert!(bad.contains("recipients"), "{bad}");
+
+    let said = converse(
+        node.smtp_ports.smtp,
+        "127.0.0.1",
+        "someone@outside.test",
+        &["ann@relayed.test", "carl@relayed.test", "x@other.test"],
+    );
+    assert!(said.contains("RCPT 250"), "{said}");
+    assert!(
+        said.contains("RCPT 550 5.1.1 Recipient address rejected: user unknown in relay recipient table"),
+        "{said}"
+    );
+    assert!(said.contains("RCPT 554 5.7.1"), "not an open relay: {said}");
+    assert!(said.contains("DATA 250"), "{said}");
+    // smtp-sink writes its file as the data comes: wait for the whole message.
+    let got = wait_for(Duration::from_secs(20), || {
+        files_in(&dump).into_iter().find(|f| String::from_utf8_lossy(f).contains("Subject: screening"))
+    });
+    assert!(got.is_some(), "nothing at relayed.test's MX:\n{}", node.log_text());
+    node.ok(&["relay-domain", "remove", "relayed.test"]);
+    let after = converse(node.smtp_ports.smtp, "127.0.0.1", "someone@outside.test", &["ann@relayed.test"]);
+    assert!(after.contains("RCPT 554 5.7.1"), "{after}");
+}

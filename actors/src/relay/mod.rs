@@ -161,7 +161,12 @@ impl Handler<RelayDomain> for Relay {
                 return Box::pin(std::future::ready(for_all(&msg.recipients, &deferred)));
             }
         };
-        let s = settings(&self.read);
+        let mut s = settings(&self.read);
+        // Inbound relay domains go to their own MX, never to the smarthost.
+        if self.read.load().state.directory.relay_domain(&msg.domain.to_ascii_lowercase()).is_some() {
+            s.smarthost.clear();
+            s.smarthost_policy = None;
+        }
         let policy = s.smarthost_policy.clone().unwrap_or_default();
         let tls = if policy.require_tls {
             match Self::verified_connector(&s.smarthost_ca) {

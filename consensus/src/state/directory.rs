@@ -77,12 +77,28 @@ pub struct Directory {
     pub users: BTreeMap<String, User>,
     pub groups: BTreeMap<String, Group>,
     pub aliases: BTreeMap<String, Alias>,
+    /// Inbound relay domains (MailPlus Relay Control): mail for them is
+    /// accepted from anyone and relayed to the domain's own MX.
+    #[serde(default)]
+    pub relay_domains: BTreeMap<String, RelayDomain>,
+}
+
+/// A domain we accept mail for on behalf of another server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayDomain {
+    /// When not empty, only these addresses (lower case) are accepted.
+    pub recipients: BTreeSet<String>,
 }
 
 impl Directory {
     /// True when the domain (or a domain alias) is served here.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.domains.contains_key(domain) || self.domain_aliases.contains_key(domain)
+    }
+
+    /// The relay domain `domain` is, if it is one.
+    pub fn relay_domain(&self, domain: &str) -> Option<&RelayDomain> {
+        self.relay_domains.get(domain)
     }
 
     /// True when any table already uses this address.

@@ -25,7 +25,7 @@ pub use content::{AttachmentAction, AttachmentMatch, AttachmentRule, ContentFilt
 pub use counters::{
     BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnfreezeToken, UnknownRecipients,
 };
-pub use directory::{Alias, Directory, Domain, DomainLimits, Group, User, UserOverrides};
+pub use directory::{Alias, Directory, Domain, DomainLimits, Group, RelayDomain, User, UserOverrides};
 pub use dkim::{DkimAlgorithm, DkimKey, DkimKeys};
 pub use quarantine::{QuarantineEntry, QuarantineIndex, QuarantineReason, QuarantineState};
 pub use rule_index::RuleIndex;

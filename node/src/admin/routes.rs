@@ -24,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/quota/usage", web::get().to(super::quota::list))
             .route("/auth/check", web::post().to(super::login_check::check))
             .route("/quota/usage/{user}", web::get().to(super::quota::show))
+            .route("/relay-domains", web::get().to(list_relay_domains))
+            .route("/relay-domains/{domain}", web::put().to(set_relay_domain))
+            .route("/relay-domains/{domain}", web::delete().to(remove_relay_domain))
             .route("/domain-aliases", web::post().to(add_domain_alias))
             .route("/domain-aliases/{alias}", web::delete().to(remove_domain_alias))
             .route("/users", web::get().to(list_users))
@@ -163,6 +166,33 @@ async fn add_domain(state: State, body: web::Json<NameBody>) -> Reply {
 
 async fn remove_domain(state: State, path: web::Path<String>) -> Reply {
     apply(&state, Command::RemoveDomain { name: path.into_inner() }).await
+}
+
+async fn list_relay_domains(state: State) -> Reply {
+    let applied = state.node.read.load();
+    let views: Vec<serde_json::Value> = applied
+        .state
+        .directory
+        .relay_domains
+        .iter()
+        .map(|(domain, r)| serde_json::json!({ "domain": domain, "recipients": r.recipients }))
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Deserialize)]
+struct RelayDomainBody {
+    #[serde(default)]
+    recipients: Vec<String>,
+}
+
+async fn set_relay_domain(state: State, path: web::Path<String>, body: web::Json<RelayDomainBody>) -> Reply {
+    let command = Command::SetRelayDomain { domain: path.into_inner(), recipients: body.into_inner().recipients };
+    apply(&state, command).await
+}
+
+async fn remove_relay_domain(state: State, path: web::Path<String>) -> Reply {
+    apply(&state, Command::RemoveRelayDomain { domain: path.into_inner() }).await
 }
 
 async fn set_domain_limits(state: State, path: web::Path<String>, body: web::Json<DomainLimits>) -> Reply {

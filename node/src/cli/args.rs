@@ -81,6 +81,9 @@ pub enum Command {
     /// The daily outbound quota: today's use per user (MailPlus "Outbound Usage").
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// Inbound relay domains: mail accepted for other servers and relayed to their MX (replicated).
+    #[command(subcommand)]
+    RelayDomain(RelayDomainCmd),
     /// DKIM signing keys of the local domains (replicated: every node signs).
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -164,6 +167,22 @@ pub enum DomainCmd {
         #[arg(long)]
         daily_bytes_max: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelayDomainCmd {
+    /// Accept mail for DOMAIN from anyone and relay it to DOMAIN's own MX
+    /// (looked up through dns.nameservers); again to change its recipient list.
+    Add {
+        domain: String,
+        /// Only these addresses (comma-separated, all in DOMAIN); the rest get 550 5.1.1.
+        #[arg(long, value_delimiter = ',')]
+        recipients: Vec<String>,
+    },
+    /// Every relay domain with its recipient list (empty: any address).
+    List,
+    /// Stop accepting mail for DOMAIN.
+    Remove { domain: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, QuotaCmd, RulesCmd,
-    SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
+    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, QuotaCmd, RelayDomainCmd,
+    RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd,
+    UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -192,6 +193,13 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         Command::Dmarc(_) => anyhow::bail!("dmarc record runs locally"),
         Command::Simulate { .. } => anyhow::bail!("simulate runs locally"),
         Command::DovecotCheckpassword { .. } => anyhow::bail!("dovecot-checkpassword runs locally"),
+        Command::RelayDomain(c) => match c {
+            RelayDomainCmd::Add { domain, recipients } => {
+                client.put(&p(&["relay-domains", domain]), json!({ "recipients": recipients }))
+            }
+            RelayDomainCmd::List => client.get("relay-domains"),
+            RelayDomainCmd::Remove { domain } => client.delete(&p(&["relay-domains", domain])),
+        },
         Command::Quota(QuotaCmd::Usage { user, sort }) => match user {
             Some(user) => client.get(&p(&["quota", "usage", user])),
             None => client.get(&format!("quota/usage?sort={sort}")),

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::args::{
     AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, QuotaCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd,
-    SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
+    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, QuotaCmd, RelayDomainCmd, RulesCmd, SpamAddressCmd, SpamCmd,
+    SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -58,6 +58,16 @@ pub fn human(command: &Command, reply: &Value) {
                 .map(|d| {
                     let limits = d.get("limits").map(limits_text).unwrap_or_default();
                     vec![s(d, "name"), join_list(d, "aliases"), limits]
+                })
+                .collect(),
+        ),
+        Command::RelayDomain(RelayDomainCmd::List) => table(
+            &["RELAY DOMAIN", "RECIPIENTS"],
+            items(reply)
+                .iter()
+                .map(|d| {
+                    let list = join_list(d, "recipients");
+                    vec![s(d, "domain"), if list.is_empty() { "any".into() } else { list }]
                 })
                 .collect(),
         ),
