@@ -79,7 +79,7 @@ pub async fn count(
     let outcome = match proposer.propose(Command::IncrementHijack { user: user.clone(), client }).await {
         Ok(outcome) => outcome,
         Err(e @ (ProposeError::Unavailable(_) | ProposeError::Overloaded(_)))
-            if state.state.settings.text(key::QUOTA_ON_UNAVAILABLE) == "accept" =>
+            if state.state.settings.text(key::HIJACK_ON_UNAVAILABLE) == "accept" =>
         {
             tracing::warn!(%user, error = %e, "hijack count not committed; accepted uncounted");
             return Ok(());

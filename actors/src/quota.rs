@@ -79,7 +79,10 @@ pub async fn charge(proposer: &Proposer, state: &AppliedState, message: &Inbound
             Err(unavailable())
         }
         Err(e) => {
-            let accept = state.state.settings.text(key::QUOTA_ON_UNAVAILABLE) == "accept";
+            // With no limit for this user the count is only statistics: never a reason to refuse.
+            let key = consensus::address::MailAddress::parse(&user).map(|a| a.key()).unwrap_or_default();
+            let unlimited = state.state.daily_limits(&key) == (0, 0);
+            let accept = unlimited || state.state.settings.text(key::QUOTA_ON_UNAVAILABLE) == "accept";
             tracing::warn!(%user, error = %e, accepted_uncounted = accept, "daily quota could not be charged");
             if accept {
                 Ok(())

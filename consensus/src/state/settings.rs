@@ -772,6 +772,12 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         doc: "The smarthost password: a secret, shown as (set) by config get, left out of export unless --secrets, never logged.",
     },
     SettingSpec {
+        key: "hijack.on_unavailable",
+        kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
+        default: "accept",
+        doc: "When the cluster cannot count a message for hijack detection (no quorum): accept lets it through uncounted (a heuristic should not stop all mail from logged-in users while the cluster heals); tempfail answers 451 4.7.1.",
+    },
+    SettingSpec {
         key: "quota.on_unavailable",
         kind: SettingKind::Choice { options: QUOTA_UNAVAILABLE_ACTIONS },
         default: "tempfail",
@@ -985,7 +991,8 @@ setting_keys! {
     RELAY_SMARTHOST_CA: String = 115, "relay.smarthost_ca";
     RELAY_SMARTHOST_USERNAME: String = 116, "relay.smarthost_username";
     RELAY_SMARTHOST_PASSWORD: String = 117, "relay.smarthost_password";
-    QUOTA_ON_UNAVAILABLE: String = 118, "quota.on_unavailable";
+    HIJACK_ON_UNAVAILABLE: String = 118, "hijack.on_unavailable";
+    QUOTA_ON_UNAVAILABLE: String = 119, "quota.on_unavailable";
 }
 
 /// A settings value after validation.
