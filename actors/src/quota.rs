@@ -79,10 +79,7 @@ pub async fn charge(proposer: &Proposer, state: &AppliedState, message: &Inbound
             Err(unavailable())
         }
         Err(e) => {
-            // With no limit for this user the count is only statistics: never a reason to refuse.
-            let key = consensus::address::MailAddress::parse(&user).map(|a| a.key()).unwrap_or_default();
-            let unlimited = state.state.daily_limits(&key) == (0, 0);
-            let accept = unlimited || state.state.settings.text(key::QUOTA_ON_UNAVAILABLE) == "accept";
+            let accept = accept_uncounted(state, &user);
             tracing::warn!(%user, error = %e, accepted_uncounted = accept, "daily quota could not be charged");
             if accept {
                 Ok(())
@@ -91,6 +88,14 @@ pub async fn charge(proposer: &Proposer, state: &AppliedState, message: &Inbound
             }
         }
     }
+}
+
+/// Whether a message whose charge cannot be committed goes out anyway:
+/// under `quota.on_unavailable = accept`, or when the user has no limit at
+/// all (the count is only statistics then, never a reason to refuse).
+fn accept_uncounted(state: &AppliedState, user: &str) -> bool {
+    let key = consensus::address::MailAddress::parse(user).map(|a| a.key()).unwrap_or_default();
+    state.state.daily_limits(&key) == (0, 0) || state.state.settings.text(key::QUOTA_ON_UNAVAILABLE) == "accept"
 }
 
 fn unavailable() -> Reply {
@@ -132,6 +137,16 @@ mod tests {
         assert_eq!(charge_for(&s, &m), Some(expected));
         assert_eq!(charge_for(&s, &message(Some("alice@example.com"), &[&["ann@example.com"]])), None, "all local");
         assert_eq!(charge_for(&s, &message(None, &[&["bob@remote.test"]])), None, "no login, no user");
+    }
+
+    #[test]
+    fn without_quorum_only_a_limited_user_waits() {
+        let mut s = state();
+        assert!(accept_uncounted(&s, "Alice@example.com"), "no limit anywhere: statistics only");
+        s.state.apply(&Command::SetSetting { key: "quota.daily_bytes_max".into(), value: "1000".into() }, 0).unwrap();
+        assert!(!accept_uncounted(&s, "alice@example.com"), "a limit: 451 until it can be counted");
+        s.state.apply(&Command::SetSetting { key: "quota.on_unavailable".into(), value: "accept".into() }, 0).unwrap();
+        assert!(accept_uncounted(&s, "alice@example.com"));
     }
 
     #[test]
