@@ -352,7 +352,14 @@ except imaplib.IMAP4.error as e:
 fn dovecot_logs_in_our_accounts_only_and_failures_count() {
     let root = tempfile::tempdir().unwrap();
     let (n, _) = smtp_node(root.path());
-    n.ok(&["config", "set", "intrusion.failed_logins_max", "2"]);
+    for (k, v) in [
+        ("intrusion.failed_logins_max", "2"),
+        ("notify.failed_logins", "true"),
+        ("notify.failed_logins_interval_s", "10"),
+        ("notify.admin_addresses", "alice@example.com"),
+    ] {
+        n.ok(&["config", "set", k, v]);
+    }
     let dir = root.path().join("dovecot");
     std::fs::create_dir_all(&dir).unwrap();
     // Dovecot's auth process (user dovecot) runs the checkpassword program with
@@ -399,4 +406,13 @@ fn dovecot_logs_in_our_accounts_only_and_failures_count() {
         n.ok(&["blocked", "list"]).as_array().and_then(|b| b.iter().find(|e| e["ip"] == "127.0.0.21").cloned())
     });
     assert!(blocked.is_some(), "127.0.0.21 not blocked after 2 failed IMAP logins");
+    // And the administrator's digest lists them, as for SMTP.
+    let digest = wait_for(Duration::from_secs(30), || {
+        maildir_files(&n, "alice")
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .find(|f| f.contains("Subject: Failed logins for alice@example.com: 1"))
+    });
+    let digest = digest.unwrap_or_else(|| panic!("no digest:\n{}", n.log_text()));
+    assert!(digest.contains("127.0.0.21  dovecot-imap"), "{digest}");
 }
