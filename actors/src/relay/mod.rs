@@ -55,6 +55,10 @@ pub struct Relay {
     /// Deliveries in progress per destination (domain, or the smarthost),
     /// against `relay.destination_concurrency_max`.
     destinations: HashMap<String, Arc<Semaphore>>,
+    /// The verifying connector of `relay.smarthost_tls = require`, with the
+    /// `relay.smarthost_ca` text it was built from: built once per change,
+    /// not per message (the system's roots are read from disk).
+    verified: Option<(String, TlsConnector)>,
 }
 
 impl Relay {
@@ -83,7 +87,27 @@ impl Relay {
 
     pub fn new(read: ReadHandle, config: RelayConfig, tls: TlsConnector) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
-        Self { read, config, resolver: Err("not started".into()), tls, slots, destinations: HashMap::new() }
+        Self {
+            read,
+            config,
+            resolver: Err("not started".into()),
+            tls,
+            slots,
+            destinations: HashMap::new(),
+            verified: None,
+        }
+    }
+
+    /// The verifying connector for `ca_pem`, built when the text changed.
+    fn verified(&mut self, ca_pem: &str) -> Result<TlsConnector, String> {
+        match &self.verified {
+            Some((text, connector)) if text == ca_pem => Ok(connector.clone()),
+            _ => {
+                let connector = Self::verified_connector(ca_pem)?;
+                self.verified = Some((ca_pem.to_string(), connector.clone()));
+                Ok(connector)
+            }
+        }
     }
 
     /// The permits of one destination. Idle destinations are forgotten, so
@@ -119,23 +143,27 @@ struct RelaySettings {
     smarthost_ca: String,
 }
 
-fn settings(read: &ReadHandle) -> RelaySettings {
+/// The settings for a delivery to `domain` (lower case). Inbound relay
+/// domains go to their own MX, never to the smarthost.
+fn settings(read: &ReadHandle, domain: &str) -> RelaySettings {
     let state = read.load();
     let s = &state.state.settings;
     let secs = |key| Duration::from_secs(s.uint(key).max(1));
+    let smarthost =
+        if state.state.directory.relay_domain(domain).is_some() { String::new() } else { s.text(key::RELAY_SMARTHOST) };
     RelaySettings {
         hostname: s.text(key::SMTP_HOSTNAME),
-        smarthost: s.text(key::RELAY_SMARTHOST),
         port: s.int(key::RELAY_PORT).clamp(1, 65535) as u16,
         connect_timeout: secs(key::RELAY_CONNECT_TIMEOUT_S),
         command_timeout: secs(key::RELAY_COMMAND_TIMEOUT_S),
         destination_concurrency_max: s.uint(key::RELAY_DESTINATION_CONCURRENCY_MAX).max(1) as usize,
-        smarthost_policy: (!s.text(key::RELAY_SMARTHOST).is_empty()).then(|| HopPolicy {
+        smarthost_policy: (!smarthost.is_empty()).then(|| HopPolicy {
             require_tls: s.text(key::RELAY_SMARTHOST_TLS) == "require",
             credentials: Some((s.text(key::RELAY_SMARTHOST_USERNAME), s.text(key::RELAY_SMARTHOST_PASSWORD)))
                 .filter(|(user, _)| !user.is_empty()),
         }),
         smarthost_ca: s.text(key::RELAY_SMARTHOST_CA),
+        smarthost,
     }
 }
 
@@ -161,15 +189,10 @@ impl Handler<RelayDomain> for Relay {
                 return Box::pin(std::future::ready(for_all(&msg.recipients, &deferred)));
             }
         };
-        let mut s = settings(&self.read);
-        // Inbound relay domains go to their own MX, never to the smarthost.
-        if self.read.load().state.directory.relay_domain(&msg.domain.to_ascii_lowercase()).is_some() {
-            s.smarthost.clear();
-            s.smarthost_policy = None;
-        }
+        let s = settings(&self.read, &msg.domain.to_ascii_lowercase());
         let policy = s.smarthost_policy.clone().unwrap_or_default();
         let tls = if policy.require_tls {
-            match Self::verified_connector(&s.smarthost_ca) {
+            match self.verified(&s.smarthost_ca) {
                 Ok(c) => c,
                 Err(e) => {
                     let deferred = DeliveryOutcome::Deferred(Failure::local("4.7.5", e));
