@@ -15,8 +15,27 @@
 //! A forward a person makes by hand (their client's "Forward") carries
 //! none of these and is never refused.
 
+use consensus::state::settings::key;
+use consensus::AppliedState;
+
 use crate::message::headers::{fields, header_block};
-use crate::message::Reply;
+use crate::message::{InboundMessage, Reply};
+
+/// `smtp.block_auto_forwarding`: refuses an automatic forward from our own
+/// users (the caller checks that it is own mail) to an external address.
+pub fn refuse_auto_forward(state: &AppliedState, m: &InboundMessage) -> Result<(), Reply> {
+    if !state.state.settings.flag(key::SMTP_BLOCK_AUTO_FORWARDING) {
+        return Ok(());
+    }
+    let external = !crate::recipient::external_destinations(&state.state.directory, m).is_empty();
+    match auto_forward_marker(&m.body) {
+        Some(marker) if external => {
+            tracing::warn!(client = %m.peer.ip, from = %m.mail_from, user = ?m.authenticated, marker, "refused: automatic forward to an external address");
+            Err(refusal(marker))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// The header that marks `message` as an automatic forward, if any.
 pub fn auto_forward_marker(message: &[u8]) -> Option<&'static str> {

@@ -124,22 +124,6 @@ impl ScreeningServices {
     }
 }
 
-/// `smtp.block_auto_forwarding`: an automatic forward from our own users
-/// to an external address is refused.
-fn refuse_auto_forward(state: &AppliedState, m: &crate::message::InboundMessage) -> Result<(), Reply> {
-    if !state.state.settings.flag(key::SMTP_BLOCK_AUTO_FORWARDING) {
-        return Ok(());
-    }
-    let external = !crate::recipient::external_destinations(&state.state.directory, m).is_empty();
-    match crate::policy::forwarding::auto_forward_marker(&m.body) {
-        Some(marker) if external => {
-            tracing::warn!(client = %m.peer.ip, from = %m.mail_from, user = ?m.authenticated, marker, "refused: automatic forward to an external address");
-            Err(crate::policy::forwarding::refusal(marker))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Intrusion prevention's counting window and block length, in ms.
 pub(crate) fn intrusion_window(settings: &consensus::state::Settings) -> (u64, u64) {
     (settings.uint(key::INTRUSION_WINDOW_S) * 1000, settings.uint(key::INTRUSION_BLOCK_S) * 1000)
@@ -434,7 +418,6 @@ impl Screening {
         }));
     }
 
-    /// Carries out everything the session asked for.
     /// A wrong account or password: logged, gathered for the digest, and
     /// counted toward blocking the client IP (trusted networks excepted).
     fn failed_login(&self, account: &str) {
@@ -452,6 +435,7 @@ impl Screening {
         );
     }
 
+    /// Carries out everything the session asked for.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.session.poll_action() {
             match action {
@@ -521,10 +505,10 @@ impl Screening {
                     }));
                 }
                 Action::Store(message)
-                    if message
-                        .recipients
-                        .iter()
-                        .any(|r| crate::hijack::is_unfreeze_address(&self.services.read.load(), &r.address)) =>
+                    if {
+                        let state = self.services.read.load();
+                        message.recipients.iter().any(|r| crate::hijack::is_unfreeze_address(&state, &r.address))
+                    } =>
                 {
                     // A reply to a hijack notice: a request, never delivered.
                     let services = self.services.clone();
@@ -570,7 +554,7 @@ impl Screening {
                         let disposition = services.pipeline.process(context, message).await?;
                         if let crate::pipeline::Disposition::Deliver(m) = &disposition {
                             if own_mail {
-                                refuse_auto_forward(&state, m)?;
+                                crate::policy::forwarding::refuse_auto_forward(&state, m)?;
                             }
                             let queue = services.queue.addr();
                             crate::hijack::count(&services.proposer, &queue, &state, m, listener).await?;
