@@ -133,12 +133,8 @@ async fn send_notice(
     let (subject, text) = notice_text(facts, token.as_deref(), now.saturating_add(ttl_ms));
     let notice = Notice { hostname: &hostname, subject: &subject, text: &text, reply_to: Some(&reply_to) };
     for admin in admins {
-        let message = notice.to(admin.clone(), vec![admin.clone()], &format!("{now}.hijack-notice"), now);
-        match queue.send(crate::queue::Enqueue(Box::new(message))).await {
-            Ok(Ok(id)) => tracing::info!(to = %admin, user = %facts.user, notice_id = %id, "hijack notice queued"),
-            Ok(Err(reply)) => tracing::warn!(to = %admin, reply = %reply.text, "hijack notice not queued"),
-            Err(e) => tracing::warn!(to = %admin, error = %e, "hijack notice not queued: queue unavailable"),
-        }
+        let message = notice.to(admin.clone(), vec![admin], &format!("{now}.hijack-notice"), now);
+        crate::notice::queue_notice(queue, message, "hijack", &facts.user).await;
     }
 }
 

@@ -181,13 +181,7 @@ async fn send_digests(
         for admin in &admins {
             let id = format!("{now}.{}.failed-logins", services.node_id);
             let message = notice.to(admin.clone(), vec![admin.clone()], &id, now);
-            match queue.send(crate::queue::Enqueue(Box::new(message))).await {
-                Ok(Ok(queued)) => {
-                    tracing::info!(to = %admin, %account, failures = failures.total, notice_id = %queued, "failed-login notice queued")
-                }
-                Ok(Err(reply)) => tracing::warn!(to = %admin, reply = %reply.text, "failed-login notice not queued"),
-                Err(e) => tracing::warn!(to = %admin, error = %e, "failed-login notice not queued: queue unavailable"),
-            }
+            crate::notice::queue_notice(&queue, message, "failed-login", &account).await;
         }
     }
 }

@@ -149,6 +149,23 @@ impl Notice<'_> {
     }
 }
 
+/// Queues a notice; a failure is logged, never the caller's error (the
+/// notice is a courtesy, not a reason to refuse mail). `kind` (`virus`,
+/// `hijack`, `failed-login`) and `about` (what it concerns) go to the log.
+pub async fn queue_notice(
+    queue: &actix::Addr<crate::queue::DeliveryQueue>,
+    notice: InboundMessage,
+    kind: &str,
+    about: &str,
+) {
+    let to = notice.recipients.first().map(|r| r.address.clone()).unwrap_or_default();
+    match queue.send(crate::queue::Enqueue(Box::new(notice))).await {
+        Ok(Ok(id)) => tracing::info!(kind, %to, notice_id = %id, about, "notice queued"),
+        Ok(Err(reply)) => tracing::warn!(kind, %to, about, reply = %reply.text, "notice not queued"),
+        Err(e) => tracing::warn!(kind, %to, about, error = %e, "notice not queued: queue unavailable"),
+    }
+}
+
 /// `notify.admin_addresses`, split.
 pub fn admin_addresses(state: &AppliedState) -> Vec<String> {
     let admins = state.state.settings.text(key::NOTIFY_ADMIN_ADDRESSES);

@@ -61,12 +61,7 @@ pub async fn store(
 /// cannot be queued is logged, never a reason to refuse the message.
 async fn send_virus_notices(queue: &Addr<DeliveryQueue>, state: &AppliedState, facts: &VirusFacts, queue_id: &str) {
     for notice in crate::notice::virus_notices(state, facts, queue_id, now_ms()) {
-        let to = notice.recipients.first().map(|r| r.address.clone()).unwrap_or_default();
-        match queue.send(Enqueue(Box::new(notice))).await {
-            Ok(Ok(id)) => tracing::info!(%to, notice_id = %id, about = %queue_id, "virus notice queued"),
-            Ok(Err(reply)) => tracing::warn!(%to, reply = %reply.text, "virus notice not queued"),
-            Err(e) => tracing::warn!(%to, error = %e, "virus notice not queued: queue unavailable"),
-        }
+        crate::notice::queue_notice(queue, notice, "virus", queue_id).await;
     }
 }
 
