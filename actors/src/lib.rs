@@ -10,6 +10,7 @@
 //! Policies read cluster state through `consensus`'s read handle; this crate
 //! knows nothing of how Raft replicates it.
 
+pub mod attachment_links;
 pub mod auth;
 pub mod content;
 pub mod delivery;

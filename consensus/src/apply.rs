@@ -19,8 +19,8 @@ use crate::state::{
     RelayDomain, UnfreezeToken, User, CONFIG_DOCUMENT_VERSION,
 };
 use crate::state::{
-    AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule, QuarantineState,
-    RuleSets, UnknownRecipients,
+    AttachmentLink, AttachmentRule, BlockedIp, ContentFilters, DkimKey, GreylistClient, GreylistTriplet, ListRule,
+    QuarantineState, RuleSets, UnknownRecipients,
 };
 
 type Applied = Result<Outcome, ApplyError>;
@@ -328,6 +328,19 @@ impl ClusterState {
                 }
                 _ => Err(ApplyError::BadUnfreezeToken),
             },
+            AddAttachmentLink { token_sha256, link } => self.add_attachment_link(token_sha256, link, at_ms),
+            RemoveAttachmentLink { token_sha256 } => match self.attachment_links.links.remove(token_sha256) {
+                Some(_) => Ok(Outcome::Done),
+                None => Err(ApplyError::UnknownAttachmentLink(token_sha256.clone())),
+            },
+            RecordAttachmentDownload { token_sha256 } => match self.attachment_links.links.get_mut(token_sha256) {
+                Some(link) => {
+                    link.downloads += 1;
+                    link.last_download_ms = Some(at_ms);
+                    Ok(Outcome::Done)
+                }
+                None => Err(ApplyError::UnknownAttachmentLink(token_sha256.clone())),
+            },
             BlockIp { ip, until_ms, reason } => {
                 let ip: IpAddr = ip.parse().map_err(|_| ApplyError::BadIp(ip.clone()))?;
                 let record = BlockedIp { until_ms: *until_ms, reason: reason.clone() };
@@ -340,7 +353,9 @@ impl ClusterState {
                 Ok(Outcome::Done)
             }
             ExpireCounters => {
-                let removed = (self.counters.expire(at_ms) + self.spam.expire_correspondents(at_ms)) as u64;
+                let removed = (self.counters.expire(at_ms)
+                    + self.spam.expire_correspondents(at_ms)
+                    + self.attachment_links.expire(at_ms)) as u64;
                 self.cluster.join_tokens.retain(|_, t| t.expires_ms > at_ms);
                 Ok(Outcome::Expired { removed })
             }
@@ -711,6 +726,37 @@ impl ClusterState {
             .or(domain.and_then(|d| d.daily_bytes_max))
             .unwrap_or_else(|| settings.uint(key::QUOTA_DAILY_BYTES_MAX));
         (messages, bytes)
+    }
+
+    /// The smallest attachment `user`'s outbound mail links instead of
+    /// carrying: the user's own setting, else the domain's, else
+    /// `attachment_links.bytes_min`; 0 means never.
+    pub fn attachment_link_threshold(&self, user: &str) -> u64 {
+        let own = self.directory.users.get(user).and_then(|u| u.overrides.attachment_link_bytes_min);
+        let domain = user
+            .rsplit_once('@')
+            .and_then(|(_, d)| self.directory.domains.get(d))
+            .and_then(|d| d.limits.attachment_link_bytes_min);
+        own.or(domain).unwrap_or_else(|| self.settings.uint(key::ATTACHMENT_LINKS_BYTES_MIN))
+    }
+
+    fn add_attachment_link(&mut self, token_sha256: &str, link: &AttachmentLink, at_ms: u64) -> Applied {
+        use crate::state::attachment_links::{bounded_text, LINKS_MAX, LINK_NAME_BYTES_MAX};
+        self.attachment_links.expire(at_ms);
+        if self.attachment_links.links.len() >= LINKS_MAX {
+            return Err(ApplyError::TooManyAttachmentLinks(LINKS_MAX));
+        }
+        let link = AttachmentLink {
+            user: mail("user", &link.user)?,
+            file_name: bounded_text(&link.file_name, LINK_NAME_BYTES_MAX),
+            content_type: bounded_text(&link.content_type, LINK_NAME_BYTES_MAX),
+            created_ms: at_ms,
+            downloads: 0,
+            last_download_ms: None,
+            ..link.clone()
+        };
+        self.attachment_links.links.insert(token_sha256.to_string(), link);
+        Ok(Outcome::Done)
     }
 
     fn increment_hijack(&mut self, user: &str, client: &str, at_ms: u64) -> Applied {

@@ -22,7 +22,7 @@ use crate::command::{Command, Outcome};
 use crate::proposer::{leader_of, Clock, ProposeError, Proposer, ProposerLimits};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Dialer, NetworkFactory};
-use crate::raft::rpc::{JoinGrant, JoinRequest, RemoteFailure, RpcRequest, RpcResponse};
+use crate::raft::rpc::{FileChunk, JoinGrant, JoinRequest, RemoteFailure, RpcRequest, RpcResponse};
 use crate::raft::state_machine::{SnapshotStats, StateMachineStore};
 use crate::raft::tls::{self, TlsMaterial};
 use crate::raft::{NodeId, NodeInfo, Raft};
@@ -201,7 +201,19 @@ pub struct ClusterNode {
     pub clock: Clock,
     pub config: ClusterConfig,
     tls: TlsMaterial,
+    /// What `ReadFile` requests from peers are answered from (set once by the node).
+    files: std::sync::OnceLock<Arc<dyn FileSource>>,
 }
+
+/// Files a node keeps for the whole cluster and lets its peers read over
+/// the mTLS port (linked attachments). `store` names the kind of file, so
+/// one port serves several; an unknown store or name is an error.
+pub trait FileSource: Send + Sync {
+    fn read(&self, store: &str, name: &str, offset: u64, len: u32) -> Result<FileChunk, String>;
+}
+
+/// The most bytes one `ReadFile` answer carries.
+pub const FILE_CHUNK_BYTES_MAX: u32 = 4 * 1024 * 1024;
 
 /// The wall clock in ms since the epoch: what the node's proposer stamps.
 pub fn wall_clock() -> Clock {
@@ -286,6 +298,7 @@ impl ClusterNode {
             clock,
             config,
             tls: material,
+            files: std::sync::OnceLock::new(),
         });
         tokio::spawn(crate::raft::server::serve(node.clone(), listener, acceptor));
         if node.config.expire_interval_ms > 0 {
@@ -433,6 +446,61 @@ impl ClusterNode {
     }
 
     /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
+    /// Lets peers read this node's files from `source`; the first call wins.
+    pub fn serve_files(&self, source: Arc<dyn FileSource>) {
+        let _ = self.files.set(source);
+    }
+
+    /// Answers a peer's `ReadFile` (off the async threads: it reads a disk).
+    pub(crate) async fn read_local_file(
+        &self,
+        store: String,
+        name: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<FileChunk, RemoteFailure> {
+        let Some(source) = self.files.get().cloned() else {
+            return Err(RemoteFailure::Refused("this node serves no files".into()));
+        };
+        let len = len.min(FILE_CHUNK_BYTES_MAX);
+        tokio::task::spawn_blocking(move || source.read(&store, &name, offset, len))
+            .await
+            .map_err(|e| RemoteFailure::Refused(format!("reading a file failed: {e}")))?
+            .map_err(RemoteFailure::Refused)
+    }
+
+    /// Reads `len` bytes (at most `FILE_CHUNK_BYTES_MAX`) at `offset` of a
+    /// file member `node_id` keeps, over the cluster's mTLS port.
+    pub async fn read_member_file(
+        &self,
+        node_id: NodeId,
+        store: &str,
+        name: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<FileChunk, ClusterError> {
+        if node_id == self.id {
+            return self
+                .read_local_file(store.into(), name.into(), offset, len)
+                .await
+                .map_err(|e| ClusterError::Storage(e.to_string()));
+        }
+        let addr = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            membership.get_node(&node_id).map(|info| info.raft_addr.clone())
+        };
+        let addr = addr.ok_or_else(|| ClusterError::Raft(format!("node {node_id} is not a member")))?;
+        let request = RpcRequest::ReadFile { store: store.into(), name: name.into(), offset, len };
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms.saturating_mul(10).max(5_000));
+        match self.dialer.call_once(&addr, &request, timeout).await {
+            Ok(RpcResponse::File(Ok(chunk))) => Ok(chunk),
+            Ok(RpcResponse::File(Err(e))) => Err(ClusterError::Storage(format!("node {node_id}: {e}"))),
+            Ok(_) => Err(ClusterError::Raft(format!("node {node_id}: unexpected answer to a file read"))),
+            Err(e) => Err(ClusterError::Io { path: addr, source: e }),
+        }
+    }
+
     pub fn ca_fingerprint(&self) -> Result<[u8; 32], ClusterError> {
         Ok(self.tls.ca_fingerprint()?)
     }

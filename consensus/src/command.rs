@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::address::AddressError;
 use crate::state::spam::{AddressRule, KeywordRule, LearnEffect, RulePack, SpamReport};
 use crate::state::{
-    AntivirusNodeStatus, AttachmentRule, ConfigDocument, DkimKey, DomainLimits, ListRule, QuarantineEntry, SpamClass,
-    UserOverrides,
+    AntivirusNodeStatus, AttachmentLink, AttachmentRule, ConfigDocument, DkimKey, DomainLimits, ListRule,
+    QuarantineEntry, SpamClass, UserOverrides,
 };
 
 /// One change to the cluster state.
@@ -333,6 +333,21 @@ pub enum Command {
         keywords: Vec<KeywordRule>,
         replace: bool,
     },
+    /// Indexes a linked attachment whose file `node_id` has stored; the
+    /// link's token is known only by its SHA-256. Expired links go as the
+    /// request's `at_ms` passes their time (and on `ExpireCounters`).
+    AddAttachmentLink {
+        token_sha256: String,
+        link: AttachmentLink,
+    },
+    /// Withdraws a link before its time (`attachment-link revoke`).
+    RemoveAttachmentLink {
+        token_sha256: String,
+    },
+    /// Counts one download of a link (the download log's total).
+    RecordAttachmentDownload {
+        token_sha256: String,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -482,6 +497,10 @@ pub enum ApplyError {
     BadDkimKey(String),
     #[error("id: no quarantined message {0}")]
     UnknownQuarantined(String),
+    #[error("id: no attachment link {0}")]
+    UnknownAttachmentLink(String),
+    #[error("attachment_links: the cluster holds {0} links, the most it keeps; wait for some to expire")]
+    TooManyAttachmentLinks(usize),
 }
 
 impl ApplyError {
@@ -510,7 +529,8 @@ impl ApplyError {
             UnknownRule(_) => "id".into(),
             BadSelector(_) | SelectorExists { .. } | UnknownSelector { .. } => "selector".into(),
             BadDkimKey(_) => "key".into(),
-            UnknownQuarantined(_) => "id".into(),
+            UnknownQuarantined(_) | UnknownAttachmentLink(_) => "id".into(),
+            TooManyAttachmentLinks(_) => "attachment_links".into(),
         }
     }
 
@@ -529,6 +549,7 @@ impl ApplyError {
                 | UnknownTriplet(_)
                 | UnknownSelector { .. }
                 | UnknownQuarantined(_)
+                | UnknownAttachmentLink(_)
         )
     }
 

@@ -20,6 +20,26 @@ pub struct NodeConfig {
     pub smtp: SmtpConfig,
     pub dns: DnsConfig,
     pub antivirus: AntivirusConfig,
+    pub attachment_links: AttachmentLinksConfig,
+}
+
+/// This node's side of attachment linking; whether and what is linked are
+/// the replicated `attachment_links.*` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentLinksConfig {
+    /// The download listener (`GET /a/{token}`), plain HTTP for the load
+    /// balancer to front with TLS; empty: this node serves no downloads
+    /// (it still stores files and serves them to the other nodes).
+    pub listen: String,
+    /// How often files whose link expired or was revoked are deleted.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for AttachmentLinksConfig {
+    fn default() -> Self {
+        Self { listen: String::new(), sweep_interval_ms: 600_000 }
+    }
 }
 
 /// This node's clamd. Whether messages are scanned is the replicated
@@ -177,6 +197,7 @@ impl Default for NodeConfig {
             smtp: SmtpConfig::default(),
             dns: DnsConfig::default(),
             antivirus: AntivirusConfig::default(),
+            attachment_links: AttachmentLinksConfig::default(),
         }
     }
 }
@@ -227,6 +248,10 @@ impl NodeConfig {
                 .map_err(|e| anyhow::anyhow!("smtp.lmtp_server: {e}"))?;
         }
         anyhow::ensure!(self.smtp.lmtp_timeout_ms > 0, "smtp.lmtp_timeout_ms must be > 0");
+        anyhow::ensure!(
+            self.attachment_links.sweep_interval_ms >= 1000,
+            "attachment_links.sweep_interval_ms must be at least 1000"
+        );
         Ok(())
     }
 

@@ -21,6 +21,8 @@ pub struct MailSystem {
     pub clamd: Option<::actors::content::clamd::Clamd>,
     /// Failed logins since the last digest, for the admin API's login check.
     pub failed_logins: ::actors::login_failures::SharedDigest,
+    /// This node's linked attachments, for the sweeper.
+    pub links: Option<Arc<::actors::attachment_links::store::LinkStore>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The pipeline stages' threads, one runtime per stage.
     stage_runtimes: Vec<tokio::runtime::Runtime>,
@@ -67,7 +69,8 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let proposer_for_schedule = node.proposer.clone();
     let (update_command, update_timeout_ms) =
         (config.antivirus.update_command.clone(), config.antivirus.update_timeout_ms);
-    let (pipeline, stage_runtimes) = pipeline(config, &node.proposer)?;
+    let (pipeline, stage_runtimes) = pipeline(config, node)?;
+    let links = pipeline.links.clone();
     let clamd = pipeline.clamd.clone();
     let clamd_for_updater = pipeline.clamd.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -205,13 +208,26 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
             return Err(e);
         }
     };
-    Ok(MailSystem { system, queue, clamd, failed_logins, thread: Some(thread), stage_runtimes })
+    Ok(MailSystem { system, queue, clamd, failed_logins, links, thread: Some(thread), stage_runtimes })
+}
+
+/// Where this node keeps linked attachments; its peers read them from here.
+fn link_store(
+    config: &NodeConfig,
+    node: &Arc<ClusterNode>,
+) -> anyhow::Result<Arc<::actors::attachment_links::store::LinkStore>> {
+    let dir = config.data_dir.join("attachments");
+    let store = ::actors::attachment_links::store::LinkStore::open(&dir, node.id)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let store = Arc::new(store);
+    node.serve_files(store.clone());
+    Ok(store)
 }
 
 /// The message pipeline's stages, each on runtime threads of its own.
 fn pipeline(
     config: &NodeConfig,
-    proposer: &consensus::Proposer,
+    node: &Arc<ClusterNode>,
 ) -> anyhow::Result<(::actors::pipeline::Pipeline, Vec<tokio::runtime::Runtime>)> {
     use ::actors::pipeline::StageWorker;
     let smtp = &config.smtp;
@@ -243,7 +259,8 @@ fn pipeline(
         rewrite: stage("rewrite", smtp.stage_threads)?,
         sign: stage("sign", smtp.stage_threads)?,
         clamd,
-        proposer: Some(proposer.clone()),
+        proposer: Some(node.proposer.clone()),
+        links: Some(link_store(config, node)?),
     };
     Ok((pipeline, runtimes))
 }

@@ -2,6 +2,7 @@
 //! decides lives in the library crates; this crate only connects them.
 
 mod admin;
+mod attachment_links;
 mod cli;
 mod config;
 mod file_modes;

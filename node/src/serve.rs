@@ -93,9 +93,25 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
         clamd: mail.clamd.clone(),
         failed_logins: mail.failed_logins.clone(),
     };
+    if let Some(store) = mail.links.clone() {
+        let interval = std::time::Duration::from_millis(config.attachment_links.sweep_interval_ms);
+        tokio::spawn(crate::attachment_links::sweep(node.clone(), store, interval));
+    }
+    let links_listen = config.attachment_links.listen.clone();
+    let downloads = async {
+        if links_listen.is_empty() {
+            std::future::pending::<anyhow::Result<()>>().await
+        } else {
+            info!(listen = %links_listen, "attachment link downloads served");
+            crate::attachment_links::run(node.clone(), links_listen.clone()).await
+        }
+    };
     tokio::select! {
         result = admin::run(state, &config.admin.listen, token, config.admin.body_bytes_max) => {
             result.with_context(|| format!("admin API on {}", config.admin.listen))?;
+        }
+        result = downloads => {
+            result.with_context(|| format!("attachment_links.listen {}", config.attachment_links.listen))?;
         }
         _ = shutdown_signal() => info!("shutting down"),
     }

@@ -61,8 +61,11 @@ pub struct Pipeline {
     pub sign: StageWorker,
     /// This node's clamd, when `antivirus.clamd` names one.
     pub clamd: Option<Clamd>,
-    /// For the spam stage's autolearn (a learn is proposed, never awaited).
+    /// For the spam stage's autolearn (a learn is proposed, never awaited)
+    /// and the links of linked attachments.
     pub proposer: Option<consensus::Proposer>,
+    /// Where this node keeps linked attachments; `None`: it links none.
+    pub links: Option<Arc<crate::attachment_links::store::LinkStore>>,
 }
 
 /// What the stages need besides the message.
@@ -150,8 +153,25 @@ impl Pipeline {
             (message, None)
         };
         let own_mail = ctx.own_mail;
-        let disposition =
-            self.rewrite.run(async move { Ok(rewrite::apply(message, findings, verdict, own_mail)) }).await?;
+        let links = match (&self.links, &self.proposer) {
+            (Some(store), Some(proposer)) => crate::attachment_links::policy_for(&ctx.state, &message)
+                .map(|policy| (store.clone(), proposer.clone(), policy)),
+            _ => None,
+        };
+        let disposition = self
+            .rewrite
+            .run(async move {
+                let disposition = rewrite::apply(message, findings, verdict, own_mail);
+                Ok(match (disposition, links) {
+                    (Disposition::Deliver(mut m), Some((store, proposer, policy))) => {
+                        let now_ms = m.received_ms;
+                        crate::attachment_links::link(&store, &proposer, &policy, &mut m, now_ms).await;
+                        Disposition::Deliver(m)
+                    }
+                    (other, _) => other,
+                })
+            })
+            .await?;
 
         if !signs {
             return Ok(disposition);

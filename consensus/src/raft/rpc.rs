@@ -32,6 +32,21 @@ pub enum RpcRequest {
     Join(JoinRequest),
     /// The receiver's own view of the cluster (the leader's has replication lag).
     Status,
+    /// A piece of a file the receiver keeps for the cluster (its
+    /// `FileSource`: linked attachments), read from `offset`.
+    ReadFile {
+        store: String,
+        name: String,
+        offset: u64,
+        len: u32,
+    },
+}
+
+/// Bytes of a file from `ReadFile`, with the file's whole length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChunk {
+    pub total: u64,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +85,7 @@ pub enum RpcResponse {
     Membership(Result<(), RemoteFailure>),
     Join(Result<JoinGrant, RemoteFailure>),
     Status(Box<crate::cluster::ClusterStatus>),
+    File(Result<FileChunk, RemoteFailure>),
     /// The request needs a client certificate and none was presented.
     Unauthenticated,
 }

@@ -23,6 +23,10 @@ pub struct Domain {
 pub struct DomainLimits {
     pub daily_messages_max: Option<u32>,
     pub daily_bytes_max: Option<u64>,
+    /// Attachments of at least this many bytes in the users' outbound mail
+    /// are replaced by a link (0: never).
+    #[serde(default)]
+    pub attachment_link_bytes_min: Option<u64>,
 }
 
 /// Per-user limits that override the cluster defaults; `None` keeps the default.
@@ -36,6 +40,10 @@ pub struct UserOverrides {
     /// Bytes the user may send per day, a message's size counted once per
     /// external recipient (0: no limit).
     pub daily_bytes_max: Option<u64>,
+    /// Attachments of at least this many bytes in the user's outbound mail
+    /// are replaced by a link (0: never).
+    #[serde(default)]
+    pub attachment_link_bytes_min: Option<u64>,
 }
 
 /// A mailbox owner who can log in.

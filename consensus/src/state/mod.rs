@@ -6,6 +6,7 @@
 //! `crate::ReadHandle` as an immutable snapshot.
 
 pub mod antivirus;
+pub mod attachment_links;
 pub mod bayes;
 pub mod content;
 pub mod counters;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use antivirus::{AntivirusNodeStatus, AntivirusState};
+pub use attachment_links::{AttachmentLink, AttachmentLinks};
 pub use content::{AttachmentAction, AttachmentMatch, AttachmentRule, ContentFilters};
 pub use counters::{
     BlockedIp, Counters, DailyQuota, GreylistClient, GreylistTriplet, HijackCounter, UnfreezeToken, UnknownRecipients,
@@ -86,6 +88,9 @@ pub struct ClusterState {
     /// The spam engine's learned model.
     #[serde(default)]
     pub spam: SpamState,
+    /// Linked attachments: where each file is, until when.
+    #[serde(default)]
+    pub attachment_links: AttachmentLinks,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and

@@ -783,6 +783,24 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         default: "tempfail",
         doc: "When the cluster cannot count a charge (no quorum): tempfail answers 451 4.7.1 so the client retries; accept lets the message out uncounted.",
     },
+    SettingSpec {
+        key: "attachment_links.bytes_min",
+        kind: SettingKind::Integer { min: 0, max: 1 << 40 },
+        default: "0",
+        doc: "Attachment linking (MDaemon): in mail sent by an authenticated user, attachments of at least this many bytes are stored by the cluster and replaced by a download link (attachment_links.base_url). A domain's and a user's own limits (`domain limits`, `user limits --attachment-link-bytes-min`) win; 0 turns it off.",
+    },
+    SettingSpec {
+        key: "attachment_links.ttl_s",
+        kind: SettingKind::Integer { min: 1, max: 31_536_000 },
+        default: "1209600",
+        doc: "How long a link works (and its file is kept) after the message was sent.",
+    },
+    SettingSpec {
+        key: "attachment_links.base_url",
+        kind: SettingKind::Url,
+        default: "",
+        doc: "The address recipients fetch links from, e.g. https://files.example.com: the load balancer in front of every node's attachment_links.listen. Links are {base_url}/a/{token}/{file name}. Empty (or not http/https): attachments are never linked.",
+    },
 ];
 
 /// Settings that hold secrets.
@@ -993,6 +1011,9 @@ setting_keys! {
     RELAY_SMARTHOST_PASSWORD: String = 117, "relay.smarthost_password";
     HIJACK_ON_UNAVAILABLE: String = 118, "hijack.on_unavailable";
     QUOTA_ON_UNAVAILABLE: String = 119, "quota.on_unavailable";
+    ATTACHMENT_LINKS_BYTES_MIN: i64 = 120, "attachment_links.bytes_min";
+    ATTACHMENT_LINKS_TTL_S: i64 = 121, "attachment_links.ttl_s";
+    ATTACHMENT_LINKS_BASE_URL: String = 122, "attachment_links.base_url";
 }
 
 /// A settings value after validation.

@@ -6,6 +6,7 @@
 //! applied state. Errors are `{"error": "...", "field": "..."}` with 400
 //! (bad input), 404 (no such thing), 409 (conflict), 503 (no quorum).
 
+mod attachment_links;
 mod content;
 mod dkim;
 mod login_check;

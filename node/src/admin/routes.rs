@@ -22,6 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/domains/{name}", web::delete().to(remove_domain))
             .route("/domains/{name}/limits", web::put().to(set_domain_limits))
             .route("/quota/usage", web::get().to(super::quota::list))
+            .route("/attachment-links", web::get().to(super::attachment_links::list))
+            .route("/attachment-links/{id}", web::delete().to(super::attachment_links::revoke))
             .route("/auth/check", web::post().to(super::login_check::check))
             .route("/quota/usage/{user}", web::get().to(super::quota::show))
             .route("/relay-domains", web::get().to(list_relay_domains))

@@ -81,6 +81,9 @@ pub enum Command {
     /// The daily outbound quota: today's use per user (MailPlus "Outbound Usage").
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// Linked attachments of outbound mail: list them with their downloads, revoke one.
+    #[command(subcommand)]
+    AttachmentLink(AttachmentLinkCmd),
     /// Inbound relay domains: mail accepted for other servers and relayed to their MX (replicated).
     #[command(subcommand)]
     RelayDomain(RelayDomainCmd),
@@ -166,6 +169,9 @@ pub enum DomainCmd {
         /// Bytes per UTC day to external recipients, a message's size once per recipient.
         #[arg(long)]
         daily_bytes_max: Option<u64>,
+        /// Link attachments of at least this many bytes in the users' outbound mail (0: never).
+        #[arg(long)]
+        attachment_link_bytes_min: Option<u64>,
     },
 }
 
@@ -183,6 +189,18 @@ pub enum RelayDomainCmd {
     List,
     /// Stop accepting mail for DOMAIN.
     Remove { domain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentLinkCmd {
+    /// Live links, newest first: id, sender, file, size, owning node, expiry, downloads.
+    List {
+        /// Only links this user made.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Withdraw a link at once (ID: its first characters from `list`, at least 8).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +253,9 @@ pub enum UserCmd {
         /// Bytes per UTC day to external recipients, a message's size once per recipient (0: none).
         #[arg(long)]
         daily_bytes_max: Option<u64>,
+        /// Link attachments of at least this many bytes in the user's outbound mail (0: never).
+        #[arg(long)]
+        attachment_link_bytes_min: Option<u64>,
     },
     /// Delete the account (its Maildir stays on disk).
     Remove { address: String },

@@ -6,10 +6,10 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use super::args::{
-    AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd, DomainCmd, ExportRules,
-    FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd, QuotaCmd, RelayDomainCmd,
-    RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd,
-    UserCmd,
+    AliasCmd, AntivirusCmd, AttachmentLinkCmd, BlockedCmd, ClusterCmd, Command, ConfigCmd, ContentCmd, DkimCmd,
+    DomainCmd, ExportRules, FilterCmd, GreylistCmd, GroupCmd, ImportRules, PasswordArgs, QuarantineCmd, QueueCmd,
+    QuotaCmd, RelayDomainCmd, RulesCmd, SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd,
+    SpamRulesCmd, TemplateCmd, UserCmd,
 };
 use super::client::AdminClient;
 use super::print;
@@ -59,9 +59,13 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
                 client.post("domain-aliases", json!({ "alias": alias, "target": target }))
             }
             DomainCmd::AliasRemove { alias } => client.delete(&p(&["domain-aliases", alias])),
-            DomainCmd::Limits { name, daily_messages_max, daily_bytes_max } => client.put(
+            DomainCmd::Limits { name, daily_messages_max, daily_bytes_max, attachment_link_bytes_min } => client.put(
                 &p(&["domains", name, "limits"]),
-                json!({ "daily_messages_max": daily_messages_max, "daily_bytes_max": daily_bytes_max }),
+                json!({
+                    "daily_messages_max": daily_messages_max,
+                    "daily_bytes_max": daily_bytes_max,
+                    "attachment_link_bytes_min": attachment_link_bytes_min,
+                }),
             ),
         },
         Command::User(c) => match c {
@@ -78,11 +82,18 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             UserCmd::Enable { address } => client.put(&p(&["users", address, "enabled"]), json!({ "enabled": true })),
             UserCmd::Freeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": true })),
             UserCmd::Unfreeze { address } => client.put(&p(&["users", address, "frozen"]), json!({ "frozen": false })),
-            UserCmd::Limits { address, mailbox_bytes_max, daily_messages_max, daily_bytes_max } => {
+            UserCmd::Limits {
+                address,
+                mailbox_bytes_max,
+                daily_messages_max,
+                daily_bytes_max,
+                attachment_link_bytes_min,
+            } => {
                 let body = json!({
                     "mailbox_bytes_max": mailbox_bytes_max,
                     "daily_messages_max": daily_messages_max,
                     "daily_bytes_max": daily_bytes_max,
+                    "attachment_link_bytes_min": attachment_link_bytes_min,
                 });
                 client.put(&p(&["users", address, "overrides"]), body)
             }
@@ -199,6 +210,13 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
             }
             RelayDomainCmd::List => client.get("relay-domains"),
             RelayDomainCmd::Remove { domain } => client.delete(&p(&["relay-domains", domain])),
+        },
+        Command::AttachmentLink(c) => match c {
+            AttachmentLinkCmd::List { user: Some(user) } => {
+                client.get(&format!("attachment-links?user={}", AdminClient::query_value(user)))
+            }
+            AttachmentLinkCmd::List { user: None } => client.get("attachment-links"),
+            AttachmentLinkCmd::Revoke { id } => client.delete(&p(&["attachment-links", id])),
         },
         Command::Quota(QuotaCmd::Usage { user, sort }) => match user {
             Some(user) => client.get(&p(&["quota", "usage", user])),

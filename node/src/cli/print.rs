@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::args::{
-    AliasCmd, AntivirusCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd, ExportRules, FilterCmd,
-    GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, QuotaCmd, RelayDomainCmd, RulesCmd, SpamAddressCmd, SpamCmd,
-    SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
+    AliasCmd, AntivirusCmd, AttachmentLinkCmd, BlockedCmd, ClusterCmd, Command, ContentCmd, DkimCmd, DomainCmd,
+    ExportRules, FilterCmd, GreylistCmd, GroupCmd, QuarantineCmd, QueueCmd, QuotaCmd, RelayDomainCmd, RulesCmd,
+    SpamAddressCmd, SpamCmd, SpamFiltersCmd, SpamKeywordCmd, SpamReportsCmd, SpamRulesCmd, TemplateCmd, UserCmd,
 };
 
 fn s(v: &Value, key: &str) -> String {
@@ -68,6 +68,24 @@ pub fn human(command: &Command, reply: &Value) {
                 .map(|d| {
                     let list = join_list(d, "recipients");
                     vec![s(d, "domain"), if list.is_empty() { "any".into() } else { list }]
+                })
+                .collect(),
+        ),
+        Command::AttachmentLink(AttachmentLinkCmd::List { .. }) => table(
+            &["ID", "USER", "FILE", "BYTES", "NODE", "EXPIRES", "DOWNLOADS", "LAST DOWNLOAD"],
+            items(reply)
+                .iter()
+                .map(|l| {
+                    vec![
+                        s(l, "id"),
+                        s(l, "user"),
+                        s(l, "file_name"),
+                        s(l, "size"),
+                        s(l, "node_id"),
+                        time_text(l, "expires_ms"),
+                        s(l, "downloads"),
+                        time_text(l, "last_download_ms"),
+                    ]
                 })
                 .collect(),
         ),
