@@ -3,7 +3,9 @@
 //! commands always give the same state.
 
 use gatehouse_consensus::command::{ApplyError, Command, GreylistVerdict, Outcome};
-use gatehouse_consensus::state::{ClusterState, DomainLimits, ListName, ListRule, RuleKind, UserOverrides};
+use gatehouse_consensus::state::{
+    AttachmentLink, ClusterState, DomainLimits, ListName, ListRule, RuleKind, UserOverrides,
+};
 use proptest::prelude::*;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
@@ -172,7 +174,7 @@ fn the_users_limit_beats_the_domains_which_beats_the_clusters() {
     set(&mut s, "quota.daily_messages_max", "100");
     set(&mut s, "quota.daily_bytes_max", "1000");
     assert_eq!(s.daily_limits("alice@example.com"), (100, 1000));
-    let limits = DomainLimits { daily_messages_max: Some(10), daily_bytes_max: None };
+    let limits = DomainLimits { daily_messages_max: Some(10), ..Default::default() };
     s.apply(&Command::SetDomainLimits { domain: "Example.com".into(), limits }, 2).unwrap();
     assert_eq!(s.daily_limits("alice@example.com"), (10, 1000), "the domain's messages, the cluster's bytes");
     let overrides = UserOverrides { daily_bytes_max: Some(0), ..Default::default() };
@@ -185,6 +187,67 @@ fn the_users_limit_beats_the_domains_which_beats_the_clusters() {
     set(&mut s, "quota.daily_bytes_max", "500");
     let big = Command::ChargeDailyQuota { user: "bob@example.com".into(), messages: 1, bytes: 501 };
     assert!(matches!(s.apply(&big, 5).unwrap(), Outcome::QuotaExceeded { bytes: 0, bytes_max: 500, .. }));
+}
+
+fn link(user: &str, name: &str, expires_ms: u64) -> Command {
+    let link = AttachmentLink {
+        node_id: 2,
+        user: user.into(),
+        file_name: name.into(),
+        content_type: "application/pdf".into(),
+        size: 300,
+        created_ms: 0,
+        expires_ms,
+        downloads: 7,
+        last_download_ms: Some(1),
+    };
+    Command::AddAttachmentLink { token_sha256: format!("{:064x}", expires_ms), link }
+}
+
+#[test]
+fn attachment_links_are_indexed_counted_revoked_and_expire() {
+    let mut s = seeded();
+    s.apply(&link("Alice@Example.com", &format!("a\r\n{}", "é".repeat(300)), 100), 10).unwrap();
+    let key = format!("{:064x}", 100);
+    let entry = s.attachment_links.live(&key, 10).cloned().unwrap();
+    assert_eq!(entry.user, "alice@example.com");
+    assert!(entry.file_name.len() <= 255 && !entry.file_name.contains('\r'), "{:?}", entry.file_name);
+    assert_eq!(
+        (entry.created_ms, entry.downloads, entry.last_download_ms),
+        (10, 0, None),
+        "the proposer's counts are not trusted"
+    );
+    s.apply(&Command::RecordAttachmentDownload { token_sha256: key.clone() }, 20).unwrap();
+    let entry = s.attachment_links.live(&key, 20).cloned().unwrap();
+    assert_eq!((entry.downloads, entry.last_download_ms), (1, Some(20)));
+    assert!(s.attachment_links.live(&key, 100).is_none(), "dead at its expiry");
+    assert_eq!(s.apply(&link("not an address", "x", 200), 30).unwrap_err().field(), "user");
+    // A later add drops the expired ones; so does ExpireCounters.
+    s.apply(&link("alice@example.com", "b", 300), 150).unwrap();
+    assert_eq!(s.attachment_links.links.len(), 1);
+    s.apply(&Command::ExpireCounters, 400).unwrap();
+    assert!(s.attachment_links.links.is_empty());
+    s.apply(&link("alice@example.com", "c", 900), 500).unwrap();
+    let revoke = Command::RemoveAttachmentLink { token_sha256: format!("{:064x}", 900) };
+    s.apply(&revoke, 501).unwrap();
+    assert_eq!(s.apply(&revoke, 502).unwrap_err().field(), "id");
+    let count = Command::RecordAttachmentDownload { token_sha256: format!("{:064x}", 900) };
+    assert_eq!(s.apply(&count, 503).unwrap_err().field(), "id");
+}
+
+#[test]
+fn the_attachment_link_threshold_resolves_user_then_domain_then_cluster() {
+    let mut s = seeded();
+    assert_eq!(s.attachment_link_threshold("alice@example.com"), 0, "off by default");
+    s.apply(&Command::SetSetting { key: "attachment_links.bytes_min".into(), value: "5000000".into() }, 1).unwrap();
+    assert_eq!(s.attachment_link_threshold("alice@example.com"), 5_000_000);
+    let limits = DomainLimits { attachment_link_bytes_min: Some(1000), ..Default::default() };
+    s.apply(&Command::SetDomainLimits { domain: "example.com".into(), limits }, 2).unwrap();
+    assert_eq!(s.attachment_link_threshold("alice@example.com"), 1000);
+    let overrides = UserOverrides { attachment_link_bytes_min: Some(0), ..Default::default() };
+    s.apply(&Command::SetUserOverrides { address: "alice@example.com".into(), overrides }, 3).unwrap();
+    assert_eq!(s.attachment_link_threshold("alice@example.com"), 0, "the user's own 0 turns it off");
+    assert_eq!(s.attachment_link_threshold("bob@other.org"), 5_000_000);
 }
 
 #[test]

@@ -329,8 +329,25 @@ pub fn assert_each_acked_delivered_once(
     ids
 }
 
+/// Runs a Python script, fed on stdin: a script carrying a large message
+/// would pass the kernel's limit on one argument.
 pub fn python(script: &str) -> std::process::Output {
-    Command::new("python3").arg("-c").arg(script).output().expect("python3")
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().expect("python3 stdin");
+    let script = script.to_string();
+    // Written from a thread: a script that prints a lot before reading all of
+    // its input must not deadlock against us.
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let out = child.wait_with_output().expect("python3");
+    writer.join().expect("python3 writer").expect("writing the python script");
+    out
 }
 
 /// A helper process (DNS server, peer MTA) killed when dropped.
