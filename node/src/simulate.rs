@@ -63,6 +63,13 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
             report.snapshots_installed, report.install_crashes
         );
         println!("nodes joined: {}, removed: {}", report.nodes_joined, report.nodes_removed);
+        println!(
+            "quota charges: {} counted, {} refused at the limit, highest daily count {} (limit {})",
+            report.quota_charged,
+            report.quota_refused,
+            report.quota_highest,
+            simulation::run::QUOTA_MESSAGES_MAX
+        );
         println!("trace hash: {}", report.trace_hash);
         if report.violations.is_empty() {
             println!("invariants: all held");

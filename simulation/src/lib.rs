@@ -25,6 +25,9 @@ pub struct SweepSummary {
     pub install_crashes: u32,
     pub nodes_joined: u32,
     pub nodes_removed: u32,
+    pub quota_charged: usize,
+    pub quota_refused: usize,
+    pub quota_highest: u32,
 }
 
 impl SweepSummary {
@@ -38,6 +41,9 @@ impl SweepSummary {
             install_crashes: reports.iter().map(|r| r.install_crashes).sum(),
             nodes_joined: reports.iter().map(|r| r.nodes_joined).sum(),
             nodes_removed: reports.iter().map(|r| r.nodes_removed).sum(),
+            quota_charged: reports.iter().map(|r| r.quota_charged).sum(),
+            quota_refused: reports.iter().map(|r| r.quota_refused).sum(),
+            quota_highest: reports.iter().map(|r| r.quota_highest).max().unwrap_or(0),
         }
     }
 }
@@ -47,7 +53,8 @@ impl std::fmt::Display for SweepSummary {
         write!(
             f,
             "{} seeds, {} failed, {} writes acknowledged, slowest convergence {} ms, {} snapshots installed, \
-             {} crashes inside an install, {} nodes joined, {} removed",
+             {} crashes inside an install, {} nodes joined, {} removed; quota charges: {} counted, {} refused at \
+             the limit, highest daily count {} (limit {})",
             self.seeds,
             self.failing,
             self.writes_acknowledged,
@@ -55,7 +62,11 @@ impl std::fmt::Display for SweepSummary {
             self.snapshots_installed,
             self.install_crashes,
             self.nodes_joined,
-            self.nodes_removed
+            self.nodes_removed,
+            self.quota_charged,
+            self.quota_refused,
+            self.quota_highest,
+            run::QUOTA_MESSAGES_MAX
         )
     }
 }

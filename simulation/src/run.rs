@@ -55,6 +55,11 @@ pub struct SimReport {
     /// Nodes that joined as voters, and nodes removed, during the run.
     pub nodes_joined: u32,
     pub nodes_removed: u32,
+    /// Quota charges acknowledged as charged, and as refused at the limit.
+    pub quota_charged: usize,
+    pub quota_refused: usize,
+    /// The highest daily count any node ever held (the limit is `QUOTA_MESSAGES_MAX`).
+    pub quota_highest: u32,
 }
 
 /// Virtual ms between two steps.
@@ -62,7 +67,7 @@ const STEP_MS: u64 = 50;
 /// Once faults stop, the cluster must agree within this much virtual time.
 pub const CONVERGENCE_BOUND_MS: u64 = 20_000;
 /// The daily quota the workload charges against; the state machine must never pass it.
-const QUOTA_MESSAGES_MAX: u32 = 12;
+pub const QUOTA_MESSAGES_MAX: u32 = 12;
 /// The proposers' clocks start here: a fixed instant a second before
 /// midnight UTC, so skewed clocks straddle the day change.
 const EPOCH_MS: u64 = 20_000 * DAY_MS - 1_000;
@@ -73,6 +78,8 @@ struct Ledger {
     triplets: BTreeSet<String>,
     /// Quota charges acknowledged as charged: (user, proposer's clock).
     charged: Vec<(String, u64)>,
+    /// Quota charges acknowledged as refused at the limit.
+    quota_refused: usize,
     /// Acknowledged writes: log index → the entry's log id and request.
     acked: BTreeMap<u64, (LogId, ClusterRequest)>,
     writes: usize,
@@ -92,6 +99,8 @@ struct Sim {
     leaders: BTreeMap<u64, NodeId>,
     /// applied index → state hash, as first seen on any node.
     states: BTreeMap<u64, String>,
+    /// The highest daily quota count seen on any node at any step.
+    quota_highest: u32,
     /// log index → the committed entry's id and payload digest, as first
     /// seen in an applied part of any node's log.
     committed: BTreeMap<u64, (LogId, String)>,
@@ -217,6 +226,9 @@ impl Sim {
                             (Command::ChargeDailyQuota { user, .. }, Some(Ok(Outcome::QuotaCharged { .. }))) => {
                                 l.charged.push((user.clone(), request.at_ms));
                             }
+                            (Command::ChargeDailyQuota { .. }, Some(Ok(Outcome::QuotaExceeded { .. }))) => {
+                                l.quota_refused += 1;
+                            }
                             _ => {}
                         }
                         return;
@@ -256,6 +268,9 @@ fn failed(seed: u64, why: String) -> SimReport {
         install_crashes: 0,
         nodes_joined: 0,
         nodes_removed: 0,
+        quota_charged: 0,
+        quota_refused: 0,
+        quota_highest: 0,
     }
 }
 
@@ -281,6 +296,7 @@ async fn run(config: SimConfig) -> SimReport {
         violations: Vec::new(),
         leaders: BTreeMap::new(),
         states: BTreeMap::new(),
+        quota_highest: 0,
         committed: BTreeMap::new(),
         log_checked: BTreeMap::new(),
         down_until: BTreeMap::new(),
@@ -369,5 +385,8 @@ async fn run(config: SimConfig) -> SimReport {
         install_crashes: sim.install_crashes,
         nodes_joined: ledger.events.iter().filter(|(_, e)| e.starts_with("JOINED")).count() as u32,
         nodes_removed: sim.removed.len() as u32,
+        quota_charged: ledger.charged.len(),
+        quota_refused: ledger.quota_refused,
+        quota_highest: sim.quota_highest,
     }
 }

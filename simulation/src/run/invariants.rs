@@ -47,6 +47,8 @@ impl Sim {
                     self.states.insert(applied.applied_index, hash);
                 }
             }
+            let highest = applied.state.counters.daily_quota.values().map(|q| q.messages).max().unwrap_or(0);
+            self.quota_highest = self.quota_highest.max(highest);
             if let Some(q) = applied.state.counters.daily_quota.values().find(|q| q.messages > QUOTA_MESSAGES_MAX) {
                 found.push(format!("node {}: a daily quota reached {} > {QUOTA_MESSAGES_MAX}", node.id, q.messages));
             }
