@@ -143,8 +143,10 @@ pub fn replacement_part(name: &str, size: u64, url: &str, expires_ms: u64) -> Ve
 }
 
 /// Stores and links the message's large attachments; returns how many were
-/// linked. Each is stored durably, then indexed through Raft, then cut out;
-/// one that fails either step stays in the message.
+/// linked. The files are stored durably first (one blocking task), then
+/// their links are proposed together (the proposer batches them into one
+/// Raft entry), then the committed ones are cut out; an attachment whose
+/// file or link failed stays in the message.
 pub async fn link(
     store: &Arc<LinkStore>,
     proposer: &Proposer,
@@ -152,43 +154,70 @@ pub async fn link(
     message: &mut InboundMessage,
     now_ms: u64,
 ) -> usize {
-    let mut linked = 0;
-    for candidate in candidates(&message.body, policy.bytes_min) {
-        let (token, hash) = new_token();
-        let size = candidate.data.len() as u64;
-        let (s, h, data) = (store.clone(), hash.clone(), candidate.data);
-        match tokio::task::spawn_blocking(move || s.save(&h, &data)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "attachment link: storing the file failed; attachment kept");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "attachment link: storing the file failed; attachment kept");
-                continue;
-            }
+    let found = candidates(&message.body, policy.bytes_min);
+    if found.is_empty() {
+        return 0;
+    }
+    let tokens: Vec<(String, String)> = found.iter().map(|_| new_token()).collect();
+    let files: Vec<(String, Vec<u8>)> =
+        found.iter().zip(&tokens).map(|(c, (_, hash))| (hash.clone(), c.data.clone())).collect();
+    let s = store.clone();
+    let saved: Vec<bool> = match tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|(hash, data)| {
+                s.save(hash, data)
+                    .map_err(|e| tracing::error!(error = %e, "attachment link: storing the file failed"))
+                    .is_ok()
+            })
+            .collect()
+    })
+    .await
+    {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!(error = %e, "attachment link: storing the files failed; attachments kept");
+            return 0;
         }
-        let expires_ms = now_ms.saturating_add(policy.ttl_ms);
+    };
+    let expires_ms = now_ms.saturating_add(policy.ttl_ms);
+    let proposals = found.iter().zip(&tokens).zip(&saved).map(|((c, (_, hash)), saved)| {
         let entry = AttachmentLink {
             node_id: store.node_id,
             user: policy.user.clone(),
-            file_name: candidate.name.clone(),
-            content_type: candidate.content_type,
-            size,
+            file_name: c.name.clone(),
+            content_type: c.content_type.clone(),
+            size: c.data.len() as u64,
             created_ms: now_ms,
             expires_ms,
             downloads: 0,
             last_download_ms: None,
         };
-        if let Err(e) = proposer.propose(Command::AddAttachmentLink { token_sha256: hash.clone(), link: entry }).await {
-            tracing::warn!(error = %e, user = %policy.user, "attachment link not recorded; attachment kept");
-            let _ = store.remove(&hash);
+        let command = Command::AddAttachmentLink { token_sha256: hash.clone(), link: entry };
+        async move {
+            if !*saved {
+                return false;
+            }
+            match proposer.propose(command).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "attachment link not recorded; attachment kept");
+                    false
+                }
+            }
+        }
+    });
+    let recorded: Vec<bool> = futures::future::join_all(proposals).await;
+    let mut linked = 0;
+    // `found` is last part first, so each splice leaves the earlier ranges valid.
+    for ((candidate, (token, hash)), recorded) in found.iter().zip(&tokens).zip(recorded) {
+        if !recorded {
+            let _ = store.remove(hash);
             continue;
         }
-        let url = link_url(&policy.base_url, &token);
-        let part = replacement_part(&candidate.name, size, &url, expires_ms);
-        let (from, to) = candidate.range;
-        message.body.splice(from..to, part);
+        let size = candidate.data.len() as u64;
+        let part = replacement_part(&candidate.name, size, &link_url(&policy.base_url, token), expires_ms);
+        message.body.splice(candidate.range.0..candidate.range.1, part);
         tracing::info!(user = %policy.user, id = &hash[..16], file = %candidate.name, size, "attachment linked");
         linked += 1;
     }
