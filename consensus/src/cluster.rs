@@ -22,7 +22,7 @@ use crate::command::{Command, Outcome};
 use crate::proposer::{leader_of, Clock, ProposeError, Proposer, ProposerLimits};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Dialer, NetworkFactory};
-use crate::raft::rpc::{FileChunk, JoinGrant, JoinRequest, RemoteFailure, RpcRequest, RpcResponse};
+use crate::raft::rpc::{JoinGrant, JoinRequest, RemoteFailure, RpcRequest, RpcResponse};
 use crate::raft::state_machine::{SnapshotStats, StateMachineStore};
 use crate::raft::tls::{self, TlsMaterial};
 use crate::raft::{NodeId, NodeInfo, Raft};
@@ -201,19 +201,18 @@ pub struct ClusterNode {
     pub clock: Clock,
     pub config: ClusterConfig,
     tls: TlsMaterial,
-    /// What `ReadFile` requests from peers are answered from (set once by the node).
-    files: std::sync::OnceLock<Arc<dyn FileSource>>,
+    /// The services peers may call (`RpcRequest::Peer`), by name.
+    services: std::sync::RwLock<BTreeMap<String, Arc<dyn PeerService>>>,
+    /// Connections to peers for service calls, kept between calls.
+    peer_pool: crate::raft::network::ConnectionPool,
 }
 
-/// Files a node keeps for the whole cluster and lets its peers read over
-/// the mTLS port (linked attachments). `store` names the kind of file, so
-/// one port serves several; an unknown store or name is an error.
-pub trait FileSource: Send + Sync {
-    fn read(&self, store: &str, name: &str, offset: u64, len: u32) -> Result<FileChunk, String>;
+/// A service the mail layer offers its peers over the cluster's mTLS port
+/// (linked attachments, spool replicas): bytes in, bytes out, its own
+/// encoding. An error is text the caller logs.
+pub trait PeerService: Send + Sync {
+    fn call(&self, body: Vec<u8>) -> futures::future::BoxFuture<'static, Result<Vec<u8>, String>>;
 }
-
-/// The most bytes one `ReadFile` answer carries.
-pub const FILE_CHUNK_BYTES_MAX: u32 = 4 * 1024 * 1024;
 
 /// The wall clock in ms since the epoch: what the node's proposer stamps.
 pub fn wall_clock() -> Clock {
@@ -285,6 +284,7 @@ impl ClusterNode {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let proposer = Proposer::start(raft.clone(), dialer.clone(), clock.clone(), config.proposer.clone());
+        let dialer_for_pool = dialer.clone();
         let listener = TcpListener::bind(&config.raft_listen).await.map_err(io_err(Path::new(&config.raft_listen)))?;
         let acceptor = TlsAcceptor::from(material.server_config()?);
         let node = Arc::new(Self {
@@ -298,7 +298,8 @@ impl ClusterNode {
             clock,
             config,
             tls: material,
-            files: std::sync::OnceLock::new(),
+            services: Default::default(),
+            peer_pool: crate::raft::network::ConnectionPool::new(dialer_for_pool, 8),
         });
         tokio::spawn(crate::raft::server::serve(node.clone(), listener, acceptor));
         if node.config.expire_interval_ms > 0 {
@@ -446,57 +447,55 @@ impl ClusterNode {
     }
 
     /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
-    /// Lets peers read this node's files from `source`; the first call wins.
-    pub fn serve_files(&self, source: Arc<dyn FileSource>) {
-        let _ = self.files.set(source);
+    /// Offers `service` to the peers under `name` (a later call replaces it).
+    pub fn serve(&self, name: &str, service: Arc<dyn PeerService>) {
+        if let Ok(mut services) = self.services.write() {
+            services.insert(name.to_string(), service);
+        }
     }
 
-    /// Answers a peer's `ReadFile` (off the async threads: it reads a disk).
-    pub(crate) async fn read_local_file(
-        &self,
-        store: String,
-        name: String,
-        offset: u64,
-        len: u32,
-    ) -> Result<FileChunk, RemoteFailure> {
-        let Some(source) = self.files.get().cloned() else {
-            return Err(RemoteFailure::Refused("this node serves no files".into()));
+    /// Answers a peer's call of one of this node's services.
+    pub(crate) async fn call_local(&self, name: &str, body: Vec<u8>) -> Result<Vec<u8>, RemoteFailure> {
+        let service = self.services.read().ok().and_then(|s| s.get(name).cloned());
+        let Some(service) = service else {
+            return Err(RemoteFailure::Refused(format!("node {} offers no service {name:?}", self.id)));
         };
-        let len = len.min(FILE_CHUNK_BYTES_MAX);
-        tokio::task::spawn_blocking(move || source.read(&store, &name, offset, len))
-            .await
-            .map_err(|e| RemoteFailure::Refused(format!("reading a file failed: {e}")))?
-            .map_err(RemoteFailure::Refused)
+        service.call(body).await.map_err(RemoteFailure::Refused)
     }
 
-    /// Reads `len` bytes (at most `FILE_CHUNK_BYTES_MAX`) at `offset` of a
-    /// file member `node_id` keeps, over the cluster's mTLS port.
-    pub async fn read_member_file(
+    /// The Raft address of member `node_id`, if it is one.
+    pub fn member_addr(&self, node_id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        membership.get_node(&node_id).map(|info| info.raft_addr.clone())
+    }
+
+    /// The ids of the current members (voters and learners).
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        membership.nodes().map(|(id, _)| *id).collect()
+    }
+
+    /// Calls `service` on member `node_id` (this node's own directly), over
+    /// a pooled mTLS connection, within `timeout`.
+    pub async fn call_member(
         &self,
         node_id: NodeId,
-        store: &str,
-        name: &str,
-        offset: u64,
-        len: u32,
-    ) -> Result<FileChunk, ClusterError> {
+        service: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClusterError> {
         if node_id == self.id {
-            return self
-                .read_local_file(store.into(), name.into(), offset, len)
-                .await
-                .map_err(|e| ClusterError::Storage(e.to_string()));
+            return self.call_local(service, body).await.map_err(|e| ClusterError::Storage(e.to_string()));
         }
-        let addr = {
-            let metrics = self.raft.metrics().borrow().clone();
-            let membership = metrics.membership_config.membership();
-            membership.get_node(&node_id).map(|info| info.raft_addr.clone())
-        };
-        let addr = addr.ok_or_else(|| ClusterError::Raft(format!("node {node_id} is not a member")))?;
-        let request = RpcRequest::ReadFile { store: store.into(), name: name.into(), offset, len };
-        let timeout = Duration::from_millis(self.config.connect_timeout_ms.saturating_mul(10).max(5_000));
-        match self.dialer.call_once(&addr, &request, timeout).await {
-            Ok(RpcResponse::File(Ok(chunk))) => Ok(chunk),
-            Ok(RpcResponse::File(Err(e))) => Err(ClusterError::Storage(format!("node {node_id}: {e}"))),
-            Ok(_) => Err(ClusterError::Raft(format!("node {node_id}: unexpected answer to a file read"))),
+        let addr =
+            self.member_addr(node_id).ok_or_else(|| ClusterError::Raft(format!("node {node_id} is not a member")))?;
+        let request = RpcRequest::Peer { service: service.into(), body };
+        match self.peer_pool.call(&addr, &request, timeout).await {
+            Ok(RpcResponse::Peer(Ok(bytes))) => Ok(bytes),
+            Ok(RpcResponse::Peer(Err(e))) => Err(ClusterError::Storage(format!("node {node_id}: {e}"))),
+            Ok(_) => Err(ClusterError::Raft(format!("node {node_id}: unexpected answer to a {service} call"))),
             Err(e) => Err(ClusterError::Io { path: addr, source: e }),
         }
     }

@@ -27,9 +27,8 @@ pub mod state;
 #[cfg(all(test, feature = "loom"))]
 mod loom_models;
 
-pub use cluster::{wall_clock, ClusterConfig, ClusterError, ClusterNode, ClusterStatus, FileSource, MemberStatus};
+pub use cluster::{wall_clock, ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus, PeerService};
 pub use command::{ApplyError, ClusterRequest, ClusterResponse, Command, GreylistVerdict, Outcome};
 pub use proposer::{Clock, ProposeError, Proposer, ProposerLimits};
-pub use raft::rpc::FileChunk;
 pub use read_handle::{AppliedState, ReadHandle};
 pub use state::{ClusterState, ConfigDocument};

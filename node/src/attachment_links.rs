@@ -11,7 +11,7 @@ use consensus::{ClusterNode, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::actors::attachment_links::store::{LinkStore, LINK_STORE};
+use ::actors::attachment_links::store::{read_from, LinkStore};
 use ::actors::attachment_links::{token_sha256, well_formed};
 
 /// Bytes read from the owning node per request while streaming a download.
@@ -50,7 +50,7 @@ async fn download(node: web::Data<Arc<ClusterNode>>, path: web::Path<Vec<String>
         return not_found().await;
     };
     let client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let first = match node.read_member_file(link.node_id, LINK_STORE, &hash, 0, CHUNK_BYTES).await {
+    let first = match read_from(&node, link.node_id, &hash, 0, CHUNK_BYTES).await {
         Ok(chunk) if chunk.total == link.size => chunk,
         Ok(chunk) => {
             tracing::error!(
@@ -88,13 +88,13 @@ async fn download(node: web::Data<Arc<ClusterNode>>, path: web::Path<Vec<String>
             if offset >= size {
                 return None;
             }
-            match node.read_member_file(owner, LINK_STORE, &hash, offset, CHUNK_BYTES).await {
+            match read_from(&node, owner, &hash, offset, CHUNK_BYTES).await {
                 Ok(chunk) if !chunk.bytes.is_empty() => {
                     let next = offset + chunk.bytes.len() as u64;
                     Some((Ok(web::Bytes::from(chunk.bytes)), (node, hash, next, None)))
                 }
                 Ok(_) => Some((Err(std::io::Error::other("file ended early")), (node, hash, size, None))),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (node, hash, size, None))),
+                Err(e) => Some((Err(std::io::Error::other(e)), (node, hash, size, None))),
             }
         },
     );

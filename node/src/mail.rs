@@ -220,7 +220,8 @@ fn link_store(
     let store = ::actors::attachment_links::store::LinkStore::open(&dir, node.id)
         .with_context(|| format!("opening {}", dir.display()))?;
     let store = Arc::new(store);
-    node.serve_files(store.clone());
+    let service = ::actors::attachment_links::store::ReadService(store.clone());
+    node.serve(::actors::attachment_links::store::READ_SERVICE, Arc::new(service));
     Ok(store)
 }
 

@@ -4,14 +4,49 @@
 //! temporary file, fsync, rename, fsync of the directory — the 250 that
 //! follows promises the file is there.
 
-use consensus::{FileChunk, FileSource};
+use consensus::{ClusterNode, PeerService};
+use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The `store` name peers ask for in `ReadFile`.
-pub const LINK_STORE: &str = "attachments";
+/// The peer service that reads a piece of a link's file.
+pub const READ_SERVICE: &str = "attachments.read";
+/// The most bytes one read returns.
+pub const CHUNK_BYTES_MAX: u32 = 4 * 1024 * 1024;
+
+/// A piece of a link's file, with the file's whole length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChunk {
+    pub total: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ReadRequest {
+    name: String,
+    offset: u64,
+    len: u32,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+}
+
+/// Reads `len` bytes at `offset` of link file `name` kept by node `owner`
+/// (this node's own store directly, another's over the cluster port).
+pub async fn read_from(node: &ClusterNode, owner: u64, name: &str, offset: u64, len: u32) -> Result<FileChunk, String> {
+    let request = encode(&ReadRequest { name: name.to_string(), offset, len })?;
+    let timeout = std::time::Duration::from_secs(30);
+    let answer = node.call_member(owner, READ_SERVICE, request, timeout).await.map_err(|e| e.to_string())?;
+    decode(&answer)
+}
 
 #[derive(Debug)]
 pub struct LinkStore {
@@ -86,12 +121,22 @@ impl LinkStore {
     }
 }
 
-impl FileSource for LinkStore {
-    fn read(&self, store: &str, name: &str, offset: u64, len: u32) -> Result<FileChunk, String> {
-        if store != LINK_STORE {
-            return Err(format!("no file store {store:?}"));
-        }
-        self.read_chunk(name, offset, len).map_err(|e| format!("{name}: {e}"))
+/// Peers read link files through this (off the async threads: it reads a disk).
+pub struct ReadService(pub Arc<LinkStore>);
+
+impl PeerService for ReadService {
+    fn call(&self, body: Vec<u8>) -> futures::future::BoxFuture<'static, Result<Vec<u8>, String>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            let request: ReadRequest = decode(&body)?;
+            let len = request.len.min(CHUNK_BYTES_MAX);
+            let chunk = tokio::task::spawn_blocking(move || {
+                store.read_chunk(&request.name, request.offset, len).map_err(|e| format!("{}: {e}", request.name))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            encode(&chunk)
+        })
     }
 }
 
@@ -111,9 +156,8 @@ mod tests {
         assert_eq!(store.read_chunk(NAME, 50, 10).unwrap().bytes, b"");
         for bad in ["../etc/passwd", "", &NAME.to_uppercase(), &NAME[..63]] {
             assert_eq!(store.save(bad, b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad}");
-            assert!(store.read("attachments", bad, 0, 1).is_err());
+            assert!(store.read_chunk(bad, 0, 1).is_err());
         }
-        assert!(store.read("spool", NAME, 0, 1).is_err());
     }
 
     #[test]

@@ -32,21 +32,13 @@ pub enum RpcRequest {
     Join(JoinRequest),
     /// The receiver's own view of the cluster (the leader's has replication lag).
     Status,
-    /// A piece of a file the receiver keeps for the cluster (its
-    /// `FileSource`: linked attachments), read from `offset`.
-    ReadFile {
-        store: String,
-        name: String,
-        offset: u64,
-        len: u32,
+    /// A request for one of the services the mail layer registered on the
+    /// receiver (`ClusterNode::serve`): linked attachments, spool replicas.
+    /// The body is the service's own encoding.
+    Peer {
+        service: String,
+        body: Vec<u8>,
     },
-}
-
-/// Bytes of a file from `ReadFile`, with the file's whole length.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileChunk {
-    pub total: u64,
-    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,7 +77,7 @@ pub enum RpcResponse {
     Membership(Result<(), RemoteFailure>),
     Join(Result<JoinGrant, RemoteFailure>),
     Status(Box<crate::cluster::ClusterStatus>),
-    File(Result<FileChunk, RemoteFailure>),
+    Peer(Result<Vec<u8>, RemoteFailure>),
     /// The request needs a client certificate and none was presented.
     Unauthenticated,
 }

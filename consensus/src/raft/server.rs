@@ -67,8 +67,6 @@ async fn dispatch(node: &Arc<ClusterNode>, request: RpcRequest, authenticated: b
         RpcRequest::RemoveMember { node_id } => RpcResponse::Membership(node.remove_member(node_id).await),
         RpcRequest::Join(join) => RpcResponse::Join(node.admit(join).await),
         RpcRequest::Status => RpcResponse::Status(Box::new(node.local_status())),
-        RpcRequest::ReadFile { store, name, offset, len } => {
-            RpcResponse::File(node.read_local_file(store, name, offset, len).await)
-        }
+        RpcRequest::Peer { service, body } => RpcResponse::Peer(node.call_local(&service, body).await),
     }
 }
