@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m
             })
             .collect();
-        spool.put_batch(&messages)?;
+        spool.put_batch(&messages, None)?;
     }
     println!("{count} messages of {} bytes in {path}", body.len());
     Ok(())

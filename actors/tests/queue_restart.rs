@@ -26,7 +26,7 @@ async fn a_dead_queue_is_restarted_with_its_spool() {
         1,
     );
     waiting.next_attempt_ms = u64::MAX / 2;
-    spool.put_batch(&[waiting]).unwrap();
+    spool.put_batch(&[waiting], None).unwrap();
 
     let read = ReadHandle::default();
     let mail_root = dir.path().join("mail");

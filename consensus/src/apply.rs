@@ -369,6 +369,34 @@ impl ClusterState {
             ForgetNode { node_id } => {
                 self.cluster.nodes.remove(node_id).map(|_| Outcome::Done).ok_or(ApplyError::UnknownNode(*node_id))
             }
+            SpoolOwnerRemoved { node_id } => {
+                self.spool_owners.owners.entry(*node_id).or_default().removed = true;
+                Ok(Outcome::Done)
+            }
+            RenewSpoolLease { node_id } => {
+                let owner = self.spool_owners.owners.entry(*node_id).or_default();
+                if owner.removed {
+                    return Err(ApplyError::NodeRemoved(*node_id));
+                }
+                owner.renewed_ms = owner.renewed_ms.max(at_ms);
+                Ok(Outcome::SpoolLease { taken_over_by: self.spool_owners.taken_over_from(*node_id) })
+            }
+            TakeOverSpool { owner, by } => {
+                let after_ms = self.settings.uint(key::QUEUE_TAKEOVER_AFTER_S).saturating_mul(1000);
+                if owner == by || !self.spool_owners.may_take_over(*owner, at_ms, after_ms) {
+                    return Err(ApplyError::SpoolOwnerAlive(*owner));
+                }
+                let holders = self.spool_owners.takeovers.entry(*owner).or_default();
+                holders.entry(*by).or_insert(crate::state::spool_owners::Takeover { at_ms, ..Default::default() });
+                Ok(Outcome::Done)
+            }
+            SettleSpoolTakeover { owner, holder, promoted, acked } => {
+                if self.spool_owners.settle(*owner, *holder, *promoted, *acked) {
+                    Ok(Outcome::Done)
+                } else {
+                    Err(ApplyError::UnknownTakeover { owner: *owner, holder: *holder })
+                }
+            }
         }
     }
 

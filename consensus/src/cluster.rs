@@ -427,6 +427,24 @@ impl ClusterNode {
         self.raft.change_membership(change, false).await.map_err(|e| refused(e.to_string()))?;
         // The record of a token-joined node is bookkeeping; node 1 has none.
         let _ = self.proposer.propose(Command::ForgetNode { node_id }).await;
+        // Its replicated messages go to the members holding their copies now.
+        // Removing the leader leaves the cluster leaderless for a moment: the
+        // record is retried in the background (without it, the holders still
+        // take over once the removed node's lease runs out).
+        let proposer = self.proposer.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match proposer.propose(Command::SpoolOwnerRemoved { node_id }).await {
+                    Ok(_) => return,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        tracing::warn!(node_id, error = %e, "removed node's queue not handed over; its holders wait for its lease to run out");
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        });
         Ok(())
     }
 
@@ -446,7 +464,6 @@ impl ClusterNode {
         })
     }
 
-    /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
     /// Offers `service` to the peers under `name` (a later call replaces it).
     pub fn serve(&self, name: &str, service: Arc<dyn PeerService>) {
         if let Ok(mut services) = self.services.write() {
@@ -500,6 +517,7 @@ impl ClusterNode {
         }
     }
 
+    /// SHA-256 of the cluster CA certificate, as pinned by join tokens.
     pub fn ca_fingerprint(&self) -> Result<[u8; 32], ClusterError> {
         Ok(self.tls.ca_fingerprint()?)
     }

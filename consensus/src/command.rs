@@ -348,6 +348,31 @@ pub enum Command {
     RecordAttachmentDownload {
         token_sha256: String,
     },
+    /// A member left the cluster (`cluster remove-node`): the copies of its
+    /// queued messages may be taken over at once, and it may not renew.
+    SpoolOwnerRemoved {
+        node_id: u64,
+    },
+    /// The owner's delivery lease on its replicated messages, renewed at the
+    /// request's time; the answer lists the holders that took over.
+    RenewSpoolLease {
+        node_id: u64,
+    },
+    /// `by` takes over the replicas it holds of `owner`: refused while the
+    /// owner's lease is younger than `queue.takeover_after_s`, unless the
+    /// owner was removed from the cluster.
+    TakeOverSpool {
+        owner: u64,
+        by: u64,
+    },
+    /// One side of a takeover has done its part: the holder moved the
+    /// replicas into its queue (`promoted`), or the owner dropped its copies.
+    SettleSpoolTakeover {
+        owner: u64,
+        holder: u64,
+        promoted: bool,
+        acked: bool,
+    },
 }
 
 /// What a successful command reports back to its caller.
@@ -421,6 +446,10 @@ pub enum Outcome {
     /// Whether this node's claim of the day's rule update won.
     Claimed {
         claimed: bool,
+    },
+    /// The holders that took over the owner's replicas and wait for it to drop its copies.
+    SpoolLease {
+        taken_over_by: Vec<u64>,
     },
 }
 
@@ -501,6 +530,12 @@ pub enum ApplyError {
     UnknownAttachmentLink(String),
     #[error("attachment_links: the cluster holds {0} links, the most it keeps; wait for some to expire")]
     TooManyAttachmentLinks(usize),
+    #[error("node_id: node {0} was removed from the cluster")]
+    NodeRemoved(u64),
+    #[error("owner: node {0} still holds its delivery lease")]
+    SpoolOwnerAlive(u64),
+    #[error("owner: no takeover of node {owner}'s replicas by node {holder}")]
+    UnknownTakeover { owner: u64, holder: u64 },
 }
 
 impl ApplyError {
@@ -531,6 +566,8 @@ impl ApplyError {
             BadDkimKey(_) => "key".into(),
             UnknownQuarantined(_) | UnknownAttachmentLink(_) => "id".into(),
             TooManyAttachmentLinks(_) => "attachment_links".into(),
+            NodeRemoved(_) => "node_id".into(),
+            SpoolOwnerAlive(_) | UnknownTakeover { .. } => "owner".into(),
         }
     }
 

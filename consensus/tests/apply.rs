@@ -251,6 +251,43 @@ fn the_attachment_link_threshold_resolves_user_then_domain_then_cluster() {
 }
 
 #[test]
+fn a_spool_takeover_waits_for_the_lease_and_ends_when_both_sides_settled() {
+    let mut s = seeded();
+    s.apply(&Command::SetSetting { key: "queue.takeover_after_s".into(), value: "60".into() }, 0).unwrap();
+    let renew = |s: &mut ClusterState, at| s.apply(&Command::RenewSpoolLease { node_id: 3 }, at);
+    let take = |s: &mut ClusterState, by, at| s.apply(&Command::TakeOverSpool { owner: 3, by }, at);
+    assert_eq!(renew(&mut s, 1_000).unwrap(), Outcome::SpoolLease { taken_over_by: vec![] });
+    assert_eq!(take(&mut s, 1, 60_999).unwrap_err().field(), "owner", "the lease still runs");
+    assert_eq!(take(&mut s, 3, 100_000).unwrap_err().field(), "owner", "never by itself");
+    take(&mut s, 1, 61_000).unwrap();
+    take(&mut s, 2, 61_500).unwrap();
+    take(&mut s, 1, 62_000).unwrap();
+    assert_eq!(s.spool_owners.to_promote(1), [3]);
+    // Back, the owner hears who took over; its renewal counts again.
+    assert_eq!(renew(&mut s, 70_000).unwrap(), Outcome::SpoolLease { taken_over_by: vec![1, 2] });
+    assert!(take(&mut s, 2, 100_000).is_err(), "no new takeover under a fresh lease");
+    assert_eq!(s.spool_owners.taken_over_from(3), [1, 2], "the ones in progress stand");
+    let settle = |s: &mut ClusterState, holder, promoted, acked| {
+        s.apply(&Command::SettleSpoolTakeover { owner: 3, holder, promoted, acked }, 80_000)
+    };
+    settle(&mut s, 1, true, false).unwrap();
+    assert!(s.spool_owners.to_promote(1).is_empty());
+    assert_eq!(s.spool_owners.taken_over_from(3), [1, 2], "until the owner dropped its copies");
+    settle(&mut s, 1, false, true).unwrap();
+    assert_eq!(s.spool_owners.taken_over_from(3), [2]);
+    settle(&mut s, 2, true, true).unwrap();
+    assert!(s.spool_owners.takeovers.is_empty());
+    assert_eq!(settle(&mut s, 2, true, true).unwrap_err().field(), "owner");
+    // A removed node's copies may be taken over at once, and it may not renew.
+    renew(&mut s, 200_000).unwrap();
+    s.apply(&Command::SpoolOwnerRemoved { node_id: 3 }, 200_001).unwrap();
+    take(&mut s, 1, 200_002).unwrap();
+    assert_eq!(renew(&mut s, 200_003).unwrap_err().field(), "node_id");
+    // An owner that never renewed never made a copy: nothing to protect.
+    s.apply(&Command::TakeOverSpool { owner: 9, by: 1 }, 5).unwrap();
+}
+
+#[test]
 fn hijack_counter_freezes_the_account_past_the_threshold() {
     let mut s = seeded();
     for (k, v) in [("hijack.messages_max", "2"), ("hijack.window_s", "60")] {

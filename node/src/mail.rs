@@ -70,6 +70,7 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
     let (update_command, update_timeout_ms) =
         (config.antivirus.update_command.clone(), config.antivirus.update_timeout_ms);
     let (pipeline, stage_runtimes) = pipeline(config, node)?;
+    let node_for_queue = node.clone();
     let links = pipeline.links.clone();
     let clamd = pipeline.clamd.clone();
     let clamd_for_updater = pipeline.clamd.clone();
@@ -110,10 +111,17 @@ pub fn start(config: &NodeConfig, node: &Arc<ClusterNode>) -> anyhow::Result<Mai
                 ::actors::relay::Relay::start_in_arbiter(&relay_thread, move |_| relay)
             });
             let queue_read = read.clone();
+            let replicator = Arc::new(::actors::queue::replica::Replicator::new(node_for_queue.clone(), spool.clone()));
+            let replicas = ::actors::queue::replica::ReplicaService(spool.clone());
+            node_for_queue.serve(::actors::queue::replica::REPLICA_SERVICE, Arc::new(replicas));
+            let queue_replicator = replicator.clone();
             let queue = SupervisedAddr::start("queue", move || {
                 let (spool, read, local, relay) = (spool.clone(), queue_read.clone(), local.clone(), relay.clone());
-                ::actors::queue::DeliveryQueue::new(spool, read, local, relay, node_id).start()
+                ::actors::queue::DeliveryQueue::new(spool, read, local, relay, node_id)
+                    .with_replicator(queue_replicator.clone())
+                    .start()
             });
+            actix::spawn(::actors::queue::replica::run(replicator, queue.clone()));
             let services = Arc::new(::actors::screening::ScreeningServices {
                 read: read.clone(),
                 proposer,

@@ -93,6 +93,9 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
         clamd: mail.clamd.clone(),
         failed_logins: mail.failed_logins.clone(),
     };
+    if config.smtp.lmtp_server.is_empty() {
+        tokio::spawn(warn_local_maildirs(node.clone(), config.mail_root()));
+    }
     if let Some(store) = mail.links.clone() {
         let interval = std::time::Duration::from_millis(config.attachment_links.sweep_interval_ms);
         tokio::spawn(crate::attachment_links::sweep(node.clone(), store, interval));
@@ -118,6 +121,26 @@ pub async fn run(config: NodeConfig, bootstrap: Bootstrap) -> anyhow::Result<()>
     tokio::task::spawn_blocking(move || mail.stop()).await?;
     let _ = node.raft.shutdown().await;
     Ok(())
+}
+
+/// Per-node Maildirs scatter a user's mail over the nodes that accepted it:
+/// said once, at start or when the cluster first has a second member, for
+/// a node that delivers to Maildirs rather than over LMTP.
+async fn warn_local_maildirs(node: Arc<ClusterNode>, mail_root: std::path::PathBuf) {
+    loop {
+        let members = node.member_ids().len();
+        if members > 1 {
+            tracing::warn!(
+                members,
+                mail_root = %mail_root.display(),
+                "this node writes Maildirs under its own mail_root: in a cluster each user's mail is spread over the \
+                 nodes that accepted it. Deliver over LMTP to a mailbox server (smtp.lmtp_server), or give every node \
+                 the same shared mail_root (docs/operations/cluster.md, \"Where mailboxes live\")"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
 }
 
 /// `cluster init`: creates the cluster, waits until this node leads, stops.

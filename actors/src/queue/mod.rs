@@ -15,6 +15,7 @@
 pub mod bounce;
 pub mod control;
 pub mod received;
+pub mod replica;
 pub mod schedule;
 pub mod spool;
 mod spool_v1;
@@ -94,6 +95,9 @@ pub struct DeliveryQueue {
     /// Messages in an attempt or an operator change right now.
     busy: HashSet<String>,
     after_attempt: HashMap<String, AfterAttempt>,
+    /// Copies on another member (`queue.replicas = 2`); `None` on a node
+    /// started without a cluster (tests of the queue alone).
+    replicator: Option<Arc<replica::Replicator>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -120,6 +124,21 @@ impl DeliveryQueue {
             waiting: BTreeMap::new(),
             busy: HashSet::new(),
             after_attempt: HashMap::new(),
+            replicator: None,
+        }
+    }
+
+    /// Keeps copies of accepted messages on other members as `queue.replicas` says.
+    pub fn with_replicator(mut self, replicator: Arc<replica::Replicator>) -> Self {
+        self.replicator = Some(replicator);
+        self
+    }
+
+    /// A replicated message is delivered only under a fresh lease (see `replica`).
+    fn may_deliver(&self, replicated: bool) -> bool {
+        match (&self.replicator, replicated) {
+            (Some(r), true) => r.lease.fresh(r.takeover_after()),
+            _ => true,
         }
     }
 
@@ -169,21 +188,59 @@ impl DeliveryQueue {
         self.committing = true;
         let (messages, waiters): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().unzip();
         let spool = self.spool.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            let result = spool.put_batch(&messages);
-            (messages, result)
-        });
-        ctx.spawn(work.into_actor(self).map(move |joined, act, ctx| {
+        let replicator = self.replicator.clone();
+        let work = async move {
+            // The copy first: its holder is recorded with the messages.
+            let copies = match &replicator {
+                Some(r) => r.copy(&messages).await,
+                None => replica::Copies::One,
+            };
+            let holder = match copies {
+                replica::Copies::One => None,
+                replica::Copies::On(h) => Some(h),
+                replica::Copies::Missing if replicator.as_ref().is_some_and(|r| r.one_copy_allowed()) => {
+                    tracing::warn!(messages = messages.len(), "accepted with one copy (queue.replicas_required = 1)");
+                    None
+                }
+                replica::Copies::Missing => return (messages, None, Err(CommitError::NoCopy)),
+            };
+            let stored = tokio::task::spawn_blocking(move || {
+                let result = spool.put_batch(&messages, holder);
+                (messages, result)
+            })
+            .await;
+            match stored {
+                Ok((messages, Ok(()))) => (messages, holder, Ok(())),
+                Ok((messages, Err(e))) => {
+                    if let (Some(r), Some(h)) = (&replicator, holder) {
+                        r.withdraw(h, messages.iter().map(|m| m.queue_id.clone()).collect()).await;
+                    }
+                    (messages, None, Err(CommitError::Write(e.to_string())))
+                }
+                Err(e) => (Vec::new(), None, Err(CommitError::Write(e.to_string()))),
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(move |(messages, holder, result), act, ctx| {
             act.committing = false;
-            match joined {
-                Ok((messages, Ok(()))) => {
+            match result {
+                Ok(()) => {
                     for (message, waiter) in messages.into_iter().zip(waiters) {
                         let _ = waiter.send(Ok(message.queue_id.clone()));
-                        act.attempt_or_wait(message, ctx);
+                        act.attempt_or_wait(message, holder.is_some(), ctx);
                     }
                 }
-                Ok((_, Err(e))) => fail_all(waiters, &e.to_string()),
-                Err(e) => fail_all(waiters, &e.to_string()),
+                Err(CommitError::NoCopy) => {
+                    tracing::warn!(
+                        messages = waiters.len(),
+                        "no member took the copies in time; 451 (queue.replicas_required = 2)"
+                    );
+                    for waiter in waiters {
+                        let reply =
+                            Reply::new(451, "4.3.0", "Cannot store a second copy of the message now; try again later");
+                        let _ = waiter.send(Err(reply));
+                    }
+                }
+                Err(CommitError::Write(e)) => fail_all(waiters, &e),
             }
             act.commit_pending(ctx);
         }));
@@ -197,8 +254,8 @@ impl DeliveryQueue {
     /// Attempts a message now if fewer than `queue.active_messages_max` are
     /// in flight; else it waits, due now, for a free place. A held message
     /// (quarantined on arrival) only waits.
-    fn attempt_or_wait(&mut self, message: SpooledMessage, ctx: &mut Context<Self>) {
-        if !message.held && self.busy.len() < self.active_max() {
+    fn attempt_or_wait(&mut self, message: SpooledMessage, replicated: bool, ctx: &mut Context<Self>) {
+        if !message.held && self.busy.len() < self.active_max() && self.may_deliver(replicated) {
             self.busy.insert(message.queue_id.clone());
             self.attempt(message, false, ctx);
         } else {
@@ -224,9 +281,18 @@ impl DeliveryQueue {
             self.busy.insert(id.clone());
             let spool = self.spool.clone();
             let lookup = id.clone();
-            let load = tokio::task::spawn_blocking(move || spool.get(&lookup));
+            let load = tokio::task::spawn_blocking(move || {
+                let holder = spool.holder_of(&lookup)?;
+                spool.get(&lookup).map(|m| m.map(|m| (m, holder.is_some())))
+            });
             ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| match loaded {
-                Ok(Ok(Some(message))) => act.attempt(message, true, ctx),
+                Ok(Ok(Some((message, replicated)))) if !act.may_deliver(replicated) => {
+                    tracing::debug!(queue_id = %id, "replicated message waits for this node's delivery lease");
+                    act.busy.remove(&id);
+                    let waiting = Waiting { next_attempt_ms: now_ms() + 5_000, held: message.held };
+                    act.waiting.insert(id, waiting);
+                }
+                Ok(Ok(Some((message, _)))) => act.attempt(message, true, ctx),
                 Ok(Ok(None)) => {
                     act.busy.remove(&id);
                 }
@@ -421,10 +487,18 @@ impl DeliveryQueue {
             }
             if let Some(b) = bounce {
                 tracing::info!(queue_id = %message.queue_id, bounce = %b.queue_id, to = %b.recipients[0].deliver_to, "bounce queued");
-                act.attempt_or_wait(b, ctx);
+                // A bounce of a replicated message is replicated through the outbox.
+                act.attempt_or_wait(b, false, ctx);
             }
         }));
     }
+}
+
+/// Why a group commit failed.
+enum CommitError {
+    /// `queue.replicas = 2` and no member took the copies.
+    NoCopy,
+    Write(String),
 }
 
 fn fail_all(waiters: Vec<Waiter>, error: &str) {
@@ -452,6 +526,58 @@ impl Actor for DeliveryQueue {
         }
         self.start_due(ctx);
         ctx.run_interval(SCAN_INTERVAL, |act, ctx| act.start_due(ctx));
+    }
+}
+
+/// Messages this node took over from a member that is gone (their copies,
+/// now in this node's spool): scheduled like its own.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub Vec<SpooledMessage>);
+
+impl Handler<Adopt> for DeliveryQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
+        for m in msg.0 {
+            self.waiting.insert(m.queue_id, Waiting { next_attempt_ms: 0, held: m.held });
+        }
+        self.start_due(ctx);
+    }
+}
+
+/// The copies this node holds for other members, counted by owner.
+#[derive(Message)]
+#[rtype(result = "Result<BTreeMap<u64, usize>, String>")]
+pub struct CountReplicas;
+
+impl Handler<CountReplicas> for DeliveryQueue {
+    type Result = ResponseFuture<Result<BTreeMap<u64, usize>, String>>;
+
+    fn handle(&mut self, _: CountReplicas, _: &mut Context<Self>) -> Self::Result {
+        let spool = self.spool.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || spool.replica_owners())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Messages another member took over while this one was cut off: their
+/// copies here were dropped from the spool; the queue forgets them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub Vec<String>);
+
+impl Handler<Forget> for DeliveryQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        for id in msg.0 {
+            self.waiting.remove(&id);
+        }
     }
 }
 

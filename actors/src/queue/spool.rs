@@ -11,6 +11,7 @@
 //! batch committed. Format 2 (`consensus::format::SPOOL_FORMAT`); a format-1
 //! spool (one table of whole messages) is migrated at open.
 
+use super::replica::ReplicaUpdate;
 use crate::message::Failure;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,16 @@ use std::path::Path;
 
 pub(super) const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
 pub(super) const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
+/// On the owner: which member holds the copy of each replicated message.
+pub(super) const REPLICATED_TO: TableDefinition<&str, u64> = TableDefinition::new("replicated_to");
+/// On the owner: changes its replica holders have not been told yet
+/// (queue id → holder and the change), written in the same transaction
+/// as the change itself, so a crash never loses one.
+pub(super) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_outbox");
+/// On a holder: other members' messages, passive until a takeover
+/// (queue id → owner and envelope; body).
+pub(super) const REPLICA_ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_envelopes");
+pub(super) const REPLICA_BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_bodies");
 
 #[derive(Debug, thiserror::Error)]
 #[error("spool: {0}")]
@@ -29,7 +40,7 @@ impl SpoolError {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> SpoolError {
+pub(super) fn err(e: impl std::fmt::Display) -> SpoolError {
     SpoolError(e.to_string())
 }
 
@@ -118,14 +129,14 @@ impl SpooledMessage {
 }
 
 pub struct Spool {
-    db: Database,
+    pub(super) db: Database,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SpoolError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SpoolError> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(err)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpoolError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpoolError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(m, _)| m).map_err(err)
 }
 
@@ -149,6 +160,32 @@ impl SpooledMessage {
             held: self.held,
             junk: self.junk,
         }
+    }
+}
+
+/// The owner's replication tables, open in the same write transaction.
+pub(super) struct Replication<'t> {
+    pub to: redb::Table<'t, &'static str, u64>,
+    pub outbox: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl Replication<'_> {
+    fn holder(&self, queue_id: &str) -> Result<Option<u64>, SpoolError> {
+        Ok(self.to.get(queue_id).map_err(err)?.map(|v| v.value()))
+    }
+
+    /// Queues `update` for the holder; a later change of the same message
+    /// replaces it (a copy not sent yet keeps its body under the new envelope).
+    fn tell(&mut self, queue_id: &str, holder: u64, update: &ReplicaUpdate) -> Result<(), SpoolError> {
+        let waiting = self.outbox.get(queue_id).map_err(err)?.map(|v| decode::<(u64, ReplicaUpdate)>(v.value()));
+        let update = match (waiting.transpose()?, update) {
+            (Some((_, ReplicaUpdate::Store(copy))), ReplicaUpdate::Envelope(envelope)) => {
+                ReplicaUpdate::Store(SpooledMessage { data: copy.data, ..envelope.clone() })
+            }
+            _ => update.clone(),
+        };
+        self.outbox.insert(queue_id, encode(&(holder, &update))?.as_slice()).map_err(err)?;
+        Ok(())
     }
 }
 
@@ -177,6 +214,10 @@ impl Spool {
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(ENVELOPES).map_err(err)?;
         txn.open_table(BODIES).map_err(err)?;
+        txn.open_table(REPLICATED_TO).map_err(err)?;
+        txn.open_table(OUTBOX).map_err(err)?;
+        txn.open_table(REPLICA_ENVELOPES).map_err(err)?;
+        txn.open_table(REPLICA_BODIES).map_err(err)?;
         // Unstamped files were written by builds before versioning: format 1.
         if found.unwrap_or(1) < 2 {
             let moved = super::spool_v1::migrate(&txn)?;
@@ -191,33 +232,69 @@ impl Spool {
         Ok(Self { db })
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T, SpoolError>) -> Result<T, SpoolError> {
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tables<'_>, &mut Replication<'_>) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
         let out = {
             let mut tables = (txn.open_table(ENVELOPES).map_err(err)?, txn.open_table(BODIES).map_err(err)?);
-            f(&mut tables)?
+            let mut replication = Replication {
+                to: txn.open_table(REPLICATED_TO).map_err(err)?,
+                outbox: txn.open_table(OUTBOX).map_err(err)?,
+            };
+            f(&mut tables, &mut replication)?
         };
         txn.commit().map_err(err)?;
         Ok(out)
     }
 
-    /// Stores every message durably, or none.
-    pub fn put_batch(&self, messages: &[SpooledMessage]) -> Result<(), SpoolError> {
-        self.write(|t| messages.iter().try_for_each(|m| put(t, m)))
+    /// Stores every message durably, or none; `replicated_to` records the
+    /// member holding their copies.
+    pub fn put_batch(&self, messages: &[SpooledMessage], replicated_to: Option<u64>) -> Result<(), SpoolError> {
+        self.write(|t, r| {
+            for m in messages {
+                put(t, m)?;
+                if let Some(holder) = replicated_to {
+                    r.to.insert(m.queue_id.as_str(), holder).map_err(err)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Records progress: the message's envelope with its recipients' new
     /// state (the body stays as written), or its removal once no recipient
     /// is pending. A bounce for it is stored in the same transaction, so a
     /// crash can neither lose nor repeat it.
+    /// The message's holder, if it was replicated, hears of the change
+    /// (and gets the bounce's copy) through the outbox.
     pub fn update(&self, message: &SpooledMessage, bounce: Option<&SpooledMessage>) -> Result<(), SpoolError> {
-        self.write(|t| {
+        self.write(|t, r| {
+            // Taken over (and dropped here) during its attempt: nothing to record.
+            if t.0.get(message.queue_id.as_str()).map_err(err)?.is_none() {
+                return Ok(());
+            }
+            let holder = r.holder(&message.queue_id)?;
             if message.finished() {
                 remove(t, &message.queue_id)?;
+                if let Some(holder) = holder {
+                    r.to.remove(message.queue_id.as_str()).map_err(err)?;
+                    r.tell(&message.queue_id, holder, &ReplicaUpdate::Remove)?;
+                }
             } else {
                 t.0.insert(message.queue_id.as_str(), encode_envelope(message)?.as_slice()).map_err(err)?;
+                if let Some(holder) = holder {
+                    r.tell(&message.queue_id, holder, &ReplicaUpdate::Envelope(message.clone_envelope()))?;
+                }
             }
-            bounce.map_or(Ok(()), |b| put(t, b))
+            let Some(b) = bounce else { return Ok(()) };
+            put(t, b)?;
+            if let Some(holder) = holder {
+                r.to.insert(b.queue_id.as_str(), holder).map_err(err)?;
+                r.tell(&b.queue_id, holder, &ReplicaUpdate::Store(b.clone()))?;
+            }
+            Ok(())
         })
     }
 
@@ -236,18 +313,27 @@ impl Spool {
 
     /// Puts a message on hold or releases it; its envelope as it now is, if it exists.
     pub fn set_held(&self, queue_id: &str, held: bool) -> Result<Option<SpooledMessage>, SpoolError> {
-        self.write(|t| {
+        self.write(|t, r| {
             let found = t.0.get(queue_id).map_err(err)?.map(|v| decode::<SpooledMessage>(v.value())).transpose()?;
             let Some(mut m) = found else { return Ok(None) };
             m.held = held;
             t.0.insert(queue_id, encode_envelope(&m)?.as_slice()).map_err(err)?;
+            if let Some(holder) = r.holder(queue_id)? {
+                r.tell(queue_id, holder, &ReplicaUpdate::Envelope(m.clone_envelope()))?;
+            }
             Ok(Some(m))
         })
     }
 
     /// Removes a message without delivering it (operator's delete). True if it was there.
     pub fn remove(&self, queue_id: &str) -> Result<bool, SpoolError> {
-        self.write(|t| remove(t, queue_id))
+        self.write(|t, r| {
+            if let Some(holder) = r.holder(queue_id)? {
+                r.to.remove(queue_id).map_err(err)?;
+                r.tell(queue_id, holder, &ReplicaUpdate::Remove)?;
+            }
+            remove(t, queue_id)
+        })
     }
 
     /// Every queued message's envelope, bodies left on disk (at start-up:
@@ -292,7 +378,7 @@ mod tests {
         let path = dir.path().join("queue.redb");
         {
             let spool = Spool::open(&path).unwrap();
-            spool.put_batch(&[message("A"), message("B")]).unwrap();
+            spool.put_batch(&[message("A"), message("B")], None).unwrap();
             let mut a = message("A");
             a.recipients[0].state = RecipientState::Delivered;
             spool.update(&a, None).unwrap();

@@ -17,6 +17,7 @@ pub mod rule_index;
 pub mod rules;
 pub mod settings;
 pub mod spam;
+pub mod spool_owners;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +92,9 @@ pub struct ClusterState {
     /// Linked attachments: where each file is, until when.
     #[serde(default)]
     pub attachment_links: AttachmentLinks,
+    /// Spool replication: owners' delivery leases and takeovers.
+    #[serde(default)]
+    pub spool_owners: spool_owners::SpoolOwners,
     pub counters: Counters,
     pub cluster: ClusterRecords,
     /// Commands applied so far (successful or not): a cheap way for tests and

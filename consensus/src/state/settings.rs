@@ -799,7 +799,31 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         key: "attachment_links.base_url",
         kind: SettingKind::Url,
         default: "",
-        doc: "The address recipients fetch links from, e.g. https://files.example.com: the load balancer in front of every node's attachment_links.listen. Links are {base_url}/a/{token}/{file name}. Empty (or not http/https): attachments are never linked.",
+        doc: "The address recipients fetch links from, e.g. https://files.example.com: the load balancer in front of every node's attachment_links.listen. Links are {base_url}/a/{token}. Empty (or not http/https): attachments are never linked.",
+    },
+    SettingSpec {
+        key: "queue.replicas",
+        kind: SettingKind::Integer { min: 1, max: 2 },
+        default: "1",
+        doc: "Copies of each accepted message before the 250: 1 keeps it on the accepting node only; 2 also fsyncs it on one other member, which delivers it if the accepting node is removed or gone longer than queue.takeover_after_s.",
+    },
+    SettingSpec {
+        key: "queue.replicas_required",
+        kind: SettingKind::Integer { min: 1, max: 2 },
+        default: "2",
+        doc: "With queue.replicas = 2 and no member able to take the copy in time: 2 answers 451 4.3.0 (the client retries; nothing is accepted with one copy); 1 accepts the message with one copy.",
+    },
+    SettingSpec {
+        key: "queue.takeover_after_s",
+        kind: SettingKind::Integer { min: 10, max: 604_800 },
+        default: "600",
+        doc: "A member whose delivery lease is older than this (it has not reached the cluster for so long) has its replicated messages delivered by the members holding their copies; a removed member's at once.",
+    },
+    SettingSpec {
+        key: "queue.replica_timeout_ms",
+        kind: SettingKind::Integer { min: 100, max: 60_000 },
+        default: "2000",
+        doc: "How long the accepting node waits for a member to store a copy before it tries the next.",
     },
 ];
 
@@ -1014,6 +1038,10 @@ setting_keys! {
     ATTACHMENT_LINKS_BYTES_MIN: i64 = 120, "attachment_links.bytes_min";
     ATTACHMENT_LINKS_TTL_S: i64 = 121, "attachment_links.ttl_s";
     ATTACHMENT_LINKS_BASE_URL: String = 122, "attachment_links.base_url";
+    QUEUE_REPLICAS: i64 = 123, "queue.replicas";
+    QUEUE_REPLICAS_REQUIRED: i64 = 124, "queue.replicas_required";
+    QUEUE_TAKEOVER_AFTER_S: i64 = 125, "queue.takeover_after_s";
+    QUEUE_REPLICA_TIMEOUT_MS: i64 = 126, "queue.replica_timeout_ms";
 }
 
 /// A settings value after validation.

@@ -16,6 +16,22 @@ pub async fn list(state: web::Data<AdminState>) -> Reply {
     Ok(HttpResponse::Ok().json(entries))
 }
 
+/// The copies this node keeps for other members (`queue.replicas = 2`).
+pub async fn replicas(state: web::Data<AdminState>) -> Reply {
+    let counts = state
+        .queue
+        .addr()
+        .send(::actors::queue::CountReplicas)
+        .await
+        .map_err(unavailable)?
+        .map_err(ApiError::internal)?;
+    let rows: Vec<serde_json::Value> = counts
+        .into_iter()
+        .map(|(owner, messages)| serde_json::json!({ "owner": owner, "messages": messages }))
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
 pub async fn show(state: web::Data<AdminState>, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     match state.queue.addr().send(ShowMessage(id.clone())).await.map_err(unavailable)?.map_err(ApiError::internal)? {

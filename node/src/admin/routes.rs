@@ -97,6 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/quarantine/{id}", web::get().to(super::quarantine::show))
             .route("/quarantine/{id}/{action}", web::post().to(super::quarantine::control))
             .route("/queue", web::get().to(super::queue::list))
+            .route("/queue/replicas", web::get().to(super::queue::replicas))
             .route("/queue/{id}", web::get().to(super::queue::show))
             .route("/queue/{id}/{action}", web::post().to(super::queue::control)),
     );

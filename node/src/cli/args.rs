@@ -318,6 +318,8 @@ pub enum ConfigCmd {
 pub enum QueueCmd {
     /// Every queued message with its recipients' state (postqueue -p).
     List,
+    /// The copies this node keeps of other members' queued messages, by owner (queue.replicas = 2).
+    Replicas,
     /// One message: envelope, state and content (postcat -q).
     Show { queue_id: String },
     /// Attempt delivery now: one message, or all when no id is given (postqueue -f / -i).

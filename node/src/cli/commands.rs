@@ -333,6 +333,7 @@ fn send(client: &AdminClient, command: &Command) -> anyhow::Result<Value> {
         },
         Command::Queue(c) => match c {
             QueueCmd::List => client.get("queue"),
+            QueueCmd::Replicas => client.get("queue/replicas"),
             QueueCmd::Show { queue_id } => client.get(&p(&["queue", queue_id])),
             QueueCmd::Flush { queue_id } => {
                 client.post(&p(&["queue", queue_id.as_deref().unwrap_or("ALL"), "flush"]), json!({}))

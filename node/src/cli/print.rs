@@ -404,6 +404,10 @@ pub fn human(command: &Command, reply: &Value) {
             }
         }
         Command::Queue(QueueCmd::List) => queue_list(reply),
+        Command::Queue(QueueCmd::Replicas) => table(
+            &["OWNER NODE", "MESSAGES"],
+            items(reply).iter().map(|r| vec![s(r, "owner"), s(r, "messages")]).collect(),
+        ),
         Command::Queue(QueueCmd::Show { .. }) => {
             if let Some(entry) = reply.get("entry") {
                 queue_entry(entry);

@@ -578,11 +578,16 @@ for i in range({count}):
 /// `root/sink` (it runs as nobody: `root` is made readable for it).
 /// Returns the daemon, its port and the directory.
 pub fn keeping_sink(root: &Path, ip: &str) -> (Daemon, u16, PathBuf) {
+    let port = free_port();
+    (keeping_sink_on(root, ip, port), port, root.join("sink"))
+}
+
+/// Like `keeping_sink`, on a port chosen before (a smarthost that comes up late).
+pub fn keeping_sink_on(root: &Path, ip: &str, port: u16) -> Daemon {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod root");
     let dump = root.join("sink");
     std::fs::create_dir(&dump).expect("mkdir sink");
     std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).expect("chmod sink");
-    let port = free_port();
-    (smtp_sink(ip, port, &[], Some(&dump)), port, dump)
+    smtp_sink(ip, port, &[], Some(&dump))
 }

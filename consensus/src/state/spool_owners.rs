@@ -1,0 +1,82 @@
+//! Who may deliver a replicated queued message (`queue.replicas = 2`).
+//!
+//! Each accepted message lives in its owner's spool and, passively, in one
+//! holder's. The owner delivers while it holds a fresh lease: it renews
+//! `RenewSpoolLease` through Raft every few seconds, and stops delivering
+//! replicated messages when its last renewal is older than half of
+//! `queue.takeover_after_s`. A holder may take over an owner's replicas
+//! only when the owner was removed from the cluster or its lease is older
+//! than `queue.takeover_after_s` (leader time, in `apply`), so the two never
+//! deliver at once. A takeover is a record (owner, holder) that stays until
+//! both sides have done their part: the holder moved the replicas into its
+//! own queue (`promoted`), and the owner dropped its copies of the messages
+//! it had replicated there (`acked`). While it stands, the owner sends no
+//! new replicas to that holder.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolOwner {
+    /// The leader's time of the owner's last renewal (0: never).
+    pub renewed_ms: u64,
+    /// Removed from the cluster: its replicas may be taken over at once,
+    /// and it may not renew again.
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeover {
+    pub at_ms: u64,
+    /// The holder moved the owner's replicas into its own queue.
+    pub promoted: bool,
+    /// The owner dropped its copies of the messages replicated to the holder.
+    pub acked: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolOwners {
+    pub owners: BTreeMap<u64, SpoolOwner>,
+    /// owner → holder → the takeover in progress.
+    pub takeovers: BTreeMap<u64, BTreeMap<u64, Takeover>>,
+}
+
+impl SpoolOwners {
+    /// Holders that took over (part of) `owner`'s replicas and wait for it to drop its copies.
+    pub fn taken_over_from(&self, owner: u64) -> Vec<u64> {
+        self.takeovers.get(&owner).map(|h| h.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// Owners whose replicas `holder` took over and has not moved yet.
+    pub fn to_promote(&self, holder: u64) -> Vec<u64> {
+        self.takeovers
+            .iter()
+            .filter(|(_, holders)| holders.get(&holder).is_some_and(|t| !t.promoted))
+            .map(|(owner, _)| *owner)
+            .collect()
+    }
+
+    /// Whether `holder` may take over `owner`'s replicas at `now_ms`.
+    pub fn may_take_over(&self, owner: u64, now_ms: u64, after_ms: u64) -> bool {
+        match self.owners.get(&owner) {
+            Some(o) => o.removed || now_ms >= o.renewed_ms.saturating_add(after_ms),
+            // An owner that never renewed never replicated anything.
+            None => true,
+        }
+    }
+
+    /// Marks one side's part done; the record goes when both are.
+    pub fn settle(&mut self, owner: u64, holder: u64, promoted: bool, acked: bool) -> bool {
+        let Some(holders) = self.takeovers.get_mut(&owner) else { return false };
+        let Some(t) = holders.get_mut(&holder) else { return false };
+        t.promoted |= promoted;
+        t.acked |= acked;
+        if t.promoted && t.acked {
+            holders.remove(&holder);
+            if holders.is_empty() {
+                self.takeovers.remove(&owner);
+            }
+        }
+        true
+    }
+}
