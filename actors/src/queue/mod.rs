@@ -190,34 +190,51 @@ impl DeliveryQueue {
         let spool = self.spool.clone();
         let replicator = self.replicator.clone();
         let work = async move {
-            // The copy first: its holder is recorded with the messages.
-            let copies = match &replicator {
-                Some(r) => r.copy(&messages).await,
-                None => replica::Copies::One,
-            };
-            let holder = match copies {
-                replica::Copies::One => None,
-                replica::Copies::On(h) => Some(h),
-                replica::Copies::Missing if replicator.as_ref().is_some_and(|r| r.one_copy_allowed()) => {
-                    tracing::warn!(messages = messages.len(), "accepted with one copy (queue.replicas_required = 1)");
-                    None
+            let plan = replicator.as_ref().and_then(|r| r.plan());
+            let first = plan.as_ref().and_then(|p| p.first().copied());
+            let ids: Vec<String> = messages.iter().map(|m| m.queue_id.clone()).collect();
+            // The local write (recording the first choice of holder) and the
+            // copy run at once; the 250 waits for both.
+            let shared = Arc::new(messages);
+            let copy = async {
+                match (&replicator, &plan) {
+                    (Some(r), Some(plan)) => r.copy(plan, &shared).await,
+                    _ => None,
                 }
-                replica::Copies::Missing => return (messages, None, Err(CommitError::NoCopy)),
             };
-            let stored = tokio::task::spawn_blocking(move || {
-                let result = spool.put_batch(&messages, holder);
-                (messages, result)
-            })
-            .await;
-            match stored {
-                Ok((messages, Ok(()))) => (messages, holder, Ok(())),
-                Ok((messages, Err(e))) => {
-                    if let (Some(r), Some(h)) = (&replicator, holder) {
-                        r.withdraw(h, messages.iter().map(|m| m.queue_id.clone()).collect()).await;
-                    }
-                    (messages, None, Err(CommitError::Write(e.to_string())))
+            let (local_spool, local_messages) = (spool.clone(), shared.clone());
+            let local = tokio::task::spawn_blocking(move || local_spool.put_batch(&local_messages, first));
+            let (stored, holder) = futures::future::join(local, copy).await;
+            let messages = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
+            let stored = match stored {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = stored {
+                if let (Some(r), Some(h)) = (&replicator, holder) {
+                    r.withdraw(h, ids).await;
                 }
-                Err(e) => (Vec::new(), None, Err(CommitError::Write(e.to_string()))),
+                return (messages, None, Err(CommitError::Write(e)));
+            }
+            if plan.is_none() || holder == first {
+                return (messages, holder, Ok(()));
+            }
+            let one_copy = replicator.as_ref().is_some_and(|r| r.one_copy_allowed());
+            if holder.is_none() && !one_copy {
+                let fixed = tokio::task::spawn_blocking(move || spool.discard(&ids)).await;
+                if let Ok(Err(e)) = fixed {
+                    tracing::error!(error = %e, "dropping messages that lack their copy failed");
+                }
+                return (messages, None, Err(CommitError::NoCopy));
+            }
+            if holder.is_none() {
+                tracing::warn!(messages = messages.len(), "accepted with one copy (queue.replicas_required = 1)");
+            }
+            // The copies went elsewhere than first planned, or nowhere.
+            match tokio::task::spawn_blocking(move || spool.set_holder(&ids, holder)).await {
+                Ok(Ok(())) => (messages, holder, Ok(())),
+                Ok(Err(e)) => (messages, None, Err(CommitError::Write(e.to_string()))),
+                Err(e) => (messages, None, Err(CommitError::Write(e.to_string()))),
             }
         };
         ctx.spawn(work.into_actor(self).map(move |(messages, holder, result), act, ctx| {

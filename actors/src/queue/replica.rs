@@ -153,6 +153,25 @@ impl Spool {
         Ok(dropped)
     }
 
+    /// Owner: forgets messages whose 250 was never sent (their copies could
+    /// not be made): envelope, body and replication records, nobody told.
+    pub fn discard(&self, queue_ids: &[String]) -> Result<(), SpoolError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut to = txn.open_table(REPLICATED_TO).map_err(err)?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
+            let mut envelopes = txn.open_table(ENVELOPES).map_err(err)?;
+            let mut bodies = txn.open_table(BODIES).map_err(err)?;
+            for id in queue_ids {
+                to.remove(id.as_str()).map_err(err)?;
+                outbox.remove(id.as_str()).map_err(err)?;
+                envelopes.remove(id.as_str()).map_err(err)?;
+                bodies.remove(id.as_str()).map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)
+    }
+
     /// Owner: the member holding this message's copy, if it has one.
     pub fn holder_of(&self, queue_id: &str) -> Result<Option<u64>, SpoolError> {
         let txn = self.db.begin_read().map_err(err)?;
@@ -255,17 +274,6 @@ pub struct Replicator {
     next: AtomicUsize,
 }
 
-/// Where a group commit's copies went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copies {
-    /// Not wanted (`queue.replicas = 1`).
-    One,
-    /// Stored on this member.
-    On(u64),
-    /// Wanted, but no member took them in time.
-    Missing,
-}
-
 impl Replicator {
     pub fn new(node: Arc<ClusterNode>, spool: Arc<Spool>) -> Self {
         Self { node, spool, lease: Lease::default(), next: AtomicUsize::new(0) }
@@ -305,28 +313,36 @@ impl Replicator {
         members
     }
 
-    /// Stores copies of `messages` on one other member, trying each in turn
-    /// for `queue.replica_timeout_ms`. Never while this node's lease is
-    /// stale: it could not deliver them, and might be taken over already.
-    pub async fn copy(&self, messages: &[SpooledMessage]) -> Copies {
-        let (wanted, _, takeover_after, timeout) = self.settings();
+    /// The members to try for a group commit's copies, best first; `None`
+    /// when no copy is wanted (`queue.replicas = 1`). Empty while this
+    /// node's lease is stale: it could not deliver them, and may be taken
+    /// over already.
+    pub fn plan(&self) -> Option<Vec<u64>> {
+        let (wanted, _, takeover_after, _) = self.settings();
         if !wanted {
-            return Copies::One;
+            return None;
         }
         if !self.lease.fresh(takeover_after) {
             tracing::warn!("no copy made: this node's delivery lease is not fresh (cut off from the cluster?)");
-            return Copies::Missing;
+            return Some(Vec::new());
         }
+        Some(self.candidates())
+    }
+
+    /// Sends the copies to the planned members in turn, each given
+    /// `queue.replica_timeout_ms`; the one that stored them.
+    pub async fn copy(&self, plan: &[u64], messages: &[SpooledMessage]) -> Option<u64> {
+        let timeout = self.settings().3;
         let updates: Vec<(String, ReplicaUpdate)> =
             messages.iter().map(|m| (m.queue_id.clone(), ReplicaUpdate::Store(m.clone()))).collect();
-        let Ok(body) = wire(&ReplicaRequest { owner: self.node.id, updates }) else { return Copies::Missing };
-        for holder in self.candidates() {
-            match self.node.call_member(holder, REPLICA_SERVICE, body.clone(), timeout).await {
-                Ok(_) => return Copies::On(holder),
+        let body = wire(&ReplicaRequest { owner: self.node.id, updates }).ok()?;
+        for holder in plan {
+            match self.node.call_member(*holder, REPLICA_SERVICE, body.clone(), timeout).await {
+                Ok(_) => return Some(*holder),
                 Err(e) => tracing::warn!(holder, error = %e, "a member could not take the copies; trying the next"),
             }
         }
-        Copies::Missing
+        None
     }
 
     /// Takes back copies the owner could not keep (its own write failed).
