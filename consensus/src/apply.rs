@@ -355,7 +355,11 @@ impl ClusterState {
             ExpireCounters => {
                 let removed = (self.counters.expire(at_ms)
                     + self.spam.expire_correspondents(at_ms)
-                    + self.attachment_links.expire(at_ms)) as u64;
+                    + self.attachment_links.expire(at_ms)
+                    + self
+                        .spool_owners
+                        .expire_claims(at_ms, self.settings.uint(key::QUEUE_LIFETIME_S).saturating_mul(1000)))
+                    as u64;
                 self.cluster.join_tokens.retain(|_, t| t.expires_ms > at_ms);
                 Ok(Outcome::Expired { removed })
             }
@@ -371,6 +375,9 @@ impl ClusterState {
             }
             SpoolOwnerRemoved { node_id } => {
                 self.spool_owners.owners.entry(*node_id).or_default().removed = true;
+                // A removed holder delivers nothing more: the owners keep (and deliver)
+                // their copies of what it had taken over.
+                self.spool_owners.forget_holder(*node_id);
                 Ok(Outcome::Done)
             }
             RenewSpoolLease { node_id } => {
@@ -379,16 +386,19 @@ impl ClusterState {
                     return Err(ApplyError::NodeRemoved(*node_id));
                 }
                 owner.renewed_ms = owner.renewed_ms.max(at_ms);
-                Ok(Outcome::SpoolLease { taken_over_by: self.spool_owners.taken_over_from(*node_id) })
+                let (taken_over_by, waiting_for) = self.spool_owners.takeovers_of(*node_id);
+                let claimed = self.spool_owners.claimed_from(*node_id);
+                Ok(Outcome::SpoolLease { taken_over_by, waiting_for, claimed })
             }
-            TakeOverSpool { owner, by } => {
+            TakeOverSpool { owner, by, queue_ids } => {
                 let after_ms = self.settings.uint(key::QUEUE_TAKEOVER_AFTER_S).saturating_mul(1000);
-                if owner == by || !self.spool_owners.may_take_over(*owner, at_ms, after_ms) {
+                let under_way = self.spool_owners.takeovers.get(owner).is_some_and(|h| h.contains_key(by));
+                if owner == by || !(under_way || self.spool_owners.may_take_over(*owner, at_ms, after_ms)) {
                     return Err(ApplyError::SpoolOwnerAlive(*owner));
                 }
                 let holders = self.spool_owners.takeovers.entry(*owner).or_default();
                 holders.entry(*by).or_insert(crate::state::spool_owners::Takeover { at_ms, ..Default::default() });
-                Ok(Outcome::Done)
+                Ok(Outcome::SpoolClaims { granted: self.spool_owners.claim(*owner, *by, queue_ids, at_ms) })
             }
             SettleSpoolTakeover { owner, holder, promoted, acked } => {
                 if self.spool_owners.settle(*owner, *holder, *promoted, *acked) {

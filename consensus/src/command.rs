@@ -358,12 +358,16 @@ pub enum Command {
     RenewSpoolLease {
         node_id: u64,
     },
-    /// `by` takes over the replicas it holds of `owner`: refused while the
-    /// owner's lease is younger than `queue.takeover_after_s`, unless the
-    /// owner was removed from the cluster.
+    /// `by` takes over the replicas it holds of `owner` (`queue_ids`, at
+    /// most `TAKEOVER_IDS_MAX`): refused while the owner's lease is younger
+    /// than `queue.takeover_after_s`, unless the owner was removed or this
+    /// takeover is already under way. Each message is granted to the first
+    /// holder that claims it, so two never deliver one (a copy whose
+    /// answer was lost, then sent to another member, is such a pair).
     TakeOverSpool {
         owner: u64,
         by: u64,
+        queue_ids: Vec<String>,
     },
     /// One side of a takeover has done its part: the holder moved the
     /// replicas into its queue (`promoted`), or the owner dropped its copies.
@@ -447,9 +451,21 @@ pub enum Outcome {
     Claimed {
         claimed: bool,
     },
-    /// The holders that took over the owner's replicas and wait for it to drop its copies.
+    /// The messages of a takeover this holder may deliver.
+    SpoolClaims {
+        granted: Vec<String>,
+    },
+    /// `taken_over_by`: holders that took over the owner's replicas and
+    /// moved them into their queues (the owner drops its copies of them);
+    /// `waiting_for`: holders that took over and have not moved them yet
+    /// (the owner keeps its copies of them, and does not deliver them).
     SpoolLease {
         taken_over_by: Vec<u64>,
+        waiting_for: Vec<u64>,
+        /// (holder, queue id): what those holders claimed, whatever the
+        /// owner thinks holds the message's copy (a copy whose answer was
+        /// lost may sit on another member than the one recorded).
+        claimed: Vec<(u64, String)>,
     },
 }
 

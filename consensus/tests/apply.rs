@@ -255,36 +255,54 @@ fn a_spool_takeover_waits_for_the_lease_and_ends_when_both_sides_settled() {
     let mut s = seeded();
     s.apply(&Command::SetSetting { key: "queue.takeover_after_s".into(), value: "60".into() }, 0).unwrap();
     let renew = |s: &mut ClusterState, at| s.apply(&Command::RenewSpoolLease { node_id: 3 }, at);
-    let take = |s: &mut ClusterState, by, at| s.apply(&Command::TakeOverSpool { owner: 3, by }, at);
-    assert_eq!(renew(&mut s, 1_000).unwrap(), Outcome::SpoolLease { taken_over_by: vec![] });
+    let take = |s: &mut ClusterState, by, at| {
+        let queue_ids = vec!["A".to_string(), format!("B{by}")];
+        s.apply(&Command::TakeOverSpool { owner: 3, by, queue_ids }, at)
+    };
+    assert_eq!(
+        renew(&mut s, 1_000).unwrap(),
+        Outcome::SpoolLease { taken_over_by: vec![], waiting_for: vec![], claimed: vec![] }
+    );
     assert_eq!(take(&mut s, 1, 60_999).unwrap_err().field(), "owner", "the lease still runs");
     assert_eq!(take(&mut s, 3, 100_000).unwrap_err().field(), "owner", "never by itself");
-    take(&mut s, 1, 61_000).unwrap();
-    take(&mut s, 2, 61_500).unwrap();
-    take(&mut s, 1, 62_000).unwrap();
+    let granted = |ids: &[&str]| Outcome::SpoolClaims { granted: ids.iter().map(|i| i.to_string()).collect() };
+    assert_eq!(take(&mut s, 1, 61_000).unwrap(), granted(&["A", "B1"]));
+    assert_eq!(take(&mut s, 2, 61_500).unwrap(), granted(&["B2"]), "A is holder 1's: never two holders");
+    assert_eq!(take(&mut s, 1, 62_000).unwrap(), granted(&["A", "B1"]), "claiming again is granted again");
     assert_eq!(s.spool_owners.to_promote(1), [3]);
     // Back, the owner hears who took over; its renewal counts again.
-    assert_eq!(renew(&mut s, 70_000).unwrap(), Outcome::SpoolLease { taken_over_by: vec![1, 2] });
-    assert!(take(&mut s, 2, 100_000).is_err(), "no new takeover under a fresh lease");
+    let claimed = vec![(1, "A".to_string()), (1, "B1".to_string()), (2, "B2".to_string())];
+    let waiting = Outcome::SpoolLease { taken_over_by: vec![], waiting_for: vec![1, 2], claimed: claimed.clone() };
+    assert_eq!(renew(&mut s, 70_000).unwrap(), waiting, "nothing moved yet: the owner keeps its copies");
+    assert!(take(&mut s, 2, 100_000).is_ok(), "a takeover under way may claim again, lease or not");
+    let fresh = Command::TakeOverSpool { owner: 3, by: 7, queue_ids: vec![] };
+    assert_eq!(s.apply(&fresh, 100_000).unwrap_err().field(), "owner", "no new takeover under a fresh lease");
     assert_eq!(s.spool_owners.taken_over_from(3), [1, 2], "the ones in progress stand");
     let settle = |s: &mut ClusterState, holder, promoted, acked| {
         s.apply(&Command::SettleSpoolTakeover { owner: 3, holder, promoted, acked }, 80_000)
     };
     settle(&mut s, 1, true, false).unwrap();
     assert!(s.spool_owners.to_promote(1).is_empty());
+    let moved = Outcome::SpoolLease { taken_over_by: vec![1], waiting_for: vec![2], claimed };
+    assert_eq!(renew(&mut s, 75_000).unwrap(), moved);
     assert_eq!(s.spool_owners.taken_over_from(3), [1, 2], "until the owner dropped its copies");
     settle(&mut s, 1, false, true).unwrap();
     assert_eq!(s.spool_owners.taken_over_from(3), [2]);
     settle(&mut s, 2, true, true).unwrap();
     assert!(s.spool_owners.takeovers.is_empty());
     assert_eq!(settle(&mut s, 2, true, true).unwrap_err().field(), "owner");
+    // A holder removed before it moved them: the owner keeps and delivers its copies.
+    renew(&mut s, 300).unwrap_or(Outcome::Done);
+    s.apply(&Command::TakeOverSpool { owner: 5, by: 6, queue_ids: vec![] }, 100_000).unwrap();
+    s.apply(&Command::SpoolOwnerRemoved { node_id: 6 }, 100_001).unwrap();
+    assert!(s.spool_owners.taken_over_from(5).is_empty());
     // A removed node's copies may be taken over at once, and it may not renew.
     renew(&mut s, 200_000).unwrap();
     s.apply(&Command::SpoolOwnerRemoved { node_id: 3 }, 200_001).unwrap();
     take(&mut s, 1, 200_002).unwrap();
     assert_eq!(renew(&mut s, 200_003).unwrap_err().field(), "node_id");
     // An owner that never renewed never made a copy: nothing to protect.
-    s.apply(&Command::TakeOverSpool { owner: 9, by: 1 }, 5).unwrap();
+    s.apply(&Command::TakeOverSpool { owner: 9, by: 1, queue_ids: vec![] }, 5).unwrap();
 }
 
 #[test]

@@ -7,7 +7,8 @@ use simulation::{simulate, sweep, Faults, SimConfig, SweepSummary};
 
 pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u32, json: bool) -> anyhow::Result<()> {
     let faults = Faults::parse(faults).map_err(anyhow::Error::msg)?;
-    let template = SimConfig { seed, nodes, steps, faults, broken_skip_fsync: false };
+    let template =
+        SimConfig { seed, nodes, steps, faults, broken_skip_fsync: false, broken_unrecorded_takeover: false };
     if let Some(range) = seeds {
         let (a, b) = range.split_once("..").context("seeds: expected A..B, e.g. 0..10000")?;
         let from: u64 = a.trim().parse().context("seeds: A is not a number")?;
@@ -70,6 +71,12 @@ pub fn run(seed: u64, seeds: Option<&str>, nodes: usize, faults: &str, steps: u3
             report.quota_highest,
             simulation::run::QUOTA_MESSAGES_MAX
         );
+        if report.mail_accepted > 0 {
+            println!(
+                "mail: {} acknowledged, {} delivered, {} delivered twice (the documented case), {} lost with every node that held them",
+                report.mail_accepted, report.mail_delivered, report.mail_duplicates, report.mail_lost
+            );
+        }
         println!("trace hash: {}", report.trace_hash);
         if report.violations.is_empty() {
             println!("invariants: all held");

@@ -7,6 +7,7 @@ fn main() {
         steps: args.get(2).copied().unwrap_or(200) as u32,
         faults: gatehouse_simulation::Faults::all(),
         broken_skip_fsync: false,
+        broken_unrecorded_takeover: false,
     };
     let report = gatehouse_simulation::simulate(&config);
     for line in &report.timeline {

@@ -6,6 +6,7 @@
 //! replays exactly. docs/operations/simulator.md explains how to use it.
 
 pub mod disk;
+pub mod mail;
 pub mod net;
 pub mod run;
 pub mod storage;
@@ -28,6 +29,10 @@ pub struct SweepSummary {
     pub quota_charged: usize,
     pub quota_refused: usize,
     pub quota_highest: u32,
+    pub mail_accepted: usize,
+    pub mail_delivered: usize,
+    pub mail_duplicates: usize,
+    pub mail_lost: usize,
 }
 
 impl SweepSummary {
@@ -44,6 +49,10 @@ impl SweepSummary {
             quota_charged: reports.iter().map(|r| r.quota_charged).sum(),
             quota_refused: reports.iter().map(|r| r.quota_refused).sum(),
             quota_highest: reports.iter().map(|r| r.quota_highest).max().unwrap_or(0),
+            mail_accepted: reports.iter().map(|r| r.mail_accepted).sum(),
+            mail_delivered: reports.iter().map(|r| r.mail_delivered).sum(),
+            mail_duplicates: reports.iter().map(|r| r.mail_duplicates).sum(),
+            mail_lost: reports.iter().map(|r| r.mail_lost).sum(),
         }
     }
 }
@@ -67,7 +76,15 @@ impl std::fmt::Display for SweepSummary {
             self.quota_refused,
             self.quota_highest,
             run::QUOTA_MESSAGES_MAX
-        )
+        )?;
+        if self.mail_accepted > 0 {
+            write!(
+                f,
+                "; mail: {} acknowledged, {} delivered, {} delivered twice (documented case), {} lost with every holder",
+                self.mail_accepted, self.mail_delivered, self.mail_duplicates, self.mail_lost
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -79,6 +79,18 @@ impl SimNet {
         Some(Duration::from_millis(base + s.rng.gen_range(lo..=hi.max(lo))))
     }
 
+    /// The delay of one message of another protocol (the spool's copies)
+    /// from `from` to `to`, or `None` if the network drops it.
+    pub fn message_delay(&self, from: NodeId, to: NodeId) -> Option<Duration> {
+        self.fate(from, to)
+    }
+
+    /// Whether `from` can reach `to` at all now (both up, same side).
+    pub fn reachable(&self, from: NodeId, to: NodeId) -> bool {
+        let s = self.state();
+        s.connected(from, to) && s.nodes.contains_key(&to) && s.nodes.contains_key(&from)
+    }
+
     fn duplicate(&self) -> bool {
         let mut s = self.state();
         let p = s.duplication;

@@ -20,6 +20,7 @@ use crate::world::{initialise, SimNode};
 
 mod faults;
 mod invariants;
+mod mail;
 mod membership;
 
 pub use faults::Faults;
@@ -33,6 +34,9 @@ pub struct SimConfig {
     /// Test-only: fsync does nothing, so crashes lose acknowledged writes.
     /// The invariants must catch it.
     pub broken_skip_fsync: bool,
+    /// Test-only: spool takeovers are not recorded through Raft, so an
+    /// owner that comes back delivers what its holder took over.
+    pub broken_unrecorded_takeover: bool,
 }
 
 /// What a run saw.
@@ -60,6 +64,13 @@ pub struct SimReport {
     pub quota_refused: usize,
     /// The highest daily count any node ever held (the limit is `QUOTA_MESSAGES_MAX`).
     pub quota_highest: u32,
+    /// The mail path (faults `takeover`, `disk-loss`): messages acknowledged,
+    /// delivered, delivered twice in the documented case, lost with every
+    /// node that held them.
+    pub mail_accepted: usize,
+    pub mail_delivered: usize,
+    pub mail_duplicates: usize,
+    pub mail_lost: usize,
 }
 
 /// Virtual ms between two steps.
@@ -70,7 +81,7 @@ pub const CONVERGENCE_BOUND_MS: u64 = 20_000;
 pub const QUOTA_MESSAGES_MAX: u32 = 12;
 /// The proposers' clocks start here: a fixed instant a second before
 /// midnight UTC, so skewed clocks straddle the day change.
-const EPOCH_MS: u64 = 20_000 * DAY_MS - 1_000;
+pub(crate) const EPOCH_MS: u64 = 20_000 * DAY_MS - 1_000;
 
 #[derive(Default)]
 struct Ledger {
@@ -115,6 +126,8 @@ struct Sim {
     /// Nodes removed from the cluster: stopped for good, outside the checks.
     removed: BTreeSet<NodeId>,
     skip_fsync: bool,
+    /// The mail path, when the faults ask for it.
+    mail: Option<mail::MailWorld>,
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -144,9 +157,12 @@ impl Sim {
 
     /// The limit the workload's charges meet, committed before any fault.
     async fn set_quota_limit(&self) -> Result<(), String> {
-        let command =
-            Command::SetSetting { key: "quota.daily_messages_max".into(), value: QUOTA_MESSAGES_MAX.to_string() };
-        let request = ClusterRequest { at_ms: EPOCH_MS, commands: vec![command] };
+        let mut commands =
+            vec![Command::SetSetting { key: "quota.daily_messages_max".into(), value: QUOTA_MESSAGES_MAX.to_string() }];
+        if self.mail.is_some() {
+            commands.extend(Self::mail_settings());
+        }
+        let request = ClusterRequest { at_ms: EPOCH_MS, commands };
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
             let leader = self.leader().and_then(|id| self.net.state().nodes.get(&id).cloned());
@@ -271,6 +287,10 @@ fn failed(seed: u64, why: String) -> SimReport {
         quota_charged: 0,
         quota_refused: 0,
         quota_highest: 0,
+        mail_accepted: 0,
+        mail_delivered: 0,
+        mail_duplicates: 0,
+        mail_lost: 0,
     }
 }
 
@@ -304,6 +324,8 @@ async fn run(config: SimConfig) -> SimReport {
         install_crashes: 0,
         removed: BTreeSet::new(),
         skip_fsync: config.broken_skip_fsync,
+        mail: (config.faults.takeover || config.faults.disk_loss)
+            .then(|| mail::MailWorld::new(config.broken_unrecorded_takeover)),
     };
     for node in sim.nodes.iter_mut() {
         tokio::time::sleep(Duration::from_millis(sim.rng.gen_range(0..STEP_MS))).await;
@@ -316,6 +338,20 @@ async fn run(config: SimConfig) -> SimReport {
     }
     if let Err(e) = sim.set_quota_limit().await {
         return failed(config.seed, format!("setting the quota limit: {e}"));
+    }
+    if sim.mail.is_some() {
+        let ids: Vec<NodeId> = sim.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            sim.start_mail(id);
+        }
+        // Copies wait for every node's lease under the new settings.
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
+            if sim.mail_configured() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
     }
     sim.event(format!("START {nodes} nodes, seed {}, faults {:?}", config.seed, config.faults));
 
@@ -338,6 +374,12 @@ async fn run(config: SimConfig) -> SimReport {
         } else if roll < 69 && config.faults.membership {
             sim.change_membership().await;
         }
+        if sim.mail.is_some() {
+            if sim.rng.gen_range(0..100) < 40 {
+                sim.accept_message();
+            }
+            sim.deliver_due();
+        }
         sim.check();
         sim.check_logs().await;
     }
@@ -357,7 +399,9 @@ async fn run(config: SimConfig) -> SimReport {
     if let Some(ms) = converged {
         sim.event(format!("CONVERGED after {ms} ms"));
     }
+    sim.drain_mail().await;
     sim.final_checks();
+    sim.mail_checks();
     for node in sim.nodes.iter_mut() {
         if let Some(raft) = node.raft.take() {
             let _ = raft.shutdown().await;
@@ -385,6 +429,13 @@ async fn run(config: SimConfig) -> SimReport {
         install_crashes: sim.install_crashes,
         nodes_joined: ledger.events.iter().filter(|(_, e)| e.starts_with("JOINED")).count() as u32,
         nodes_removed: sim.removed.len() as u32,
+        mail_accepted: sim.mail.as_ref().map_or(0, |m| mail::lock(&m.ledger).accepted.len()),
+        mail_delivered: sim.mail.as_ref().map_or(0, |m| {
+            let l = mail::lock(&m.ledger);
+            l.accepted.keys().filter(|id| l.deliveries.contains_key(*id)).count()
+        }),
+        mail_duplicates: sim.mail.as_ref().map_or(0, |m| mail::lock(&m.ledger).duplicates_documented),
+        mail_lost: sim.mail.as_ref().map_or(0, |m| mail::lock(&m.ledger).lost_documented),
         quota_charged: ledger.charged.len(),
         quota_refused: ledger.quota_refused,
         quota_highest: sim.quota_highest,

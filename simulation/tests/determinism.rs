@@ -5,7 +5,14 @@
 use gatehouse_simulation::{simulate, Faults, SimConfig};
 
 fn config(seed: u64) -> SimConfig {
-    SimConfig { seed, nodes: 3, steps: 300, faults: Faults::all(), broken_skip_fsync: false }
+    SimConfig {
+        seed,
+        nodes: 3,
+        steps: 300,
+        faults: Faults::all(),
+        broken_skip_fsync: false,
+        broken_unrecorded_takeover: false,
+    }
 }
 
 #[test]

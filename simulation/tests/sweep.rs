@@ -1,12 +1,20 @@
-//! The sweep scripts/test runs: 200 seeds with every fault, all invariants
-//! holding; and the broken variant (fsync skipped) caught within a sweep,
-//! which proves the invariants can fail.
+//! The sweep scripts/test runs: 200 seeds with every fault (the mail path's
+//! takeovers and lost disks included), all invariants holding; and the
+//! broken variants (fsync skipped; spool takeovers not recorded through
+//! Raft) caught within a sweep, which proves the invariants can fail.
 
 use gatehouse_simulation::{sweep, Faults, SimConfig, SweepSummary};
 use std::time::Instant;
 
 fn template(broken: bool) -> SimConfig {
-    SimConfig { seed: 0, nodes: 3, steps: 200, faults: Faults::all(), broken_skip_fsync: broken }
+    SimConfig {
+        seed: 0,
+        nodes: 3,
+        steps: 200,
+        faults: Faults::all(),
+        broken_skip_fsync: broken,
+        broken_unrecorded_takeover: false,
+    }
 }
 
 #[test]
@@ -24,6 +32,21 @@ fn two_hundred_seeds_hold_every_invariant() {
     assert!(summary.install_crashes > 0, "no crash landed inside a snapshot install: the fault is not exercised");
     let (joined, removed) = (summary.nodes_joined, summary.nodes_removed);
     assert!(joined > 0 && removed > 0, "membership never changed: {joined} joined, {removed} removed");
+    assert!(summary.mail_accepted > 1000 && summary.mail_delivered > 1000, "the mail path did not run: {summary}");
+    assert!(summary.mail_duplicates > 0, "no owner was ever taken over mid-delivery: the takeover is not exercised");
+}
+
+#[test]
+fn unrecorded_takeovers_are_caught() {
+    let broken = SimConfig { broken_unrecorded_takeover: true, ..template(false) };
+    let reports = sweep(0, 40, &broken);
+    let caught: Vec<&gatehouse_simulation::SimReport> = reports.iter().filter(|r| !r.violations.is_empty()).collect();
+    for r in caught.iter().take(3) {
+        println!("seed {}: {}", r.seed, r.violations.join("; "));
+    }
+    println!("broken variant: {} of {} seeds caught", caught.len(), reports.len());
+    assert!(!caught.is_empty(), "no seed noticed a holder delivering beside the owner");
+    assert!(caught.iter().any(|r| r.violations.iter().any(|v| v.contains("delivered by two nodes"))));
 }
 
 #[test]

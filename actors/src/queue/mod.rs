@@ -35,6 +35,7 @@ use crate::message::{for_all, DeliveryOutcome, Failure};
 use crate::relay::{Relay, RelayDomain};
 use crate::smtp::{InboundMessage, Reply};
 use crate::supervise::SupervisedAddr;
+use replica::CommitError;
 use schedule::{settle_attempt, RetryPolicy};
 use spool::{RecipientState, Spool, SpooledMessage, SpooledRecipient};
 
@@ -134,11 +135,12 @@ impl DeliveryQueue {
         self
     }
 
-    /// A replicated message is delivered only under a fresh lease (see `replica`).
-    fn may_deliver(&self, replicated: bool) -> bool {
-        match (&self.replicator, replicated) {
-            (Some(r), true) => r.lease.fresh(r.takeover_after()),
-            _ => true,
+    /// A replicated message is delivered only under a fresh lease, and not
+    /// while its holder is taking it over (see `replica`).
+    fn may_deliver(&self, queue_id: &str, holder: Option<u64>) -> bool {
+        match &self.replicator {
+            Some(r) => r.lease.may_deliver(queue_id, holder, r.takeover_after()),
+            None => true,
         }
     }
 
@@ -189,61 +191,14 @@ impl DeliveryQueue {
         let (messages, waiters): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().unzip();
         let spool = self.spool.clone();
         let replicator = self.replicator.clone();
-        let work = async move {
-            let plan = replicator.as_ref().and_then(|r| r.plan());
-            let first = plan.as_ref().and_then(|p| p.first().copied());
-            let ids: Vec<String> = messages.iter().map(|m| m.queue_id.clone()).collect();
-            // The local write (recording the first choice of holder) and the
-            // copy run at once; the 250 waits for both.
-            let shared = Arc::new(messages);
-            let copy = async {
-                match (&replicator, &plan) {
-                    (Some(r), Some(plan)) => r.copy(plan, &shared).await,
-                    _ => None,
-                }
-            };
-            let (local_spool, local_messages) = (spool.clone(), shared.clone());
-            let local = tokio::task::spawn_blocking(move || local_spool.put_batch(&local_messages, first));
-            let (stored, holder) = futures::future::join(local, copy).await;
-            let messages = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
-            let stored = match stored {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = stored {
-                if let (Some(r), Some(h)) = (&replicator, holder) {
-                    r.withdraw(h, ids).await;
-                }
-                return (messages, None, Err(CommitError::Write(e)));
-            }
-            if plan.is_none() || holder == first {
-                return (messages, holder, Ok(()));
-            }
-            let one_copy = replicator.as_ref().is_some_and(|r| r.one_copy_allowed());
-            if holder.is_none() && !one_copy {
-                let fixed = tokio::task::spawn_blocking(move || spool.discard(&ids)).await;
-                if let Ok(Err(e)) = fixed {
-                    tracing::error!(error = %e, "dropping messages that lack their copy failed");
-                }
-                return (messages, None, Err(CommitError::NoCopy));
-            }
-            if holder.is_none() {
-                tracing::warn!(messages = messages.len(), "accepted with one copy (queue.replicas_required = 1)");
-            }
-            // The copies went elsewhere than first planned, or nowhere.
-            match tokio::task::spawn_blocking(move || spool.set_holder(&ids, holder)).await {
-                Ok(Ok(())) => (messages, holder, Ok(())),
-                Ok(Err(e)) => (messages, None, Err(CommitError::Write(e.to_string()))),
-                Err(e) => (messages, None, Err(CommitError::Write(e.to_string()))),
-            }
-        };
+        let work = async move { replica::commit(replicator.as_ref(), &spool, messages).await };
         ctx.spawn(work.into_actor(self).map(move |(messages, holder, result), act, ctx| {
             act.committing = false;
             match result {
                 Ok(()) => {
                     for (message, waiter) in messages.into_iter().zip(waiters) {
                         let _ = waiter.send(Ok(message.queue_id.clone()));
-                        act.attempt_or_wait(message, holder.is_some(), ctx);
+                        act.attempt_or_wait(message, holder, ctx);
                     }
                 }
                 Err(CommitError::NoCopy) => {
@@ -271,8 +226,8 @@ impl DeliveryQueue {
     /// Attempts a message now if fewer than `queue.active_messages_max` are
     /// in flight; else it waits, due now, for a free place. A held message
     /// (quarantined on arrival) only waits.
-    fn attempt_or_wait(&mut self, message: SpooledMessage, replicated: bool, ctx: &mut Context<Self>) {
-        if !message.held && self.busy.len() < self.active_max() && self.may_deliver(replicated) {
+    fn attempt_or_wait(&mut self, message: SpooledMessage, holder: Option<u64>, ctx: &mut Context<Self>) {
+        if !message.held && self.busy.len() < self.active_max() && self.may_deliver(&message.queue_id, holder) {
             self.busy.insert(message.queue_id.clone());
             self.attempt(message, false, ctx);
         } else {
@@ -300,10 +255,10 @@ impl DeliveryQueue {
             let lookup = id.clone();
             let load = tokio::task::spawn_blocking(move || {
                 let holder = spool.holder_of(&lookup)?;
-                spool.get(&lookup).map(|m| m.map(|m| (m, holder.is_some())))
+                spool.get(&lookup).map(|m| m.map(|m| (m, holder)))
             });
             ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| match loaded {
-                Ok(Ok(Some((message, replicated)))) if !act.may_deliver(replicated) => {
+                Ok(Ok(Some((message, holder)))) if !act.may_deliver(&id, holder) => {
                     tracing::debug!(queue_id = %id, "replicated message waits for this node's delivery lease");
                     act.busy.remove(&id);
                     let waiting = Waiting { next_attempt_ms: now_ms() + 5_000, held: message.held };
@@ -505,17 +460,10 @@ impl DeliveryQueue {
             if let Some(b) = bounce {
                 tracing::info!(queue_id = %message.queue_id, bounce = %b.queue_id, to = %b.recipients[0].deliver_to, "bounce queued");
                 // A bounce of a replicated message is replicated through the outbox.
-                act.attempt_or_wait(b, false, ctx);
+                act.attempt_or_wait(b, None, ctx);
             }
         }));
     }
-}
-
-/// Why a group commit failed.
-enum CommitError {
-    /// `queue.replicas = 2` and no member took the copies.
-    NoCopy,
-    Write(String),
 }
 
 fn fail_all(waiters: Vec<Waiter>, error: &str) {

@@ -208,8 +208,20 @@ fn remove(tables: &mut Tables<'_>, queue_id: &str) -> Result<bool, SpoolError> {
 
 impl Spool {
     pub fn open(path: &Path) -> Result<Self, SpoolError> {
-        use consensus::format::{stamp, stored_version, SPOOL_FORMAT};
         let db = Database::create(path).map_err(|e| SpoolError(format!("{}: {e}", path.display())))?;
+        Self::from_db(db, path)
+    }
+
+    /// A spool on another storage (the simulator's disk with crash semantics).
+    pub fn open_backend(backend: impl redb::StorageBackend, name: &Path) -> Result<Self, SpoolError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| SpoolError(format!("{}: {e}", name.display())))?;
+        Self::from_db(db, name)
+    }
+
+    fn from_db(db: Database, path: &Path) -> Result<Self, SpoolError> {
+        use consensus::format::{stamp, stored_version, SPOOL_FORMAT};
         let found = stored_version(&db, path, SPOOL_FORMAT).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(ENVELOPES).map_err(err)?;

@@ -34,17 +34,78 @@ pub struct Takeover {
     pub acked: bool,
 }
 
+/// The most queue ids one `TakeOverSpool` claims.
+pub const TAKEOVER_IDS_MAX: usize = 10_000;
+
+/// Which holder a taken-over message went to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub owner: u64,
+    pub holder: u64,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpoolOwners {
     pub owners: BTreeMap<u64, SpoolOwner>,
     /// owner → holder → the takeover in progress.
     pub takeovers: BTreeMap<u64, BTreeMap<u64, Takeover>>,
+    /// Taken-over messages by queue id, kept for `queue.lifetime_s` (no
+    /// copy outlives its message's lifetime).
+    #[serde(default)]
+    pub claims: BTreeMap<String, Claim>,
 }
 
 impl SpoolOwners {
     /// Holders that took over (part of) `owner`'s replicas and wait for it to drop its copies.
     pub fn taken_over_from(&self, owner: u64) -> Vec<u64> {
         self.takeovers.get(&owner).map(|h| h.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// The holders that took over `owner`'s replicas: those that moved them
+    /// into their queues, and those that have not yet.
+    pub fn takeovers_of(&self, owner: u64) -> (Vec<u64>, Vec<u64>) {
+        let Some(holders) = self.takeovers.get(&owner) else { return (Vec::new(), Vec::new()) };
+        let promoted = holders.iter().filter(|(_, t)| t.promoted).map(|(h, _)| *h).collect();
+        let waiting = holders.iter().filter(|(_, t)| !t.promoted).map(|(h, _)| *h).collect();
+        (promoted, waiting)
+    }
+
+    /// Grants `by` the messages no other holder claimed before.
+    pub fn claim(&mut self, owner: u64, by: u64, queue_ids: &[String], at_ms: u64) -> Vec<String> {
+        let mut granted = Vec::new();
+        for id in queue_ids.iter().take(TAKEOVER_IDS_MAX) {
+            let claim = self.claims.entry(id.clone()).or_insert(Claim { owner, holder: by, at_ms });
+            if claim.holder == by {
+                granted.push(id.clone());
+            }
+        }
+        granted
+    }
+
+    /// Drops claims older than `lifetime_ms`; returns how many went.
+    pub fn expire_claims(&mut self, now_ms: u64, lifetime_ms: u64) -> usize {
+        let before = self.claims.len();
+        self.claims.retain(|_, c| c.at_ms.saturating_add(lifetime_ms) > now_ms);
+        before - self.claims.len()
+    }
+
+    /// The messages of `owner` that holders in a takeover under way claimed.
+    pub fn claimed_from(&self, owner: u64) -> Vec<(u64, String)> {
+        let Some(holders) = self.takeovers.get(&owner) else { return Vec::new() };
+        self.claims
+            .iter()
+            .filter(|(_, c)| c.owner == owner && holders.contains_key(&c.holder))
+            .map(|(id, c)| (c.holder, id.clone()))
+            .collect()
+    }
+
+    /// A holder left the cluster: its takeovers end, whatever their state.
+    pub fn forget_holder(&mut self, holder: u64) {
+        for holders in self.takeovers.values_mut() {
+            holders.remove(&holder);
+        }
+        self.takeovers.retain(|_, holders| !holders.is_empty());
     }
 
     /// Owners whose replicas `holder` took over and has not moved yet.

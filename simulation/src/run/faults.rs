@@ -24,6 +24,12 @@ pub struct Faults {
     pub snapshot_crash: bool,
     /// Not a fault but an operator's hand: nodes join and leave.
     pub membership: bool,
+    /// The mail path runs, and a node is down longer than its delivery
+    /// lease, so the holders of its copies take over.
+    pub takeover: bool,
+    /// The mail path runs, and a node's disk is lost for good (once a run);
+    /// the operator removes it.
+    pub disk_loss: bool,
 }
 
 impl Faults {
@@ -36,10 +42,13 @@ impl Faults {
             slow_disk: true,
             snapshot_crash: true,
             membership: true,
+            takeover: true,
+            disk_loss: true,
         }
     }
 
-    /// `crash,partition,loss,skew,slow-disk,snapshot-crash,membership` (or `all`, or `none`).
+    /// `crash,partition,loss,skew,slow-disk,snapshot-crash,membership,takeover,disk-loss`
+    /// (or `all`, or `none`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut f = Faults::default();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -51,10 +60,12 @@ impl Faults {
                 "slow-disk" => f.slow_disk = true,
                 "snapshot-crash" => f.snapshot_crash = true,
                 "membership" => f.membership = true,
+                "takeover" => f.takeover = true,
+                "disk-loss" => f.disk_loss = true,
                 "all" => f = Faults::all(),
                 "none" => {}
                 other => {
-                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, slow-disk, snapshot-crash, membership, all, none)"))
+                    return Err(format!("faults: unknown fault {other:?} (crash, partition, loss, skew, slow-disk, snapshot-crash, membership, takeover, disk-loss, all, none)"))
                 }
             }
         }
@@ -64,7 +75,7 @@ impl Faults {
 
 impl Sim {
     pub(super) async fn inject_fault(&mut self, step: u32, faults: Faults) {
-        let kind = self.rng.gen_range(0..6);
+        let kind = self.rng.gen_range(0..8);
         match kind {
             0 if faults.crash => {
                 let live = self.live();
@@ -126,6 +137,8 @@ impl Sim {
                 self.nodes.iter().filter(|n| n.id == id).for_each(|n| n.faults.arm(trap));
                 self.event(format!("ARM node {id}: crash during its next snapshot install ({trap:?})"));
             }
+            6 if faults.takeover => self.crash_past_the_lease(step).await,
+            7 if faults.disk_loss => self.lose_a_disk().await,
             _ => {}
         }
     }
@@ -156,10 +169,17 @@ impl Sim {
 
     /// Power loss on one node; it comes back 5 to 40 steps later.
     async fn crash_for_a_while(&mut self, id: NodeId, step: u32, how: &str) {
+        let steps = self.rng.gen_range(5..40);
+        self.crash_for(id, step, steps, how).await;
+    }
+
+    /// Power loss on one node for `steps` steps.
+    pub(super) async fn crash_for(&mut self, id: NodeId, step: u32, steps: u32, how: &str) {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
             node.crash(&self.net).await;
         }
-        let back = step + self.rng.gen_range(5..40);
+        self.stop_mail(id, false);
+        let back = step + steps;
         self.down_until.insert(id, back);
         self.event(format!("CRASH node {id}{how} (back at step {back})"));
     }
@@ -178,7 +198,8 @@ impl Sim {
         match node.start(&net).await {
             Ok(()) => {
                 self.log_checked.remove(&id);
-                self.event(format!("RESTART node {id}"))
+                self.event(format!("RESTART node {id}"));
+                self.start_mail(id);
             }
             Err(e) => self.violations.push(format!("node {id} could not restart from its disk: {e}")),
         }

@@ -36,6 +36,7 @@ impl Sim {
                 return;
             }
             self.nodes.push(node);
+            self.start_mail(id);
             lock(&self.ledger).joining.insert(id);
             self.event(format!("JOIN node {id} through leader {leader}"));
             tokio::spawn(async move {
@@ -88,6 +89,28 @@ impl Sim {
         for id in gone {
             if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
                 node.crash(&self.net).await;
+            }
+            self.stop_mail(id, false);
+            // As `cluster remove-node` does: its queue goes to the holders of its copies.
+            if self.mail.is_some() {
+                let request = consensus::command::ClusterRequest {
+                    at_ms: super::EPOCH_MS + self.start.elapsed().as_millis() as u64,
+                    commands: vec![consensus::command::Command::SpoolOwnerRemoved { node_id: id }],
+                };
+                let leader_raft = raft.clone();
+                let mail_ledger = self.mail.as_ref().map(|m| m.ledger.clone());
+                let start = self.start;
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        if leader_raft.client_write(request.clone()).await.is_ok() {
+                            if let Some(m) = &mail_ledger {
+                                super::mail::lock(m).removed_at.insert(id, start.elapsed().as_millis() as u64);
+                            }
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                });
             }
             self.removed.insert(id);
             self.down_until.remove(&id);
