@@ -348,8 +348,9 @@ pub enum Command {
     RecordAttachmentDownload {
         token_sha256: String,
     },
-    /// A member left the cluster (`cluster remove-node`): the copies of its
-    /// queued messages may be taken over at once, and it may not renew.
+    /// A member left the cluster (`cluster remove-node`): it may not renew,
+    /// and the copies of its queued messages may be taken over three
+    /// quarters of `queue.takeover_after_s` after its last renewal.
     SpoolOwnerRemoved {
         node_id: u64,
     },
@@ -360,8 +361,8 @@ pub enum Command {
     },
     /// `by` takes over the replicas it holds of `owner` (`queue_ids`, at
     /// most `TAKEOVER_IDS_MAX`): refused while the owner's lease is younger
-    /// than `queue.takeover_after_s`, unless the owner was removed or this
-    /// takeover is already under way. Each message is granted to the first
+    /// than `queue.takeover_after_s` (¾ of it for a removed owner), unless
+    /// this takeover is already under way. Each message is granted to the first
     /// holder that claims it, so two never deliver one (a copy whose
     /// answer was lost, then sent to another member, is such a pair).
     TakeOverSpool {

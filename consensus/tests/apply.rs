@@ -299,7 +299,9 @@ fn a_spool_takeover_waits_for_the_lease_and_ends_when_both_sides_settled() {
     // A removed node's copies may be taken over at once, and it may not renew.
     renew(&mut s, 200_000).unwrap();
     s.apply(&Command::SpoolOwnerRemoved { node_id: 3 }, 200_001).unwrap();
-    take(&mut s, 1, 200_002).unwrap();
+    let fresh = Command::TakeOverSpool { owner: 3, by: 8, queue_ids: vec![] };
+    assert!(s.apply(&fresh, 244_999).is_err(), "it may still deliver for half the lease");
+    s.apply(&fresh, 245_000).unwrap();
     assert_eq!(renew(&mut s, 200_003).unwrap_err().field(), "node_id");
     // An owner that never renewed never made a copy: nothing to protect.
     s.apply(&Command::TakeOverSpool { owner: 9, by: 1, queue_ids: vec![] }, 5).unwrap();

@@ -817,7 +817,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
         key: "queue.takeover_after_s",
         kind: SettingKind::Integer { min: 2, max: 604_800 },
         default: "600",
-        doc: "A member whose delivery lease is older than this (it has not reached the cluster for so long) has its replicated messages delivered by the members holding their copies; a removed member's at once.",
+        doc: "A member whose delivery lease is older than this (it has not reached the cluster for so long) has its replicated messages delivered by the members holding their copies; a removed member's after three quarters of it.",
     },
     SettingSpec {
         key: "queue.replica_timeout_ms",

@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 pub struct SpoolOwner {
     /// The leader's time of the owner's last renewal (0: never).
     pub renewed_ms: u64,
-    /// Removed from the cluster: its replicas may be taken over at once,
-    /// and it may not renew again.
+    /// Removed from the cluster: it may not renew again, and its replicas
+    /// may be taken over sooner (see `may_take_over`).
     pub removed: bool,
 }
 
@@ -118,9 +118,14 @@ impl SpoolOwners {
     }
 
     /// Whether `holder` may take over `owner`'s replicas at `now_ms`.
+    /// A removed owner can no longer renew and stops delivering by itself
+    /// half of `after_ms` after its last renewal: its holders wait three
+    /// quarters (a margin for clocks that run at slightly different rates)
+    /// instead of the whole.
     pub fn may_take_over(&self, owner: u64, now_ms: u64, after_ms: u64) -> bool {
         match self.owners.get(&owner) {
-            Some(o) => o.removed || now_ms >= o.renewed_ms.saturating_add(after_ms),
+            Some(o) if o.removed => now_ms >= o.renewed_ms.saturating_add(after_ms / 4 * 3),
+            Some(o) => now_ms >= o.renewed_ms.saturating_add(after_ms),
             // An owner that never renewed never replicated anything.
             None => true,
         }

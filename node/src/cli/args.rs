@@ -112,7 +112,7 @@ pub enum Command {
         /// Cluster size, 3 to 7.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=7))]
         nodes: u64,
-        /// Faults to inject: crash, partition, loss, skew, all, none (comma-separated).
+        /// Faults to inject: crash, partition, loss, skew, slow-disk, snapshot-crash, membership, takeover, disk-loss, all, none (comma-separated).
         #[arg(long, default_value = "crash,partition,loss")]
         faults: String,
         /// Steps of 50 ms of virtual time before the faults stop.
