@@ -148,11 +148,18 @@ impl Sim {
         self.nodes.iter().filter(|n| n.is_up()).map(|n| n.id).collect()
     }
 
+    /// The leader of the newest term seen: a node restarted from a term it
+    /// led reports itself leader of that old term until it hears of a newer
+    /// one, and an operator acting on its view (a membership it missed)
+    /// would stop the wrong nodes.
     fn leader(&self) -> Option<NodeId> {
+        let newest = self.leaders.keys().next_back().copied().unwrap_or(0);
         self.nodes
             .iter()
-            .filter_map(|n| n.raft.as_ref().map(|r| (n.id, r)))
-            .find_map(|(id, r)| (r.metrics().borrow().state == ServerState::Leader).then_some(id))
+            .filter_map(|n| n.raft.as_ref().map(|r| (n.id, r.metrics().borrow().clone())))
+            .filter(|(_, m)| m.state == ServerState::Leader && m.current_term >= newest)
+            .max_by_key(|(_, m)| m.current_term)
+            .map(|(id, _)| id)
     }
 
     /// The limit the workload's charges meet, committed before any fault.
