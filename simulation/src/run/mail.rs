@@ -343,6 +343,15 @@ impl Sim {
     pub(super) fn mail_checks(&mut self) {
         let Some(mail) = &self.mail else { return };
         let mut found = Vec::new();
+        let removed_in_state: BTreeSet<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_up())
+            .flat_map(|n| {
+                let state = n.read.load();
+                state.state.spool_owners.owners.iter().filter(|(_, o)| o.removed).map(|(id, _)| *id).collect::<Vec<_>>()
+            })
+            .collect();
         let mut l = lock(&mail.ledger);
         let (mut duplicates, mut lost) = (0, 0);
         for (id, (owner, holder)) in &l.accepted {
@@ -392,9 +401,12 @@ impl Sim {
             let (first, second) = (deliveries[0], deliveries.get(1).copied().unwrap_or(deliveries[0]));
             let owner_then_holder =
                 first.0 == *owner && promoted.is_some_and(|(by, at)| by == second.0 && first.1 <= at);
-            let holder_then_owner = second.0 == *owner
-                && promoted.is_some_and(|(by, _)| by == first.0)
-                && l.removed_at.get(&first.0).is_some_and(|at| *at <= second.1);
+            // The removal's write may commit after its proposer gave up on an
+            // answer (a leader crashing): the final state says it happened.
+            let holder_removed =
+                |h: NodeId| l.removed_at.get(&h).is_some_and(|at| *at <= second.1) || removed_in_state.contains(&h);
+            let holder_then_owner =
+                second.0 == *owner && promoted.is_some_and(|(by, _)| by == first.0) && holder_removed(first.0);
             let documented = deliveries.len() == 2 && (owner_then_holder || holder_then_owner);
             if documented {
                 duplicates += 1;
