@@ -156,24 +156,13 @@ impl Spool {
     pub fn drop_replicated_to(&self, holder: u64) -> Result<Vec<String>, SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
         let mut dropped = Vec::new();
-        {
-            let mut to = txn.open_table(REPLICATED_TO).map_err(err)?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
-            let mut envelopes = txn.open_table(ENVELOPES).map_err(err)?;
-            let mut bodies = txn.open_table(BODIES).map_err(err)?;
-            for item in to.iter().map_err(err)? {
-                let (k, v) = item.map_err(err)?;
-                if v.value() == holder {
-                    dropped.push(k.value().to_string());
-                }
-            }
-            for id in &dropped {
-                to.remove(id.as_str()).map_err(err)?;
-                outbox.remove(id.as_str()).map_err(err)?;
-                envelopes.remove(id.as_str()).map_err(err)?;
-                bodies.remove(id.as_str()).map_err(err)?;
+        for item in txn.open_table(REPLICATED_TO).map_err(err)?.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if v.value() == holder {
+                dropped.push(k.value().to_string());
             }
         }
+        forget_owned(&txn, &dropped)?;
         txn.commit().map_err(err)?;
         Ok(dropped)
     }
@@ -182,18 +171,7 @@ impl Spool {
     /// not be made): envelope, body and replication records, nobody told.
     pub fn discard(&self, queue_ids: &[String]) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
-        {
-            let mut to = txn.open_table(REPLICATED_TO).map_err(err)?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
-            let mut envelopes = txn.open_table(ENVELOPES).map_err(err)?;
-            let mut bodies = txn.open_table(BODIES).map_err(err)?;
-            for id in queue_ids {
-                to.remove(id.as_str()).map_err(err)?;
-                outbox.remove(id.as_str()).map_err(err)?;
-                envelopes.remove(id.as_str()).map_err(err)?;
-                bodies.remove(id.as_str()).map_err(err)?;
-            }
-        }
+        forget_owned(&txn, queue_ids)?;
         txn.commit().map_err(err)
     }
 
@@ -255,6 +233,22 @@ impl Spool {
 pub fn serve_request(spool: &Spool, body: &[u8]) -> Result<(), String> {
     let request: ReplicaRequest = decode(body).map_err(|e| e.to_string())?;
     spool.apply_replica_updates(request.owner, &request.updates).map_err(|e| e.to_string())
+}
+
+/// Removes an owner's messages with their replication records (holder and
+/// outbox entry) in `txn`, telling no holder.
+fn forget_owned(txn: &redb::WriteTransaction, queue_ids: &[String]) -> Result<(), SpoolError> {
+    let mut to = txn.open_table(REPLICATED_TO).map_err(err)?;
+    let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
+    let mut envelopes = txn.open_table(ENVELOPES).map_err(err)?;
+    let mut bodies = txn.open_table(BODIES).map_err(err)?;
+    for id in queue_ids {
+        to.remove(id.as_str()).map_err(err)?;
+        outbox.remove(id.as_str()).map_err(err)?;
+        envelopes.remove(id.as_str()).map_err(err)?;
+        bodies.remove(id.as_str()).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Stores and updates the replicas other members send (off the async threads).

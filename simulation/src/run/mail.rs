@@ -128,14 +128,7 @@ impl Sim {
             tokio::spawn(broken_rounds(replicator.clone(), ledger, start, adopted))
         } else {
             let adopt = async move |messages: Vec<SpooledMessage>| {
-                let t = start.elapsed().as_millis() as u64;
-                let mut l = lock(&ledger);
-                let mut k = adopted.lock().unwrap_or_else(|p| p.into_inner());
-                for m in messages {
-                    k.insert(m.queue_id.clone());
-                    l.copies.insert(m.queue_id.clone(), BTreeSet::from([id]));
-                    l.promoted.insert(m.queue_id, (id, t));
-                }
+                record_promotion(&ledger, &adopted, id, messages, start);
             };
             let dropped_ledger = mail.ledger.clone();
             let forget = async move |ids: Vec<String>| {
@@ -430,6 +423,25 @@ impl Sim {
     }
 }
 
+/// Node `holder` took these messages over: its queue schedules them, and
+/// it alone holds them now.
+fn record_promotion(
+    ledger: &Mutex<MailLedger>,
+    known: &Mutex<BTreeSet<String>>,
+    holder: NodeId,
+    messages: Vec<SpooledMessage>,
+    start: tokio::time::Instant,
+) {
+    let t = start.elapsed().as_millis() as u64;
+    let mut l = lock(ledger);
+    let mut k = known.lock().unwrap_or_else(|p| p.into_inner());
+    for m in messages {
+        k.insert(m.queue_id.clone());
+        l.copies.insert(m.queue_id.clone(), BTreeSet::from([holder]));
+        l.promoted.insert(m.queue_id, (holder, t));
+    }
+}
+
 /// The broken variant's rounds: lease and outbox as usual, but a holder
 /// takes over an owner whose lease looks run out without recording it
 /// through Raft — the owner, back, never hears of it and delivers its own
@@ -459,14 +471,7 @@ async fn broken_rounds(
                 continue;
             }
             let Ok(moved) = replicator.spool.promote_replicas(*owner, None) else { continue };
-            let t = start.elapsed().as_millis() as u64;
-            let mut l = lock(&ledger);
-            let mut k = known.lock().unwrap_or_else(|p| p.into_inner());
-            for m in moved {
-                k.insert(m.queue_id.clone());
-                l.copies.insert(m.queue_id.clone(), BTreeSet::from([me]));
-                l.promoted.insert(m.queue_id, (me, t));
-            }
+            record_promotion(&ledger, &known, me, moved, start);
         }
     }
 }
